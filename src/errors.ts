@@ -1,0 +1,188 @@
+/**
+ * Every failure stegostream reports on purpose. One class per failure, a stable `code`, the
+ * offending value in the message, and the fix where there is one. Tests match these messages.
+ */
+
+export type ErrorCode =
+  | 'E_INPUT_NOT_FOUND'
+  | 'E_INPUT_EMPTY'
+  | 'E_INPUT_NOT_VIDEO'
+  | 'E_DECODE'
+  | 'E_FFMPEG_MISSING'
+  | 'E_OUTPUT_UNWRITABLE'
+  | 'E_ENCODE'
+  | 'E_BAD_OPTION'
+  | 'E_MODEL_NOT_ONNX'
+  | 'E_MODEL_CONTRACT'
+  | 'E_DEVICE'
+  | 'E_CHECKPOINT'
+  | 'E_CONFIG'
+  | 'E_SOURCE'
+  | 'E_EVAL_INPUT'
+  | 'E_CONTROL';
+
+/** Base class: `code` is stable across releases, `details` holds structured fields. */
+export class StegoError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+}
+
+/** A file or folder given as input does not exist. */
+export class InputNotFoundError extends StegoError {
+  constructor(path: string, what = 'input') {
+    super('E_INPUT_NOT_FOUND', `Cannot read ${what} "${path}": no such file or folder. Check the path.`, {
+      details: { path },
+    });
+  }
+}
+
+/** The input exists but holds nothing to decode. */
+export class InputEmptyError extends StegoError {
+  constructor(path: string, reason = 'the file is empty (0 bytes)') {
+    super('E_INPUT_EMPTY', `Cannot process "${path}": ${reason}. Give a video file with at least one frame.`, {
+      details: { path },
+    });
+  }
+}
+
+/** ffmpeg cannot find a video stream in the input. */
+export class InputNotVideoError extends StegoError {
+  constructor(path: string, stderrTail: string) {
+    super(
+      'E_INPUT_NOT_VIDEO',
+      `Cannot process "${path}": ffmpeg finds no video stream in it (is it a video?). ffmpeg said: ${stderrTail}`,
+      { details: { path, stderrTail } },
+    );
+  }
+}
+
+/** Decoding failed part-way; frames before the failure were processed and kept. */
+export class DecodeError extends StegoError {
+  constructor(input: string, framesDecoded: number, stderrTail: string, cause?: unknown) {
+    super(
+      'E_DECODE',
+      `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold those frames. ffmpeg said: ${stderrTail}`,
+      { cause, details: { input, framesDecoded, stderrTail } },
+    );
+  }
+}
+
+/** ffmpeg or ffprobe is not on the PATH. */
+export class FfmpegMissingError extends StegoError {
+  constructor(binary: string) {
+    super(
+      'E_FFMPEG_MISSING',
+      `${binary} was not found on the PATH. Install it (Debian/Ubuntu: sudo apt-get install ffmpeg) or set FFMPEG_PATH / FFPROBE_PATH.`,
+      { details: { binary } },
+    );
+  }
+}
+
+/** An output path cannot be written. */
+export class OutputUnwritableError extends StegoError {
+  constructor(path: string, reason: string, cause?: unknown) {
+    super('E_OUTPUT_UNWRITABLE', `Cannot write output "${path}": ${reason}. Choose a writable path.`, {
+      cause,
+      details: { path },
+    });
+  }
+}
+
+/** The output encoder failed. */
+export class EncodeError extends StegoError {
+  constructor(path: string, stderrTail: string, cause?: unknown) {
+    super('E_ENCODE', `Encoding "${path}" failed. ffmpeg said: ${stderrTail}`, { cause, details: { path, stderrTail } });
+  }
+}
+
+/** An option has a value out of range or of the wrong type. */
+export class BadOptionError extends StegoError {
+  constructor(option: string, expected: string, received: unknown) {
+    super('E_BAD_OPTION', `Expected ${expected} for ${option} but received ${describe(received)}`, {
+      details: { option, expected, received },
+    });
+  }
+}
+
+/** A model file is not an ONNX model. */
+export class ModelNotOnnxError extends StegoError {
+  constructor(path: string, cause?: unknown) {
+    super(
+      'E_MODEL_NOT_ONNX',
+      `"${path}" is not an ONNX model ONNX Runtime can load. Export one with tools/export_dino.py or use --backbone builtin.`,
+      { cause, details: { path } },
+    );
+  }
+}
+
+/** A model loads but breaks the backbone contract of DESIGN.md. */
+export class ModelContractError extends StegoError {
+  constructor(path: string, problem: string) {
+    super(
+      'E_MODEL_CONTRACT',
+      `Backbone "${path}" breaks the backbone contract: ${problem}. See README "Models" for what a backbone must provide.`,
+      { details: { path, problem } },
+    );
+  }
+}
+
+/** A requested execution provider is not available. */
+export class DeviceError extends StegoError {
+  constructor(device: string, reason: string) {
+    super('E_DEVICE', `Device "${device}" is not available: ${reason}`, { details: { device } });
+  }
+}
+
+/** A head checkpoint is unreadable or does not fit the running configuration. */
+export class CheckpointError extends StegoError {
+  constructor(path: string, problem: string, cause?: unknown) {
+    super('E_CHECKPOINT', `Checkpoint "${path}" cannot be used: ${problem}`, { cause, details: { path, problem } });
+  }
+}
+
+/** A pipeline file or configuration value is invalid. */
+export class ConfigError extends StegoError {
+  constructor(where: string, problems: readonly string[]) {
+    super('E_CONFIG', `Invalid pipeline ${where}:\n  ${problems.join('\n  ')}`, { details: { where, problems } });
+  }
+}
+
+/** A live source failed (connection refused, stalled, ...). */
+export class SourceError extends StegoError {
+  constructor(streamId: string, url: string, reason: string, cause?: unknown) {
+    super('E_SOURCE', `Stream "${streamId}" (${url}): ${reason}`, { cause, details: { streamId, url } });
+  }
+}
+
+/** `eval` inputs do not line up. */
+export class EvalInputError extends StegoError {
+  constructor(problem: string) {
+    super('E_EVAL_INPUT', `Cannot evaluate: ${problem}`, { details: { problem } });
+  }
+}
+
+/** A control request (rename, pause, ...) is malformed or refers to something unknown. */
+export class ControlError extends StegoError {
+  constructor(problem: string) {
+    super('E_CONTROL', problem, { details: { problem } });
+  }
+}
+
+/** "1.5 of type number", the way sharp reports received values. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return `"${value}" of type string`;
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  return `${String(value)} of type ${typeof value}`;
+}

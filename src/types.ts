@@ -1,0 +1,93 @@
+/**
+ * Records that flow between stages. All are immutable: a stage that needs to change one makes a
+ * new record. Units are in the field names or comments.
+ */
+
+/** One decoded picture from a source, at the working resolution (DESIGN.md "Contracts"). */
+export interface Frame {
+  readonly streamId: string;
+  /** 0-based index of the frame among those the source emitted. */
+  readonly seq: number;
+  /** Presentation time in seconds from the start of the stream. */
+  readonly pts: number;
+  readonly width: number;
+  readonly height: number;
+  /** HWC uint8 RGB, width * height * 3 bytes. */
+  readonly rgb: Buffer;
+  /** Wall-clock time the frame left the decoder, ms since the epoch. */
+  readonly capturedAt: number;
+  /** For image-folder sources: the file the frame came from (masks are named after it). */
+  readonly sourceName?: string;
+}
+
+/** Backbone output for one frame. Arrays are views into the batch output; do not mutate. */
+export interface Embedding {
+  readonly frame: Frame;
+  /** Patch grid size: gridH * gridW = N. */
+  readonly gridH: number;
+  readonly gridW: number;
+  /** Embedding dimension C. */
+  readonly dim: number;
+  /** [N, C] row-major. */
+  readonly patchTokens: Float32Array;
+  /** [C]. */
+  readonly clsToken: Float32Array;
+  /** [N, C] or undefined when the model has no `keys` output. */
+  readonly keys?: Float32Array;
+}
+
+/** One class as the segmentation head currently knows it. */
+export interface ClassInfo {
+  readonly id: number;
+  readonly name: string;
+  /** [r, g, b], 0-255. */
+  readonly color: readonly [number, number, number];
+}
+
+/** An object box from LOST, in working-resolution pixels. */
+export interface ObjectBox {
+  /** [x0, y0, x1, y1], x1/y1 exclusive. */
+  readonly box: readonly [number, number, number, number];
+  readonly score: number;
+}
+
+/** Segmentation of one frame at the working resolution. */
+export interface Segmentation {
+  readonly frame: Frame;
+  /** width * height class ids (uint8). */
+  readonly labels: Uint8Array;
+  readonly headVersion: number;
+  readonly classes: readonly ClassInfo[];
+  readonly objects?: readonly ObjectBox[];
+  /** Kept so that online learning can sample features from segmented frames. */
+  readonly embedding?: Embedding;
+}
+
+export interface ClassStat {
+  readonly id: number;
+  readonly name: string;
+  readonly color: readonly [number, number, number];
+  readonly pixels: number;
+  readonly fraction: number;
+}
+
+/** Per-frame class statistics (DESIGN.md "Class statistics"). */
+export interface FrameStats {
+  readonly stream: string;
+  readonly seq: number;
+  readonly pts: number;
+  readonly capturedAt: number;
+  readonly headVersion: number;
+  readonly classes: readonly ClassStat[];
+  readonly objects?: readonly ObjectBox[];
+}
+
+/** How a buffering stage behaves when full (STYLE.md: backpressure by name). */
+export type OverflowPolicy = 'wait' | 'drop-oldest' | 'drop-latest';
+
+/** Counters every buffering stage exposes. */
+export interface StageCounters {
+  received: number;
+  processed: number;
+  dropped: number;
+}
