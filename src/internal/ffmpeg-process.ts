@@ -1,0 +1,116 @@
+import ffmpeg from 'fluent-ffmpeg';
+import { PassThrough, type Readable } from 'node:stream';
+import { spawnSync } from 'node:child_process';
+import { FfmpegMissingError } from '../errors.js';
+
+/** Lines of ffmpeg's stderr kept for error messages. */
+export const STDERR_TAIL_LINES = 12;
+/** After SIGTERM, how long ffmpeg gets to finish its output file before SIGKILL. */
+export const FFMPEG_KILL_TIMEOUT_MS = 3000;
+
+export interface FfmpegRun {
+  /** ffmpeg's stdout when `pipeOutput` was asked for; paused by the reader, so ffmpeg blocks. */
+  readonly stdout: Readable | undefined;
+  /** Resolves when ffmpeg exits: `error` set when it failed or was killed. */
+  readonly done: Promise<{ readonly error?: Error }>;
+  /** The last stderr lines, joined: attach to every error about this run. */
+  stderrTail(): string;
+  /** SIGTERM, then SIGKILL after a timeout. Safe to call twice or after exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface FfmpegSpec {
+  readonly input: string | Readable;
+  readonly inputOptions?: readonly string[];
+  readonly outputOptions: readonly string[];
+  /** Output format (`-f`); rawvideo for frame readers. */
+  readonly format: string;
+  /** File path to write; when absent, output is piped to `stdout`. */
+  readonly output?: string;
+  /** Called with each stderr line (showinfo parsing, progress). */
+  readonly onStderr?: (line: string) => void;
+}
+
+let checked = false;
+
+/** Throws FfmpegMissingError once, early, instead of a cryptic ENOENT from spawn. */
+export function assertFfmpegAvailable(): void {
+  if (checked) return;
+  const bin = process.env['FFMPEG_PATH'] ?? 'ffmpeg';
+  const res = spawnSync(bin, ['-version'], { stdio: 'ignore' });
+  if (res.error || res.status !== 0) throw new FfmpegMissingError(bin);
+  checked = true;
+}
+
+/**
+ * Starts ffmpeg through fluent-ffmpeg with the given arguments. All stegostream processes go
+ * through here so that teardown (SIGTERM, then SIGKILL) and stderr capture are written once.
+ */
+export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
+  assertFfmpegAvailable();
+  const tail: string[] = [];
+  const command = ffmpeg({ stdoutLines: STDERR_TAIL_LINES })
+    .input(spec.input)
+    .inputOptions(['-hide_banner', ...(spec.inputOptions ?? [])])
+    .outputOptions([...spec.outputOptions])
+    .format(spec.format);
+  command.on('stderr', (line: string) => {
+    // showinfo prints a line per frame; keep it out of the error tail, which is for humans.
+    if (!line.includes('Parsed_showinfo')) {
+      tail.push(line);
+      if (tail.length > STDERR_TAIL_LINES) tail.shift();
+    }
+    spec.onStderr?.(line);
+  });
+  let exited = false;
+  let started = false;
+  let stopRequested: NodeJS.Signals | undefined;
+  command.on('start', () => {
+    started = true;
+    // fluent-ffmpeg spawns asynchronously; a stop() that came first is carried out now.
+    if (stopRequested !== undefined) command.kill(stopRequested);
+  });
+  const done = new Promise<{ error?: Error }>((resolve) => {
+    command.on('error', (error: Error) => {
+      exited = true;
+      resolve({ error });
+    });
+    command.on('end', () => {
+      exited = true;
+      resolve({});
+    });
+  });
+  let stdout: PassThrough | undefined;
+  if (spec.output !== undefined) {
+    command.output(spec.output);
+    command.run();
+  } else {
+    // A small high-water mark: the pipe from ffmpeg, not this buffer, holds the backlog.
+    stdout = new PassThrough({ highWaterMark: 1 << 16 });
+    command.pipe(stdout, { end: true });
+  }
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
+    if (exited) return Promise.resolve();
+    stopping ??= (async () => {
+      if (started) command.kill(signal);
+      else stopRequested = signal;
+      const timer = setTimeout(() => {
+        try {
+          command.kill('SIGKILL');
+        } catch {
+          // already gone
+        }
+      }, FFMPEG_KILL_TIMEOUT_MS);
+      await done;
+      clearTimeout(timer);
+    })();
+    return stopping;
+  };
+  return {
+    stdout,
+    done,
+    stderrTail: () => tail.filter((l) => l.trim() !== '').slice(-6).join(' | '),
+    stop,
+  };
+}

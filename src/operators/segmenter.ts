@@ -1,0 +1,82 @@
+import * as ort from 'onnxruntime-node';
+import type { Embedding } from '../types.js';
+import { buildSegmentationGraph } from './segmentation-graph.js';
+
+/** Head weights in the layout of src/learning (row-major): code = f·linW + linB + relu(f·mlp1W + mlp1B)·mlp2W + mlp2B. */
+export interface HeadTensors {
+  readonly inDim: number;
+  readonly codeDim: number;
+  readonly linW: Float32Array;
+  readonly linB: Float32Array;
+  readonly mlp1W: Float32Array;
+  readonly mlp1B: Float32Array;
+  readonly mlp2W: Float32Array;
+  readonly mlp2B: Float32Array;
+}
+
+/** What segmentation needs of a head state: weights (null = probe on raw features) and unit centroids [K×D]. */
+export interface SegmentationHead {
+  readonly weights: HeadTensors | null;
+  readonly centroids: Float32Array;
+  readonly k: number;
+}
+
+/**
+ * Runs head + cluster probe + upsampling + argmax in ONNX Runtime for a batch of embeddings.
+ * Two sessions are built once (with and without head); the head's tensors are fed per call, so a
+ * new head takes effect on the next batch.
+ */
+export class Segmenter {
+  private constructor(
+    private readonly withHead: ort.InferenceSession,
+    private readonly raw: ort.InferenceSession,
+  ) {}
+
+  static async create(threads?: number): Promise<Segmenter> {
+    const opts: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionProviders: ['cpu'],
+      ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
+    };
+    const [a, b] = await Promise.all([
+      ort.InferenceSession.create(buildSegmentationGraph(true), opts),
+      ort.InferenceSession.create(buildSegmentationGraph(false), opts),
+    ]);
+    return new Segmenter(a, b);
+  }
+
+  /** Label maps (uint8, outH*outW) per embedding. All embeddings must share grid and dim. */
+  async segment(embeddings: readonly Embedding[], head: SegmentationHead, outH: number, outW: number): Promise<Uint8Array[]> {
+    const first = embeddings[0];
+    if (!first) return [];
+    const { gridH, gridW, dim } = first;
+    const n = gridH * gridW;
+    const B = embeddings.length;
+    const tokens = new Float32Array(B * n * dim);
+    embeddings.forEach((e, i) => tokens.set(e.patchTokens, i * n * dim));
+    const w = head.weights;
+    const codeDim = w ? w.codeDim : dim;
+    const feeds: Record<string, ort.Tensor> = {
+      tokens: new ort.Tensor('float32', tokens, [B, n, dim]),
+      grid: new ort.Tensor('int64', BigInt64Array.from([B, dim, gridH, gridW].map(BigInt)), [4]),
+      out_size: new ort.Tensor('int64', BigInt64Array.from([B, head.k, outH, outW].map(BigInt)), [4]),
+      centroids: new ort.Tensor('float32', head.centroids, [head.k, codeDim]),
+    };
+    if (w) {
+      feeds['lin_w'] = new ort.Tensor('float32', w.linW, [w.inDim, w.codeDim]);
+      feeds['lin_b'] = new ort.Tensor('float32', w.linB, [w.codeDim]);
+      feeds['mlp1_w'] = new ort.Tensor('float32', w.mlp1W, [w.inDim, w.inDim]);
+      feeds['mlp1_b'] = new ort.Tensor('float32', w.mlp1B, [w.inDim]);
+      feeds['mlp2_w'] = new ort.Tensor('float32', w.mlp2W, [w.inDim, w.codeDim]);
+      feeds['mlp2_b'] = new ort.Tensor('float32', w.mlp2B, [w.codeDim]);
+    }
+    const out = await (w ? this.withHead : this.raw).run(feeds);
+    const labels = out['labels']?.data as Uint8Array;
+    const px = outH * outW;
+    return embeddings.map((_, i) => labels.slice(i * px, (i + 1) * px));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.withHead.release(), this.raw.release()]);
+  }
+}

@@ -1,0 +1,112 @@
+import { Observable } from 'rxjs';
+import { statSync } from 'node:fs';
+import type { Frame } from '../types.js';
+import { BadOptionError, DecodeError, InputEmptyError, InputNotFoundError, InputNotVideoError } from '../errors.js';
+import { runFfmpeg } from '../internal/ffmpeg-process.js';
+import { parseShowinfoPts, readRawFrames } from '../internal/raw-frame-reader.js';
+import type { FlowGate } from '../internal/flow-gate.js';
+
+export interface FileSourceOptions {
+  /** Any file ffmpeg reads (mp4, mov, mkv, ts, avi; H.264, HEVC, ...). */
+  readonly path: string;
+  readonly streamId?: string;
+  /** Working resolution; ffmpeg scales to it, so JS never resizes. */
+  readonly width: number;
+  readonly height: number;
+  /** Keep every n-th frame (1 = all). */
+  readonly every?: number;
+  /** Lossless backpressure: a credit is taken before each frame is emitted. */
+  readonly gate?: FlowGate;
+  /** Frame rate used for pts only when ffmpeg does not report one. */
+  readonly fps?: number;
+}
+
+/**
+ * Decodes a video file into rgb24 frames at the working resolution, every frame (or every n-th),
+ * in order, with pts in seconds from ffmpeg's showinfo.
+ *
+ * Options are checked at call time (missing or empty file throws at once). ffmpeg starts on
+ * subscribe. With a `gate`, ffmpeg's stdout is not read while no credit is free, so memory stays
+ * flat on videos of any length. Errors: `InputNotVideoError` when nothing decodes, `DecodeError`
+ * (with the frame count and ffmpeg's stderr) when decoding fails midway, after the frames before
+ * the failure were emitted. Unsubscribing stops ffmpeg (SIGTERM, then SIGKILL).
+ */
+export function fileSource(options: FileSourceOptions): Observable<Frame> {
+  const { path, width, height } = options;
+  const every = options.every ?? 1;
+  const streamId = options.streamId ?? 'video';
+  if (typeof path !== 'string' || path === '') throw new BadOptionError('path', 'a file path', path);
+  for (const [name, v] of [['width', width], ['height', height], ['every', every]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new BadOptionError(name, 'positive integer', v);
+  }
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (st.isDirectory()) throw new BadOptionError('path', 'a video file (for a folder of images use an image-folder source)', path);
+    size = st.size;
+  } catch (err) {
+    if (err instanceof BadOptionError) throw err;
+    throw new InputNotFoundError(path, 'video');
+  }
+  if (size === 0) throw new InputEmptyError(path);
+
+  return new Observable<Frame>((subscriber) => {
+    let closed = false;
+    const ptsQueue: number[] = [];
+    const filter = [every > 1 ? `select=not(mod(n\\,${every}))` : '', `scale=${width}:${height}:flags=area`, 'showinfo']
+      .filter(Boolean)
+      .join(',');
+    const run = runFfmpeg({
+      input: path,
+      outputOptions: ['-map', '0:v:0', '-vf', filter, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-an', '-sn', '-dn'],
+      format: 'rawvideo',
+      onStderr: (line) => {
+        const pts = parseShowinfoPts(line);
+        if (pts !== undefined) ptsQueue.push(pts);
+      },
+    });
+    const frameBytes = width * height * 3;
+    const fallbackFps = options.fps ?? 30;
+
+    (async () => {
+      let seq = 0;
+      let lastPts = -1;
+      const stdout = run.stdout;
+      if (!stdout) throw new Error('ffmpeg stdout missing');
+      for await (const rgb of readRawFrames(stdout, frameBytes)) {
+        if (closed) return;
+        if (options.gate) await options.gate.acquire();
+        if (closed) {
+          options.gate?.release();
+          return;
+        }
+        // showinfo's line for a frame is written before the frame reaches the pipe; when it
+        // has not been read yet, extrapolate from the previous frame.
+        const pts = ptsQueue.shift() ?? (lastPts >= 0 ? lastPts + every / fallbackFps : (seq * every) / fallbackFps);
+        lastPts = pts;
+        subscriber.next({ streamId, seq, pts, width, height, rgb, capturedAt: Date.now() });
+        seq++;
+      }
+      const { error } = await run.done;
+      if (closed) return;
+      if (error) {
+        const tail = run.stderrTail();
+        if (seq === 0) subscriber.error(new InputNotVideoError(path, tail || error.message));
+        else subscriber.error(new DecodeError(path, seq, tail || error.message, error));
+        return;
+      }
+      if (seq === 0) {
+        subscriber.error(new InputEmptyError(path, 'ffmpeg decoded no frames from it'));
+        return;
+      }
+      subscriber.complete();
+    })().catch((err: unknown) => {
+      if (!closed) subscriber.error(err);
+    });
+
+    return () => {
+      closed = true;
+      void run.stop();
+    };
+  });
+}
