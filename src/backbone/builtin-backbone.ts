@@ -57,7 +57,10 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   bank.kernels.forEach((k, i) => kw.set(Float32Array.from(k.weights), i * bank.size * bank.size));
   const kernels = g.constF(kw, [bank.kernels.length, 1, bank.size, bank.size]);
   const pad = (bank.size - 1) / 2;
-  const conv = (x: string): string => g.op1('Conv', [x, kernels], { pads: [pad, pad, pad, pad] });
+  // Reflect padding: zero padding would see a step at the image border and light every
+  // border patch up as strong texture.
+  const padSpec = g.constI64([0, 0, pad, pad, 0, 0, pad, pad]);
+  const conv = (x: string): string => g.op1('Conv', [g.op1('Pad', [x, padSpec], { mode: 'reflect' }), kernels]);
   const square = (x: string): string => g.op1('Mul', [x, x]);
   const pool = (x: string, k = p): string => g.op1('AveragePool', [x], { kernel_shape: [k, k], strides: [k, k] });
   const logEps = (x: string): string => g.op1('Log', [g.op1('Add', [x, g.constF([LOG_EPS], [1])])]);
@@ -73,7 +76,8 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
 
   const mean = options.mean ?? BUILTIN_FEATURE_MEAN;
   const std = options.std ?? BUILTIN_FEATURE_STD;
-  const inv = Float32Array.from(std, (s) => 1 / Math.max(s, 1e-6));
+  const weights = groupWeights();
+  const inv = Float32Array.from(std, (s, i) => (weights[i] as number) / Math.max(s, 1e-6));
   const standard = g.op1('Mul', [g.op1('Sub', [feats, g.constF(mean, [1, BUILTIN_DIM, 1, 1])]), g.constF(inv, [1, BUILTIN_DIM, 1, 1])]);
 
   const flat = g.op1('Reshape', [standard, g.constI64([0, BUILTIN_DIM, -1])]);
@@ -94,3 +98,17 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   });
 }
 
+
+/**
+ * After standardisation every channel has unit variance, so the 20 texture channels would
+ * outweigh the 3 colour means in cosine similarity. Scale the groups so colour, colour variance
+ * and each texture scale carry comparable weight.
+ */
+export function groupWeights(): Float32Array {
+  const t = textureBank().kernels.length;
+  const base = [...Array(3).fill(COLOUR_WEIGHT), ...Array(3).fill(1), ...Array(2 * t).fill(Math.sqrt(3 / t))];
+  return Float32Array.from([...base, ...base]);
+}
+
+/** Weight of each colour-mean channel relative to a colour-variance channel. */
+const COLOUR_WEIGHT = 2;

@@ -19,9 +19,16 @@ export interface FfmpegRun {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
+export interface FfmpegInput {
+  readonly source: string | Readable;
+  readonly options?: readonly string[];
+}
+
 export interface FfmpegSpec {
-  readonly input: string | Readable;
+  /** One input, or several (`inputs`) for filter graphs that combine them. */
+  readonly input?: string | Readable;
   readonly inputOptions?: readonly string[];
+  readonly inputs?: readonly FfmpegInput[];
   readonly outputOptions: readonly string[];
   /** Output format (`-f`); rawvideo for frame readers. */
   readonly format: string;
@@ -49,11 +56,14 @@ export function assertFfmpegAvailable(): void {
 export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
   assertFfmpegAvailable();
   const tail: string[] = [];
-  const command = ffmpeg({ stdoutLines: STDERR_TAIL_LINES })
-    .input(spec.input)
-    .inputOptions(['-hide_banner', ...(spec.inputOptions ?? [])])
-    .outputOptions([...spec.outputOptions])
-    .format(spec.format);
+  const command = ffmpeg({ stdoutLines: STDERR_TAIL_LINES });
+  const inputs: FfmpegInput[] = [...(spec.inputs ?? [])];
+  if (spec.input !== undefined) inputs.unshift({ source: spec.input, options: spec.inputOptions ?? [] });
+  inputs.forEach((inp, i) => {
+    command.input(inp.source);
+    command.inputOptions([...(i === 0 ? ['-hide_banner'] : []), ...(inp.options ?? [])]);
+  });
+  command.outputOptions([...spec.outputOptions]).format(spec.format);
   command.on('stderr', (line: string) => {
     // showinfo prints a line per frame; keep it out of the error tail, which is for humans.
     if (!line.includes('Parsed_showinfo')) {

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { createRequire } from 'node:module';
+import { StegoError } from './errors.js';
+import { registerProcess } from './cli/process-command.js';
+import { registerEval } from './cli/eval-command.js';
+import { registerDemo } from './cli/demo-command.js';
+
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
+const program = new Command()
+  .name('stegostream')
+  .description('Unsupervised semantic segmentation of video: learns the classes of a scene without labels')
+  .version(version)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerProcess(program);
+registerEval(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode;
+  } else if (err instanceof StegoError) {
+    process.stderr.write(`stegostream: ${err.message} [${err.code}]\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`stegostream: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,87 @@
+import { Option, type Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { DEVICES } from '../backbone/execution-device.js';
+import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-options.js';
+import { integer, nonNegativeInt, oneOf, positiveInt } from './parse-options.js';
+import { LOG_LEVELS } from '../internal/logger.js';
+import { BadOptionError } from '../errors.js';
+
+/** Default state folder for checkpoints (README "Learning"). */
+export const DEFAULT_STATE_DIR = '.stegostream';
+
+/** Backbone, device, batching and working-size options shared by every command that segments. */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .option('--backbone <builtin|file.onnx>', 'backbone: the built-in filter bank or an ONNX file keeping the contract', 'builtin')
+    .addOption(new Option('--device <device>', 'execution provider').choices(DEVICES).default('auto'))
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option('--width <px>', 'working width (multiple of the patch size; default 448 or the model size)', positiveInt('--width'))
+    .option('--height <px>', 'working height (default: keeps the aspect ratio)', positiveInt('--height'))
+    .option('--batch <n>', 'frames per backbone call', positiveInt('--batch'), 4)
+    .option('--objects', 'find the main object per frame (LOST) and report its box', false)
+    .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(LOG_LEVELS).default('warn'));
+}
+
+/** Learning knobs (README "Learning"). */
+export function addLearningOptions(cmd: Command): Command {
+  return cmd
+    .option('-k, --classes <k>', 'number of classes', positiveInt('--classes'), LEARNING_DEFAULTS.k)
+    .option('--extra-clusters <n>', 'clusters beyond --classes', nonNegativeInt('--extra-clusters'), LEARNING_DEFAULTS.extraClusters)
+    .option('--code-dim <d>', 'code dimension of the head', positiveInt('--code-dim'), LEARNING_DEFAULTS.codeDim)
+    .option('--train-every <frames>', 'a training round every N frames', positiveInt('--train-every'), LEARNING_DEFAULTS.trainEvery)
+    .option('--train-steps <n>', 'Adam steps per round', positiveInt('--train-steps'), LEARNING_DEFAULTS.trainSteps)
+    .option('--bank-frames <n>', 'feature bank size in frames', positiveInt('--bank-frames'), LEARNING_DEFAULTS.bankFrames)
+    .option('--learn-frames <n>', 'frames of the learning pass before output starts (0: none)', nonNegativeInt('--learn-frames'), LEARNING_DEFAULTS.learnFrames)
+    .option('--seed <n>', 'random seed (learning is reproducible for a seed)', integer('--seed'), LEARNING_DEFAULTS.seed)
+    .option('--checkpoint <file>', `head checkpoint written after each round and at the end (default ${DEFAULT_STATE_DIR}/head.ckpt when --resume)`)
+    .option('--resume', 'start from the checkpoint file', false)
+    .option('--head <file>', 'start from this head checkpoint')
+    .option('--freeze', 'keep the loaded head fixed (reproducible output); needs --head or --resume', false)
+    .option('--names <file>', 'class names, one per line (line n names class n-1)');
+}
+
+export interface LearningFlags {
+  classes: number;
+  extraClusters: number;
+  codeDim: number;
+  trainEvery: number;
+  trainSteps: number;
+  bankFrames: number;
+  learnFrames: number;
+  seed: number;
+  checkpoint?: string;
+  resume: boolean;
+  head?: string;
+  freeze: boolean;
+  names?: string;
+}
+
+export function learningFrom(flags: LearningFlags): LearningOptions {
+  if (flags.freeze && !flags.head && !flags.resume) throw new BadOptionError('--freeze', 'a head to freeze: add --head FILE or --resume', true);
+  const checkpoint = flags.checkpoint ?? (flags.resume ? `${DEFAULT_STATE_DIR}/head.ckpt` : undefined);
+  let names: string[] | undefined;
+  if (flags.names) {
+    try {
+      names = readFileSync(flags.names, 'utf8').split('\n').map((s) => s.trim()).filter((s) => s !== '');
+    } catch {
+      throw new BadOptionError('--names', 'a readable text file with one class name per line', flags.names);
+    }
+  }
+  return {
+    k: flags.classes,
+    extraClusters: flags.extraClusters,
+    codeDim: flags.codeDim,
+    trainEvery: flags.trainEvery,
+    trainSteps: flags.trainSteps,
+    bankFrames: flags.bankFrames,
+    learnFrames: flags.learnFrames,
+    seed: flags.seed,
+    resume: flags.resume,
+    freeze: flags.freeze,
+    ...(checkpoint ? { checkpoint } : {}),
+    ...(flags.head ? { head: flags.head } : {}),
+    ...(names ? { names } : {}),
+  };
+}
+
+export { oneOf };

@@ -1,0 +1,88 @@
+import type { Command } from 'commander';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Device } from '../backbone/execution-device.js';
+import { runProcess } from '../pipeline/run-process.js';
+import { createLogger } from '../internal/logger.js';
+import { createScene } from '../scene/render-scene.js';
+import { writeSceneVideo } from '../scene/write-scene-files.js';
+import { ConfusionMatrix } from '../eval/segmentation-metrics.js';
+import { addLearningOptions, addModelOptions, learningFrom, type LearningFlags } from './common-options.js';
+import { oneOf, positiveInt } from './parse-options.js';
+import { printResult } from './process-command.js';
+import { interruptSignal } from './interrupt.js';
+import { resizeLabelsNearest } from '../eval/resize-labels.js';
+
+interface DemoFlags extends LearningFlags {
+  outDir: string;
+  frames: number;
+  variant: 'easy' | 'hard';
+  sceneSeed: number;
+  backbone: string;
+  device: Device;
+  threads?: number;
+  width?: number;
+  height?: number;
+  batch: number;
+  objects: boolean;
+  logLevel: string;
+}
+
+export const DEMO_SIZE = { width: 640, height: 360 } as const;
+export const DEMO_FPS = 15;
+
+export function registerDemo(program: Command): void {
+  const cmd = program
+    .command('demo')
+    .description('render the built-in dive scene (with its ground truth), segment it, and score the result')
+    .option('--out-dir <dir>', 'where the demo files go', 'stegostream-demo')
+    .option('--frames <n>', 'length of the scene in frames', positiveInt('--frames'), 150)
+    .option('--variant <easy|hard>', 'hard: coral the colour of sand, told apart only by texture', oneOf('--variant', ['easy', 'hard'] as const), 'easy')
+    .option('--scene-seed <n>', 'layout of the scene', positiveInt('--scene-seed'), 7);
+  addModelOptions(cmd);
+  addLearningOptions(cmd);
+  cmd.action(async (flags: DemoFlags) => {
+    const logger = createLogger(flags.logLevel);
+    await mkdir(flags.outDir, { recursive: true });
+    const video = join(flags.outDir, 'dive.mp4');
+    process.stderr.write(`rendering ${flags.frames} frames of the ${flags.variant} dive scene to ${video}\n`);
+    const sceneOpts = { ...DEMO_SIZE, seed: flags.sceneSeed, variant: flags.variant, fps: DEMO_FPS };
+    await writeSceneVideo(video, { ...sceneOpts, frames: flags.frames });
+    const scene = createScene(sceneOpts);
+    let confusion: ConfusionMatrix | undefined;
+    const { signal, dispose } = interruptSignal();
+    const result = await runProcess({
+      input: video,
+      out: join(flags.outDir, 'segmented.mp4'),
+      stats: join(flags.outDir, 'stats.csv'),
+      masks: join(flags.outDir, 'masks'),
+      backbone: flags.backbone,
+      device: flags.device,
+      every: 1,
+      batchSize: flags.batch,
+      objects: flags.objects,
+      progress: true,
+      learning: learningFrom(flags),
+      logger,
+      signal,
+      ...(flags.threads ? { threads: flags.threads } : {}),
+      ...(flags.width ? { width: flags.width } : {}),
+      ...(flags.height ? { height: flags.height } : {}),
+      onSegment: (seg) => {
+        const truth = scene.render(seg.frame.seq);
+        confusion ??= new ConfusionMatrix(seg.classes.length, scene.classNames.length);
+        confusion.add(seg.labels, resizeLabelsNearest(truth.labels, truth.width, truth.height, seg.frame.width, seg.frame.height));
+      },
+    }).finally(dispose);
+    printResult(result, false);
+    if (confusion) {
+      const s = confusion.score(scene.classNames);
+      process.stdout.write(
+        `\nagainst the scene's ground truth: mIoU ${(s.mIoU * 100).toFixed(1)}%, pixel accuracy ${(s.pixelAccuracy * 100).toFixed(1)}%\n` +
+          s.perClass.map((c) => `  ${c.name.padEnd(6)} IoU ${(c.iou * 100).toFixed(1)}%`).join('\n') +
+          '\n',
+      );
+    }
+    if (result.error) throw result.error;
+  });
+}

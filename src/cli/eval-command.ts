@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Device } from '../backbone/execution-device.js';
+import { formatEval, runEval } from '../eval/run-eval.js';
+import { runProcess } from '../pipeline/run-process.js';
+import { createLogger } from '../internal/logger.js';
+import { addLearningOptions, addModelOptions, learningFrom, type LearningFlags } from './common-options.js';
+import { integer } from './parse-options.js';
+
+interface EvalFlags extends LearningFlags {
+  pred?: string;
+  palette?: string;
+  ignore: number;
+  json: boolean;
+  backbone: string;
+  device: Device;
+  threads?: number;
+  width?: number;
+  height?: number;
+  batch: number;
+  objects: boolean;
+  logLevel: string;
+}
+
+export function registerEval(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('unsupervised mIoU and pixel accuracy (Hungarian matching of clusters to classes) against ground-truth masks')
+    .argument('<images>', 'folder of images')
+    .argument('<masks>', 'folder of ground-truth masks named after the images (grey or indexed PNG; RGB with --palette)')
+    .option('--pred <dir>', 'evaluate these predicted label maps (from process --masks) instead of segmenting the images now')
+    .option('--palette <file|auto>', 'colour-coded masks: JSON {"r,g,b": id} / [[r,g,b],...] / CSV id,r,g,b, or auto')
+    .option('--ignore <id>', 'ground-truth value never scored', integer('--ignore'), 255)
+    .option('--json', 'print JSON instead of a table', false);
+  addModelOptions(cmd);
+  addLearningOptions(cmd);
+  cmd.action(async (images: string, masks: string, flags: EvalFlags) => {
+    let predictions = flags.pred;
+    let tmp: string | undefined;
+    try {
+      if (!predictions) {
+        tmp = await mkdtemp(join(tmpdir(), 'stegostream-eval-'));
+        predictions = tmp;
+        const r = await runProcess({
+          input: images,
+          masks: tmp,
+          backbone: flags.backbone,
+          device: flags.device,
+          every: 1,
+          batchSize: flags.batch,
+          objects: false,
+          progress: true,
+          learning: learningFrom(flags),
+          logger: createLogger(flags.logLevel),
+          ...(flags.threads ? { threads: flags.threads } : {}),
+          ...(flags.width ? { width: flags.width } : {}),
+          ...(flags.height ? { height: flags.height } : {}),
+        });
+        if (r.error) throw r.error;
+      }
+      const result = await runEval({
+        images,
+        truth: masks,
+        predictions,
+        ignore: flags.ignore,
+        ...(flags.palette ? { palette: flags.palette } : {}),
+      });
+      process.stdout.write(flags.json ? JSON.stringify(result, null, 2) + '\n' : formatEval(result) + '\n');
+    } finally {
+      if (tmp) await rm(tmp, { recursive: true, force: true });
+    }
+  });
+}

@@ -1,0 +1,41 @@
+import { InvalidArgumentError } from 'commander';
+
+/** commander argParsers with the errors module's message template. */
+export function positiveInt(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`Expected positive integer for ${name} but received "${v}"`);
+    return n;
+  };
+}
+
+export function nonNegativeInt(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isInteger(n)) throw new InvalidArgumentError(`Expected non-negative integer for ${name} but received "${v}"`);
+    return n;
+  };
+}
+
+export function integer(name: string): (v: string) => number {
+  return (v) => {
+    if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`Expected integer for ${name} but received "${v}"`);
+    return Number(v);
+  };
+}
+
+/** "WxH", e.g. 1280x720. */
+export function sizeArg(name: string): (v: string) => { width: number; height: number } {
+  return (v) => {
+    const m = /^(\d+)x(\d+)$/.exec(v);
+    if (!m || Number(m[1]) < 2 || Number(m[2]) < 2) throw new InvalidArgumentError(`Expected WIDTHxHEIGHT (e.g. 1280x720) for ${name} but received "${v}"`);
+    return { width: Number(m[1]), height: Number(m[2]) };
+  };
+}
+
+export function oneOf<T extends string>(name: string, values: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`Expected one of ${values.join(', ')} for ${name} but received "${v}"`);
+    return v as T;
+  };
+}

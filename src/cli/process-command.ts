@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import type { Device } from '../backbone/execution-device.js';
+import { runProcess, type ProcessResult } from '../pipeline/run-process.js';
+import { createLogger } from '../internal/logger.js';
+import { addLearningOptions, addModelOptions, learningFrom, type LearningFlags } from './common-options.js';
+import { positiveInt, sizeArg } from './parse-options.js';
+import { interruptSignal } from './interrupt.js';
+
+interface ProcessFlags extends LearningFlags {
+  out?: string;
+  outSize?: { width: number; height: number };
+  masks?: string;
+  stats?: string;
+  every: number;
+  backbone: string;
+  device: Device;
+  threads?: number;
+  width?: number;
+  height?: number;
+  batch: number;
+  objects: boolean;
+  logLevel: string;
+  progress: boolean;
+  json: boolean;
+}
+
+export function registerProcess(program: Command): void {
+  const cmd = program
+    .command('process')
+    .description('segment a recorded video (or a folder of images): overlay video, label maps, per-frame statistics and a summary')
+    .argument('<input>', 'video file (mp4, mov, mkv, ts, avi; H.264, HEVC, ...) or folder of images')
+    .option('-o, --out <file.mp4>', 'overlay video (class colours over the picture), same frame count and rate as the input')
+    .option('--out-size <WxH>', "overlay video size (default: the input's)", sizeArg('--out-size'))
+    .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it)')
+    .option('--stats <file>', 'per-frame class statistics: .csv or .jsonl')
+    .option('--every <n>', 'keep every n-th frame', positiveInt('--every'), 1)
+    .option('--no-progress', 'no progress bar or progress lines')
+    .option('--json', 'print the result as JSON on stdout', false);
+  addModelOptions(cmd);
+  addLearningOptions(cmd);
+  cmd.action(async (input: string, flags: ProcessFlags) => {
+    const logger = createLogger(flags.logLevel);
+    const { signal, dispose } = interruptSignal();
+    let result: ProcessResult;
+    try {
+      result = await runProcess({
+        input,
+        backbone: flags.backbone,
+        device: flags.device,
+        every: flags.every,
+        batchSize: flags.batch,
+        objects: flags.objects,
+        progress: flags.progress,
+        learning: learningFrom(flags),
+        logger,
+        signal,
+        ...(flags.out ? { out: flags.out } : {}),
+        ...(flags.outSize ? { outSize: flags.outSize } : {}),
+        ...(flags.masks ? { masks: flags.masks } : {}),
+        ...(flags.stats ? { stats: flags.stats } : {}),
+        ...(flags.threads ? { threads: flags.threads } : {}),
+        ...(flags.width ? { width: flags.width } : {}),
+        ...(flags.height ? { height: flags.height } : {}),
+      });
+    } finally {
+      dispose();
+    }
+    printResult(result, flags.json);
+    if (result.error) throw result.error;
+    if (result.interrupted) process.exitCode = 130;
+  });
+}
+
+export function printResult(r: ProcessResult, json: boolean): void {
+  if (json) {
+    process.stdout.write(
+      JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, headVersion: r.headVersion, backbone: r.backbone, classes: r.shares, outputs: r.outputs, error: r.error?.message }) + '\n',
+    );
+    return;
+  }
+  const state = r.interrupted ? ' (interrupted)' : r.error ? ' (stopped by an input error)' : '';
+  process.stdout.write(
+    `\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps)${state}, backbone ${r.backbone}, head version ${r.headVersion}\n\n${r.summary}\n`,
+  );
+  if (r.outputs.length) process.stdout.write(`\noutputs:\n${r.outputs.map((o) => `  ${o}`).join('\n')}\n`);
+}

@@ -1,0 +1,33 @@
+import type { ClassInfo, FrameStats, Segmentation } from '../types.js';
+
+/** Per-class pixel counts of one label map (ids >= classes.length are ignored). */
+export function countLabels(labels: Uint8Array, k: number): Uint32Array {
+  const counts = new Uint32Array(Math.max(k, 1));
+  for (let i = 0; i < labels.length; i++) {
+    const id = labels[i] as number;
+    if (id < k) counts[id] = (counts[id] as number) + 1;
+  }
+  return counts;
+}
+
+/** The statistics record of DESIGN.md for one segmented frame. */
+export function frameStats(seg: Segmentation): FrameStats {
+  const counts = countLabels(seg.labels, seg.classes.length);
+  const total = seg.labels.length || 1;
+  const f = seg.frame;
+  return {
+    stream: f.streamId,
+    seq: f.seq,
+    pts: f.pts,
+    capturedAt: f.capturedAt,
+    headVersion: seg.headVersion,
+    classes: seg.classes.map((c: ClassInfo) => ({
+      id: c.id,
+      name: c.name,
+      color: c.color,
+      pixels: counts[c.id] ?? 0,
+      fraction: (counts[c.id] ?? 0) / total,
+    })),
+    ...(seg.objects ? { objects: seg.objects } : {}),
+  };
+}

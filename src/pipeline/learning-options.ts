@@ -1,0 +1,38 @@
+/** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
+export interface LearningOptions {
+  /** Classes K. */
+  readonly k: number;
+  /** Clusters beyond K (STEGO's extra clusters). */
+  readonly extraClusters: number;
+  /** Code dimension D of the head. */
+  readonly codeDim: number;
+  /** A training round every this many frames. */
+  readonly trainEvery: number;
+  /** Adam steps per round. */
+  readonly trainSteps: number;
+  /** Feature bank capacity, frames. */
+  readonly bankFrames: number;
+  /** Frames of the learning pass before output starts (process); 0 = none. */
+  readonly learnFrames: number;
+  readonly seed: number;
+  /** Checkpoint file written after each round and at the end. */
+  readonly checkpoint?: string;
+  /** Start from the checkpoint file. */
+  readonly resume: boolean;
+  /** Start from this head file. */
+  readonly head?: string;
+  /** Keep the loaded head fixed: no learning (reproducible output). */
+  readonly freeze: boolean;
+  readonly names?: readonly string[];
+}
+
+export const LEARNING_DEFAULTS = {
+  k: 6,
+  extraClusters: 0,
+  codeDim: 70,
+  trainEvery: 300,
+  trainSteps: 40,
+  bankFrames: 256,
+  learnFrames: 64,
+  seed: 1,
+} as const;

@@ -1,0 +1,240 @@
+import { concatMap, fromEvent, lastValueFrom, NEVER, take, takeUntil, tap, bufferCount, type Observable } from 'rxjs';
+import { statSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Frame, Segmentation } from '../types.js';
+import { Backbone } from '../backbone/backbone.js';
+import type { Device } from '../backbone/execution-device.js';
+import { probeVideo } from '../internal/probe-video.js';
+import { workingSize } from '../internal/working-size.js';
+import { FlowGate } from '../internal/flow-gate.js';
+import { fileSource } from '../sources/file-source.js';
+import { imageFolderSource, imageSize, listImages } from '../sources/image-folder-source.js';
+import { batchInfer } from '../operators/batch-infer.js';
+import { frameStats } from '../operators/frame-stats.js';
+import { OverlayVideoWriter } from '../sinks/overlay-video-writer.js';
+import { MaskWriter } from '../sinks/mask-writer.js';
+import { StatsFileWriter } from '../sinks/stats-file-writer.js';
+import { loadCheckpoint } from '../learning/checkpoint.js';
+import type { HeadState } from '../learning/head-state.js';
+import { SegmentationEngine } from './segmentation-engine.js';
+import { ProgressReporter } from './progress-reporter.js';
+import { ClassSummary } from './class-summary.js';
+import { InputNotFoundError } from '../errors.js';
+import { addObjects } from './add-objects.js';
+import type { LearningOptions } from './learning-options.js';
+
+export interface ProcessOptions {
+  /** A video file or a folder of images. */
+  readonly input: string;
+  readonly out?: string;
+  readonly outSize?: { readonly width: number; readonly height: number };
+  readonly masks?: string;
+  readonly stats?: string;
+  readonly backbone: string;
+  readonly device: Device;
+  readonly threads?: number;
+  readonly width?: number;
+  readonly height?: number;
+  readonly every: number;
+  readonly batchSize: number;
+  readonly learning: LearningOptions;
+  /** Mark LOST object boxes in stats and overlay. */
+  readonly objects: boolean;
+  readonly progress: boolean;
+  readonly logger: Logger;
+  /** Called with each segmentation, in order (the demo scores it against the scene's ground truth). */
+  readonly onSegment?: (seg: Segmentation) => void;
+  /** Aborting finishes the run early: what was processed is written and finalised. */
+  readonly signal?: AbortSignal;
+}
+
+export interface ProcessResult {
+  readonly frames: number;
+  readonly seconds: number;
+  readonly fps: number;
+  readonly interrupted: boolean;
+  readonly headVersion: number;
+  readonly summary: string;
+  readonly shares: readonly { id: number; name: string; share: number }[];
+  readonly backbone: string;
+  readonly outputs: readonly string[];
+  /** Set when the input failed midway: outputs hold the frames before the failure. */
+  readonly error?: Error;
+}
+
+/**
+ * `stegostream process`: a recorded video (or image folder) in; overlay video, label-map PNGs,
+ * per-frame statistics and a summary out. Learning: a first pass over the first
+ * `learning.learnFrames` frames fits the head (unless a head is loaded and frozen), then the whole
+ * input is segmented while the head keeps learning every `learning.trainEvery` frames (class ids
+ * stay stable across rounds). Outputs are finalised on success, on abort and on a decode error.
+ */
+export async function runProcess(options: ProcessOptions): Promise<ProcessResult> {
+  const { input, logger } = options;
+  let isDir: boolean;
+  try {
+    isDir = statSync(input).isDirectory();
+  } catch {
+    throw new InputNotFoundError(input, 'input');
+  }
+  const backbone = await Backbone.load(options.backbone, {
+    device: options.device,
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+  });
+  const info = backbone.info;
+  logger.info({ backbone: info.name, source: info.source, provider: info.provider, reason: info.providerReason, dim: info.dim }, 'backbone loaded');
+
+  // Geometry: the model's fixed size, else the working width with the input's aspect.
+  let inputSize: { width: number; height: number };
+  let fps = 1;
+  let totalFrames: number | undefined;
+  if (isDir) {
+    const files = listImages(input);
+    inputSize = await imageSize(files[0] as string);
+    totalFrames = Math.ceil(files.length / options.every);
+  } else {
+    const v = await probeVideo(input);
+    inputSize = { width: v.width, height: v.height };
+    fps = v.fps / options.every;
+    totalFrames = v.frames !== undefined ? Math.ceil(v.frames / options.every) : undefined;
+    logger.info({ input, codec: v.codec, pixFmt: v.pixFmt, width: v.width, height: v.height, fps: v.fps, frames: v.frames }, 'input');
+  }
+  const size =
+    info.inputWidth > 0
+      ? { width: info.inputWidth, height: info.inputHeight }
+      : workingSize(inputSize, info.patchSize, { width: options.width, height: options.height });
+
+  const learning = options.learning;
+  let initial: HeadState | undefined;
+  const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
+  if (headFile) {
+    initial = await loadCheckpoint(headFile, { dim: info.dim, k: learning.k + learning.extraClusters });
+    logger.info({ head: headFile, version: initial.version }, 'head loaded');
+  }
+  const engine = await SegmentationEngine.create({
+    backbone,
+    logger,
+    objects: options.objects,
+    ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
+    warmupFrames: Math.max(1, Math.min(learning.learnFrames, totalFrames ?? learning.learnFrames)),
+    learner: {
+      k: learning.k,
+      extraClusters: learning.extraClusters,
+      codeDim: learning.codeDim,
+      seed: learning.seed,
+      freeze: learning.freeze,
+      bank: { capacityFrames: learning.bankFrames },
+      train: { everyFrames: learning.trainEvery, steps: learning.trainSteps },
+      ...(learning.names ? { names: learning.names } : {}),
+      ...(initial ? { initial } : {}),
+    },
+  });
+
+  const makeSource = (gate: FlowGate): Observable<Frame> =>
+    isDir
+      ? imageFolderSource({ dir: input, width: size.width, height: size.height, every: options.every, gate })
+      : fileSource({ path: input, width: size.width, height: size.height, every: options.every, gate, fps: fps * options.every });
+
+  // Outputs open before any work, so an unwritable path fails fast.
+  const outputs: string[] = [];
+  const overlay = options.out
+    ? await OverlayVideoWriter.open({
+        path: options.out,
+        width: size.width,
+        height: size.height,
+        fps: isDir ? 5 : fps,
+        outWidth: options.outSize?.width ?? inputSize.width,
+        outHeight: options.outSize?.height ?? inputSize.height,
+        ...(isDir ? {} : { background: { file: input, every: options.every } }),
+      })
+    : undefined;
+  const masks = options.masks ? await MaskWriter.open(options.masks) : undefined;
+  const stats = options.stats ? await StatsFileWriter.open(options.stats) : undefined;
+  if (options.out) outputs.push(options.out);
+  if (options.masks) outputs.push(options.masks);
+  if (options.stats) outputs.push(options.stats);
+
+  const abort$ = options.signal ? fromEvent(options.signal, 'abort').pipe(take(1)) : NEVER;
+  let interrupted = false;
+  options.signal?.addEventListener('abort', () => (interrupted = true), { once: true });
+
+  // Learning pass: the head is fitted on the first frames before output starts, so the first
+  // segmented frame already uses learned classes.
+  if (!learning.freeze && !initial && learning.learnFrames > 0) {
+    const gate = new FlowGate(options.batchSize * 2);
+    const pass = new ProgressReporter('learning', Math.min(learning.learnFrames, totalFrames ?? Infinity), options.progress);
+    await lastValueFrom(
+      makeSource(gate).pipe(
+        take(learning.learnFrames),
+        takeUntil(abort$),
+        bufferCount(options.batchSize),
+        concatMap(async (batch) => {
+          await engine.learn(batch);
+          gate.release(batch.length);
+          pass.tick(batch.length);
+        }),
+      ),
+      { defaultValue: undefined },
+    ).finally(() => {
+      pass.stop();
+      gate.close();
+    });
+    engine.finishLearningPass();
+  }
+
+  const summary = new ClassSummary();
+  const progress = new ProgressReporter('segmenting', totalFrames, options.progress);
+  const gate = new FlowGate(options.batchSize * 3);
+  const started = performance.now();
+  let runError: Error | undefined;
+  let frames = 0;
+  try {
+    if (!interrupted) {
+      await lastValueFrom(
+        makeSource(gate).pipe(
+          takeUntil(abort$),
+          batchInfer<Frame, Segmentation>(
+            { size: options.batchSize, maxDelayMs: 0, key: (f) => f.streamId, policy: () => 'wait', queueSize: () => options.batchSize },
+            async (batch) => {
+              const segs = await engine.process(batch);
+              return options.objects ? segs.map(addObjects(info.patchSize)) : segs;
+            },
+          ),
+          concatMap(async (seg) => {
+            await Promise.all([overlay?.write(seg), masks?.write(seg), stats?.write(frameStats(seg))]);
+            summary.add(seg.labels);
+            options.onSegment?.(seg);
+            frames++;
+            gate.release();
+            progress.tick();
+          }),
+          tap({ error: () => undefined }),
+        ),
+        { defaultValue: undefined },
+      );
+    }
+  } catch (err) {
+    runError = err as Error;
+  } finally {
+    progress.stop();
+    gate.close();
+    // Finalise every output whatever happened: a valid file with the frames done so far.
+    const closing = await Promise.allSettled([overlay?.close(), stats?.close(), engine.close(), backbone.close()]);
+    for (const c of closing) if (c.status === 'rejected' && !runError) runError = c.reason as Error;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const classes = engine.classInfo;
+  const result: ProcessResult = {
+    frames,
+    seconds,
+    fps: seconds > 0 ? frames / seconds : 0,
+    interrupted,
+    headVersion: engine.head.version,
+    summary: summary.table(classes),
+    shares: summary.rows(classes),
+    backbone: info.name,
+    outputs,
+    ...(runError ? { error: runError } : {}),
+  };
+  return result;
+}

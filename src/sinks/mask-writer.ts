@@ -1,0 +1,51 @@
+import { encode } from 'fast-png';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import type { ClassInfo, Segmentation } from '../types.js';
+import { OutputUnwritableError } from '../errors.js';
+
+/**
+ * Indexed (palette) PNG of a label map: pixel values are class ids, exact, and the palette holds
+ * the class colours so the file also looks right in an image viewer.
+ */
+export function encodeLabelPng(labels: Uint8Array, width: number, height: number, classes: readonly ClassInfo[]): Uint8Array {
+  const palette: [number, number, number][] = [];
+  const maxId = Math.max(0, ...classes.map((c) => c.id));
+  for (let i = 0; i <= maxId; i++) {
+    const c = classes.find((x) => x.id === i);
+    palette.push(c ? [c.color[0], c.color[1], c.color[2]] : [0, 0, 0]);
+  }
+  return encode({ width, height, data: labels, depth: 8, channels: 1, palette });
+}
+
+/** Mask file name: the image's own name for image folders (reef_01.jpg -> reef_01.png), else frame_<seq>.png. */
+export function maskFileName(seg: Segmentation): string {
+  const name = seg.frame.sourceName;
+  if (name) return `${basename(name, extname(name))}.png`;
+  return `frame_${String(seg.frame.seq).padStart(6, '0')}.png`;
+}
+
+/** Writes one indexed PNG label map per segmented frame into a folder (created if missing). */
+export class MaskWriter {
+  private constructor(private readonly dir: string) {}
+
+  static async open(dir: string): Promise<MaskWriter> {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw new OutputUnwritableError(dir, (err as Error).message, err);
+    }
+    return new MaskWriter(dir);
+  }
+
+  async write(seg: Segmentation): Promise<string> {
+    const path = join(this.dir, maskFileName(seg));
+    const png = encodeLabelPng(seg.labels, seg.frame.width, seg.frame.height, seg.classes);
+    try {
+      await writeFile(path, png);
+    } catch (err) {
+      throw new OutputUnwritableError(path, (err as Error).message, err);
+    }
+    return path;
+  }
+}

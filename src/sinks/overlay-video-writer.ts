@@ -1,0 +1,144 @@
+import { PassThrough } from 'node:stream';
+import { once } from 'node:events';
+import { access, constants } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Segmentation } from '../types.js';
+import { EncodeError, OutputUnwritableError } from '../errors.js';
+import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
+import { paintMaskRgba } from './paint-mask.js';
+
+/** Opacity of the class colours over the picture, 0-255. */
+export const OVERLAY_ALPHA = 115;
+
+export interface OverlayVideoOptions {
+  readonly path: string;
+  /** Working resolution of the label maps. */
+  readonly width: number;
+  readonly height: number;
+  /** Output frame rate (input fps / every). */
+  readonly fps: number;
+  /** Output size (default: the input's size). */
+  readonly outWidth: number;
+  readonly outHeight: number;
+  /**
+   * The original file, decoded a second time by the encoder so the picture under the mask is at
+   * full resolution; `every` must match the source's. Without it the working-resolution frames
+   * are scaled up.
+   */
+  readonly background?: { readonly file: string; readonly every: number };
+}
+
+/**
+ * Encodes the segmented frames as an H.264 video: class colours blended over the picture, LOST
+ * boxes outlined. The mask is sent at working resolution and ffmpeg scales and blends it, so no
+ * per-pixel work at output resolution happens in JS. The file is fragmented MP4 (or Matroska by
+ * extension), so it stays playable up to the last written fragment even if the run is killed;
+ * `close()` finalises it. Frames are written in order with pipe backpressure.
+ */
+export class OverlayVideoWriter {
+  private readonly stdin = new PassThrough({ highWaterMark: 1 << 20 });
+  private readonly run: FfmpegRun;
+  private frames = 0;
+  private closing: Promise<void> | undefined;
+
+  private constructor(private readonly options: OverlayVideoOptions) {
+    const { width, height, fps, outWidth, outHeight, background } = options;
+    const ow = outWidth - (outWidth % 2);
+    const oh = outHeight - (outHeight % 2);
+    const rate = fps.toFixed(6);
+    const pixFmt = background ? 'rgba' : 'rgb24';
+    const raw = { source: this.stdin, options: ['-f', 'rawvideo', '-pix_fmt', pixFmt, '-s', `${width}x${height}`, '-framerate', rate] };
+    // Both inputs are re-timed by frame index, so the n-th mask meets the n-th kept frame
+    // whatever the source's timestamps look like (variable frame rate, B-frames, --every).
+    const filter = background
+      ? [
+          `[0:v]${background.every > 1 ? `select=not(mod(n\\,${background.every})),` : ''}setpts=N/(${rate}*TB),scale=${ow}:${oh},format=yuv420p[bg]`,
+          `[1:v]setpts=N/(${rate}*TB),scale=${ow}:${oh}:flags=bilinear[m]`,
+          `[bg][m]overlay=shortest=1:format=auto,format=yuv420p[out]`,
+        ].join(';')
+      : `[0:v]scale=${ow}:${oh}:flags=bilinear,format=yuv420p[out]`;
+    const mkv = /\.mkv$/i.test(options.path);
+    this.run = runFfmpeg({
+      inputs: background ? [{ source: background.file }, raw] : [raw],
+      outputOptions: [
+        '-y',
+        '-filter_complex',
+        filter,
+        '-map',
+        '[out]',
+        '-an',
+        '-c:v',
+        'libx264',
+        '-preset',
+        'veryfast',
+        '-crf',
+        '23',
+        '-r',
+        rate,
+        ...(mkv ? [] : ['-movflags', '+frag_keyframe+empty_moov+default_base_moof']),
+      ],
+      format: mkv ? 'matroska' : 'mp4',
+      output: options.path,
+    });
+    this.stdin.on('error', () => {
+      // ffmpeg went away; `close()` reports why from its exit status.
+    });
+  }
+
+  /** Checks the output folder is writable before any work starts. */
+  static async open(options: OverlayVideoOptions): Promise<OverlayVideoWriter> {
+    const dir = dirname(resolve(options.path));
+    try {
+      await access(dir, constants.W_OK);
+    } catch (err) {
+      throw new OutputUnwritableError(options.path, `folder ${dir} does not exist or is not writable`, err);
+    }
+    return new OverlayVideoWriter(options);
+  }
+
+  get framesWritten(): number {
+    return this.frames;
+  }
+
+  async write(seg: Segmentation): Promise<void> {
+    if (this.closing) return;
+    const { width, height } = this.options;
+    const buf = this.options.background
+      ? paintMaskRgba(seg, OVERLAY_ALPHA)
+      : blendRgb(seg, OVERLAY_ALPHA);
+    if (buf.length !== width * height * (this.options.background ? 4 : 3)) throw new Error('overlay frame size mismatch');
+    this.frames++;
+    if (!this.stdin.write(buf)) {
+      await Promise.race([once(this.stdin, 'drain'), this.run.done]);
+    }
+  }
+
+  /** Ends the input and waits for ffmpeg to finalise the file. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stdin.end();
+      const { error } = await this.run.done;
+      if (error) throw new EncodeError(this.options.path, this.run.stderrTail() || error.message, error);
+    })();
+    return this.closing;
+  }
+
+  /** Stops the encoder at once (the file keeps its complete fragments). */
+  async abort(): Promise<void> {
+    this.stdin.end();
+    await this.run.stop();
+  }
+}
+
+function blendRgb(seg: Segmentation, alpha: number): Buffer {
+  const rgba = paintMaskRgba(seg, alpha);
+  const src = seg.frame.rgb;
+  const out = Buffer.allocUnsafe(src.length);
+  for (let i = 0, j = 0; i < src.length; i += 3, j += 4) {
+    const a = (rgba[j + 3] as number) / 255;
+    out[i] = (src[i] as number) * (1 - a) + (rgba[j] as number) * a;
+    out[i + 1] = (src[i + 1] as number) * (1 - a) + (rgba[j + 1] as number) * a;
+    out[i + 2] = (src[i + 2] as number) * (1 - a) + (rgba[j + 2] as number) * a;
+  }
+  return out;
+}
