@@ -1,0 +1,215 @@
+/**
+ * The service's one HTTP server: `/` the live viewer, `/ws` the WebSocket hub, `/metrics`
+ * (Prometheus text), `/healthz` (the process is alive) and `/readyz` (the pipeline says it is
+ * ready). Binds 127.0.0.1 unless told otherwise.
+ *
+ * With a `token`, `/ws` (and so every control request) needs `Authorization: Bearer <token>` or,
+ * for browsers that cannot set headers on a WebSocket, `?token=<token>`. The viewer page passes on
+ * the `token` of its own URL. Browser connections from another origin are refused (403) unless
+ * listed in `allowedOrigins`, so a web page cannot drive a local service behind the user's back.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { createLogger } from '../internal/logger.js';
+import { ConfigError } from '../errors.js';
+import type { WsHub } from '../sinks/ws-hub.js';
+import { nonNegativeInt } from './check-options.js';
+import { VIEWER_HTML } from './viewer-page.js';
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 8080;
+export const DEFAULT_HTTP_CLOSE_TIMEOUT_MS = 2_000;
+
+export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };
+
+export interface HttpServiceOptions {
+  /** Serves `/ws`; without it `/ws` is 404. Closed by `close()`. */
+  readonly hub?: WsHub;
+  /** Served on `/metrics`, concatenated in order (default: the hub's registry). */
+  readonly registry?: Registry | readonly Registry[];
+  /** Asked on every `/readyz`; without it the service is never ready. */
+  readonly ready?: () => Readiness;
+  /** Interface to bind (default 127.0.0.1; "0.0.0.0" exposes the service to the network). */
+  readonly host?: string;
+  /** TCP port (default 8080; 0 picks a free one, see `port` on the result). */
+  readonly port?: number;
+  /** Bearer token required on `/ws`; none by default. */
+  readonly token?: string;
+  /** Origins (e.g. "https://ops.example") allowed to open `/ws` besides the service's own; "*" allows any. */
+  readonly allowedOrigins?: readonly string[];
+  readonly logger?: Logger;
+  /** How long `close()` waits for clients before cutting them off, ms (default 2000). */
+  readonly closeTimeoutMs?: number;
+}
+
+export interface HttpService {
+  readonly host: string;
+  /** The bound port (the real one when 0 was asked). */
+  readonly port: number;
+  /** `http://host:port` */
+  readonly url: string;
+  readonly server: Server;
+  /** Closes WebSocket clients (1001, then terminate after the timeout) and the server; idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts listening; rejects with ConfigError when the address cannot be bound. */
+export async function startHttpService(options: HttpServiceOptions = {}): Promise<HttpService> {
+  const host = options.host ?? DEFAULT_HOST;
+  const port = nonNegativeInt('port', options.port, DEFAULT_PORT);
+  if (port > 65535) throw new ConfigError('http', [`port: expected integer 0-65535, received ${port}`]);
+  const closeTimeoutMs = nonNegativeInt('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_HTTP_CLOSE_TIMEOUT_MS);
+  if (options.token !== undefined && options.token.length === 0) throw new ConfigError('http', ['token: expected a non-empty string']);
+  const log = (options.logger ?? createLogger()).child({ stage: 'http' });
+  const hub = options.hub;
+  const registries = options.registry === undefined ? [hub?.registry ?? new Registry()] : [options.registry].flat();
+  const tokenDigest = options.token === undefined ? undefined : digest(options.token);
+  const allowedOrigins = new Set(options.allowedOrigins ?? []);
+  const viewer = Buffer.from(VIEWER_HTML, 'utf8');
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err, url: req.url }, 'request failed');
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+      else res.destroy();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    switch (url.pathname) {
+      case '/':
+      case '/index.html':
+        res.setHeader('Cache-Control', 'no-cache');
+        res.setHeader('Content-Security-Policy', "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'");
+        send(res, 200, 'text/html; charset=utf-8', viewer);
+        return;
+      case '/metrics': {
+        const texts = await Promise.all(registries.map((r) => r.metrics()));
+        send(res, 200, registries[0]?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8', texts.join('\n'));
+        return;
+      }
+      case '/healthz':
+        sendJson(res, 200, { ok: true });
+        return;
+      case '/readyz': {
+        const state = readiness();
+        sendJson(res, state.ready ? 200 : 503, state);
+        return;
+      }
+      case '/ws':
+        // A plain GET on the WebSocket path: say what it is.
+        res.setHeader('Upgrade', 'websocket');
+        send(res, 426, 'text/plain; charset=utf-8', 'this endpoint speaks WebSocket\n');
+        return;
+      default:
+        send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+    }
+  }
+
+  function readiness(): Readiness {
+    if (options.ready === undefined) return { ready: false, reason: 'no pipeline attached' };
+    try {
+      return options.ready();
+    } catch (err) {
+      return { ready: false, reason: `readiness check failed: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (err) => log.debug({ err }, 'upgrade socket error'));
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/ws' || hub === undefined) return refuse(socket, 404, 'Not Found');
+    if (!authorised(req, url)) {
+      log.warn({ remote: req.socket.remoteAddress }, 'WebSocket refused: missing or wrong bearer token');
+      return refuse(socket, 401, 'Unauthorized', 'WWW-Authenticate: Bearer realm="stegostream"\r\n');
+    }
+    if (!originAllowed(req)) {
+      log.warn({ origin: req.headers.origin }, 'WebSocket refused: cross-origin request');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    hub.handleUpgrade(req, socket, head);
+  });
+
+  function authorised(req: IncomingMessage, url: URL): boolean {
+    if (tokenDigest === undefined) return true;
+    const header = req.headers.authorization;
+    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const given = match?.[1] ?? url.searchParams.get('token');
+    return given !== null && timingSafeEqual(digest(given), tokenDigest);
+  }
+
+  function originAllowed(req: IncomingMessage): boolean {
+    const origin = req.headers.origin;
+    if (origin === undefined || allowedOrigins.has('*') || allowedOrigins.has(origin)) return true;
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new ConfigError('http', [`cannot listen on ${host}:${port}: ${err.code ?? err.message}; choose another host or port`]));
+    };
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ err }, 'http server error'));
+  const bound = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  log.info({ host, port: bound }, 'http service listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port: bound,
+    url: `http://${urlHost}:${bound}`,
+    server,
+    close() {
+      closing ??= (async () => {
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await hub?.close();
+        const timer = setTimeout(() => server.closeAllConnections(), closeTimeoutMs);
+        await serverClosed;
+        clearTimeout(timer);
+        log.info('http service closed');
+      })();
+      return closing;
+    },
+  };
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', type);
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.setHeader('Cache-Control', 'no-store');
+  send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body)}\n`);
+}
+
+function refuse(socket: Duplex, status: number, text: string, extraHeaders = ''): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\n${extraHeaders}Connection: close\r\nContent-Length: 0\r\n\r\n`);
+}

@@ -1,0 +1,167 @@
+/**
+ * The seam between the pipeline and the live outputs (WebSocket hub, NATS). The pipeline holds one
+ * `LivePublisher` (usually a `fanOutPublisher` over every enabled sink) and calls it synchronously
+ * per frame; sinks never block it and never throw into it.
+ */
+import type { Logger } from 'pino';
+import { createLogger } from '../internal/logger.js';
+import type { ClassInfo, FrameStats, StageCounters } from '../types.js';
+
+export type { ControlHandler } from './control.js';
+
+/** What a binary image message describes; the same for overlay JPEGs and label-map PNGs. */
+export interface ImageMeta {
+  readonly seq: number;
+  /** Presentation time, seconds from the start of the stream. */
+  readonly pts: number;
+  readonly headVersion: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+export type SourceState = 'connecting' | 'live' | 'stalled' | 'retrying' | 'stopped';
+export type PipelineState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+export type LearningState = 'running' | 'paused' | 'frozen';
+
+/** Service events, keyed on `type`. Events with a `stream` concern that stream only. */
+export type ServiceEvent =
+  | {
+      readonly type: 'source-state';
+      readonly stream: string;
+      readonly state: SourceState;
+      readonly detail?: string;
+      /** Reconnect attempt number (1-based) when `state` is `retrying`. */
+      readonly attempt?: number;
+      /** Wait before the next attempt, ms, when `state` is `retrying`. */
+      readonly delayMs?: number;
+    }
+  | {
+      readonly type: 'head-updated';
+      readonly version: number;
+      /** Why the head changed: a training round, a checkpoint load, a user rename. */
+      readonly reason?: string;
+      readonly loss?: number;
+    }
+  | {
+      readonly type: 'pipeline';
+      readonly state?: PipelineState;
+      readonly learning?: LearningState;
+      readonly detail?: string;
+    }
+  | {
+      /** Per-stream counters of the pipeline's buffering stages, sent now and then (e.g. 1 Hz). */
+      readonly type: 'counters';
+      readonly stream: string;
+      readonly counters: Readonly<StageCounters>;
+      /** Frames segmented per second, measured by the pipeline. */
+      readonly fps?: number;
+    };
+
+/** The stream an event concerns, or undefined for service-wide events. */
+export function eventStream(e: ServiceEvent): string | undefined {
+  return e.type === 'source-state' || e.type === 'counters' ? e.stream : undefined;
+}
+
+/**
+ * What the pipeline calls. Every method but `close` is synchronous and must return quickly: a sink
+ * queues or drops, it never waits for a network peer, and it never throws (a sink that does is
+ * isolated by `fanOutPublisher`).
+ */
+export interface LivePublisher {
+  /** Name used in logs and metrics. */
+  readonly name?: string;
+  /** Class statistics of one frame. Every frame; never dropped for slow clients. */
+  stats(s: FrameStats): void;
+  /** Overlay JPEG of one frame; encoded by the pipeline only when `wantsFrames(stream)`. */
+  frame(stream: string, meta: ImageMeta, jpeg: Buffer): void;
+  /** Label map PNG (pixel value = class id); encoded only when `wantsMasks(stream)`. */
+  mask(stream: string, meta: ImageMeta, png: Buffer): void;
+  /** True when someone would receive `frame(stream, ...)` now. */
+  wantsFrames(stream: string): boolean;
+  /** True when someone would receive `mask(stream, ...)` now. */
+  wantsMasks(stream: string): boolean;
+  /** The legend of a stream; call on change (new head version, rename) and once at start. */
+  classes(stream: string, classes: readonly ClassInfo[], headVersion: number): void;
+  event(e: ServiceEvent): void;
+  /** Flushes and releases; idempotent. */
+  close(): Promise<void>;
+}
+
+/** Failures of one sink are logged at most this often (the pipeline calls at frame rate). */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * One publisher that calls each of `pubs` in order. A sink that throws is logged (at most once per
+ * 10 s per sink, with the count of failures in between) and skipped; the others still get the
+ * call. `wants*` is true when any sink wants the image. `close()` closes every sink, waits for all
+ * of them, logs the ones that fail, and never rejects; it is idempotent.
+ */
+export function fanOutPublisher(pubs: readonly LivePublisher[], logger?: Logger): LivePublisher {
+  const log = (logger ?? createLogger()).child({ stage: 'live-publisher' });
+  const failures = pubs.map(() => ({ count: 0, lastLoggedAt: -Infinity }));
+  let closing: Promise<void> | undefined;
+
+  function report(i: number, method: string, err: unknown): void {
+    const f = failures[i];
+    if (f === undefined) return;
+    f.count++;
+    const now = Date.now();
+    if (now - f.lastLoggedAt < FAILURE_LOG_INTERVAL_MS) return;
+    log.error({ err, sink: pubs[i]?.name ?? `#${i}`, method, failures: f.count }, 'live sink failed; other sinks go on');
+    f.lastLoggedAt = now;
+    f.count = 0;
+  }
+
+  function each(method: string, call: (p: LivePublisher) => void): void {
+    for (let i = 0; i < pubs.length; i++) {
+      const p = pubs[i];
+      if (p === undefined) continue;
+      try {
+        call(p);
+      } catch (err) {
+        report(i, method, err);
+      }
+    }
+  }
+
+  function any(method: string, ask: (p: LivePublisher) => boolean): boolean {
+    let wanted = false;
+    for (let i = 0; i < pubs.length && !wanted; i++) {
+      const p = pubs[i];
+      if (p === undefined) continue;
+      try {
+        wanted = ask(p);
+      } catch (err) {
+        report(i, method, err);
+      }
+    }
+    return wanted;
+  }
+
+  return {
+    name: 'fan-out',
+    stats: (s) => each('stats', (p) => p.stats(s)),
+    frame: (stream, meta, jpeg) => each('frame', (p) => p.wantsFrames(stream) && p.frame(stream, meta, jpeg)),
+    mask: (stream, meta, png) => each('mask', (p) => p.wantsMasks(stream) && p.mask(stream, meta, png)),
+    wantsFrames: (stream) => any('wantsFrames', (p) => p.wantsFrames(stream)),
+    wantsMasks: (stream) => any('wantsMasks', (p) => p.wantsMasks(stream)),
+    classes: (stream, classes, headVersion) => each('classes', (p) => p.classes(stream, classes, headVersion)),
+    event: (e) => each('event', (p) => p.event(e)),
+    close() {
+      closing ??= Promise.allSettled(
+        pubs.map((p) => {
+          try {
+            return p.close();
+          } catch (err) {
+            return Promise.reject(err);
+          }
+        }),
+      ).then((results) => {
+        results.forEach((r, i) => {
+          if (r.status === 'rejected') log.error({ err: r.reason, sink: pubs[i]?.name ?? `#${i}` }, 'live sink failed to close');
+        });
+      });
+      return closing;
+    },
+  };
+}
