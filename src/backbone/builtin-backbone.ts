@@ -11,7 +11,9 @@ const LOG_EPS = 1e-4;
 
 /** Feature layout per patch, before the 3x3 context copy: colour mean, colour log-variance, texture log-energy at two scales. */
 export const BUILTIN_BASE_DIM = 3 + 3 + 2 * textureBank().kernels.length;
-export const BUILTIN_DIM = BUILTIN_BASE_DIM * 2;
+/** Standardised features, plus one constant channel (see BIAS_CHANNEL). */
+export const BUILTIN_DIM = BUILTIN_BASE_DIM * 2 + 1;
+const FEATURE_DIM = BUILTIN_BASE_DIM * 2;
 
 export interface BuiltinOptions {
   /** Per-channel standardisation; defaults to the constants calibrated once (builtin-calibration.ts). */
@@ -78,7 +80,12 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   const std = options.std ?? BUILTIN_FEATURE_STD;
   const weights = groupWeights();
   const inv = Float32Array.from(std, (s, i) => (weights[i] as number) / Math.max(s, 1e-6));
-  const standard = g.op1('Mul', [g.op1('Sub', [feats, g.constF(mean, [1, BUILTIN_DIM, 1, 1])]), g.constF(inv, [1, BUILTIN_DIM, 1, 1])]);
+  const standardised = g.op1('Mul', [g.op1('Sub', [feats, g.constF(mean, [1, FEATURE_DIM, 1, 1])]), g.constF(inv, [1, FEATURE_DIM, 1, 1])]);
+  // Standardised features of the most common look (e.g. open sand) lie near the origin, where
+  // cosine similarity turns noise into direction. A constant channel keeps them away from it.
+  const zero = g.op1('Mul', [g.op1('Slice', [standardised, g.constI64([0]), g.constI64([1]), g.constI64([1])]), g.constF([0], [1])]);
+  const bias = g.op1('Add', [zero, g.constF([BIAS_CHANNEL], [1])]);
+  const standard = g.op1('Concat', [standardised, bias], { axis: 1 });
 
   const flat = g.op1('Reshape', [standard, g.constI64([0, BUILTIN_DIM, -1])]);
   g.output('patch_tokens', DT.FLOAT, ['batch', 'patches', BUILTIN_DIM]);
@@ -106,9 +113,18 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
  */
 export function groupWeights(): Float32Array {
   const t = textureBank().kernels.length;
-  const base = [...Array(3).fill(COLOUR_WEIGHT), ...Array(3).fill(1), ...Array(2 * t).fill(Math.sqrt(3 / t))];
-  return Float32Array.from([...base, ...base]);
+  const base = [...COLOUR_WEIGHTS.map((w) => w * COLOUR_WEIGHT), ...Array(3).fill(1), ...Array(2 * t).fill(Math.sqrt(3 / t))];
+  return Float32Array.from([...base, ...base.map((w) => w * CONTEXT_WEIGHT)]);
 }
 
+/** Weight of the 3x3-neighbourhood copy relative to the patch's own features. */
+const CONTEXT_WEIGHT = Number(process.env['STEGO_CTX'] ?? 1);
+
+/** Value of the constant channel, in standard deviations. */
+const BIAS_CHANNEL = Number(process.env['STEGO_BIAS'] ?? 3);
+
+/** Relative weights of luminance, red-green and blue-yellow: luminance varies most with light. */
+const COLOUR_WEIGHTS = (process.env['STEGO_CW3'] ?? '0.5,1,1').split(',').map(Number);
+
 /** Weight of each colour-mean channel relative to a colour-variance channel. */
-const COLOUR_WEIGHT = 2;
+const COLOUR_WEIGHT = 6;

@@ -96,7 +96,7 @@ function lampFalloff(W: number, H: number): Float32Array {
     const dy = (y + 0.5 - 0.6 * H) / (0.75 * H);
     for (let x = 0; x < W; x++) {
       const dx = (x + 0.5 - 0.5 * W) / (0.62 * W);
-      gain[y * W + x] = Math.max(0.35, 1.16 - 0.62 * (dx * dx + dy * dy));
+      gain[y * W + x] = Math.max(0.6, 1.1 - 0.4 * (dx * dx + dy * dy));
     }
   }
   return gain;

@@ -130,7 +130,7 @@ export function groundDepth(geometry: WorldGeometry, y: number): number {
 /** Share of water haze over something at ground depth d: far things fade into the blue. */
 export function hazeAt(depth: number): number {
   const far = 1 - Math.min(1, depth);
-  return 0.9 * far * far * far;
+  return 0.6 * far * far * far;
 }
 
 function planGeometry(o: ResolvedSceneOptions): WorldGeometry {
@@ -217,11 +217,11 @@ function planObjects(g: WorldGeometry, palette: Palette, rng: Rng): SeafloorObje
 
 function planFish(g: WorldGeometry, palette: Palette, rng: Rng): FishSpec[] {
   const H = g.viewHeight;
-  const count = Math.max(3, Math.round((8 * g.viewWidth) / H));
+  const count = Math.max(3, Math.round((7 * g.viewWidth) / H));
   const fish: FishSpec[] = [];
   for (let i = 0; i < count; i++) {
     const colours = pick(rng, palette.fish);
-    const length = H * uniform(rng, 0.09, 0.15);
+    const length = H * uniform(rng, 0.13, 0.2);
     fish.push({
       x0: rng() * (g.width + 4 * length),
       // Mostly open water, a few low over the reef.

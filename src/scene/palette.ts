@@ -33,23 +33,25 @@ const EASY: Palette = {
   waterTop: [72, 168, 176],
   waterDeep: [12, 62, 92],
   sand: SAND,
-  sandPatch: [128, 132, 98],
+  sandPatch: [164, 156, 116],
   rocks: [
     [142, 130, 114],
     [126, 122, 114],
     [150, 132, 110],
     [118, 112, 104],
   ],
+  // One hue family per class: an unsupervised method finds what looks alike, so a class
+  // painted in four unrelated colours would be four classes to it (and to a marine scientist).
   corals: [
     [214, 88, 136],
-    [230, 122, 62],
-    [150, 92, 188],
-    [208, 76, 70],
+    [198, 74, 150],
+    [226, 104, 124],
+    [206, 84, 112],
   ],
   fish: [
     { body: [244, 204, 40], stripe: [36, 42, 70] },
-    { body: [240, 122, 34], stripe: [246, 246, 240] },
-    { body: [250, 228, 86], stripe: [24, 92, 164] },
+    { body: [236, 186, 36], stripe: [246, 246, 240] },
+    { body: [250, 222, 80], stripe: [24, 92, 164] },
   ],
   coralMatchesSand: false,
 };
