@@ -1,0 +1,413 @@
+/**
+ * The online learner the pipeline drives (DESIGN.md "Online learning"), synchronous and
+ * single-threaded: `observe` feeds frames to the feature bank, `shouldTrain` says when a round
+ * is due, `runRound` trains the head on the bank, re-fits the centroids on codes of bank points,
+ * aligns the new class ids to the old ones and returns the new state with its version bumped.
+ *
+ * The first round, before any head exists, is the "raw probe": centroids fitted by spherical
+ * k-means directly on backbone features (weights null), so segmentation can start after a short
+ * warm-up. Every later round trains the head (a fresh seeded one the first time).
+ *
+ * States are immutable: `state` always returns a complete record that the caller can keep
+ * using while the next round runs, then swap for the one `runRound` returns.
+ */
+import { BadOptionError } from '../errors.js';
+import { Adam } from './adam.js';
+import { alignByAssignments, alignCentroids } from './align-classes.js';
+import { assignCodes, stateCodes } from './cluster-probe.js';
+import type { PairKinds } from './correlation-loss.js';
+import {
+  DEFAULT_BANK_CAPACITY_FRAMES,
+  DEFAULT_BANK_POINTS_PER_FRAME,
+  FeatureBank,
+  type BankMode,
+} from './feature-bank.js';
+import { centroidDim, defaultClassColors, defaultClassNames, type HeadState } from './head-state.js';
+import { principalBasis } from './principal-basis.js';
+import { Rng } from './rng.js';
+import { sphericalKmeans } from './spherical-kmeans.js';
+import { DEFAULT_CODE_DIM, headForward, headTensors, initHead, type HeadWeights } from './stego-head.js';
+import { trainRound, type TrainRoundStats } from './train-round.js';
+
+export { assignCodes } from './cluster-probe.js';
+
+export interface OnlineLearnerOptions {
+  /** Backbone feature dimension C. */
+  readonly dim: number;
+  /** Backbone name, recorded in the state and checkpoints; default "unknown". */
+  readonly backboneName?: string;
+  /** Code dimension D; default 70 (ignored when `initial` is given: its D is used). */
+  readonly codeDim?: number;
+  /** Number of classes. */
+  readonly k: number;
+  /** Clusters beyond k (STEGO's `extra_clusters`); the state has k + extraClusters classes. Default 0. */
+  readonly extraClusters?: number;
+  readonly bank?: {
+    /** Default 256 frames. */
+    readonly capacityFrames?: number;
+    /** Default 256 points per frame. */
+    readonly pointsPerFrame?: number;
+    /** Default 'reservoir'. */
+    readonly mode?: BankMode;
+  };
+  readonly train: {
+    /** A round is due every this many frames. */
+    readonly everyFrames: number;
+    /** Adam steps per round; default 50. */
+    readonly steps?: number;
+    /** Default 8. */
+    readonly batchImages?: number;
+    /** Default 121 (11×11). */
+    readonly pointsPerImage?: number;
+    /** Default 7. */
+    readonly knnK?: number;
+    /** Random partners per anchor; default 1. */
+    readonly randomPairs?: number;
+    /** Default 5e-4. */
+    readonly lr?: number;
+    readonly weights?: Partial<PairKinds<number>>;
+    readonly shifts?: Partial<PairKinds<number>>;
+    /** Default true. */
+    readonly pointwise?: boolean;
+    /**
+     * How the first head's linear branch starts: 'pca' = the top-D principal directions of bank
+     * features (codes keep the most similarity structure D dims can), 'random' = a random
+     * orthogonal projection. Default 'pca'.
+     */
+    readonly init?: 'pca' | 'random';
+  };
+  /** Centroid fitting after each round. */
+  readonly fit?: {
+    /** Bank points the centroids are fitted on (sampled uniformly); default 8192. */
+    readonly maxPoints?: number;
+    /** Default 50. */
+    readonly iters?: number;
+    /** k-means++ starts; default 2. The previous centroids are tried as one more start. */
+    readonly restarts?: number;
+  };
+  readonly seed: number;
+  /** Class names by id; missing ones default to "class <id>". */
+  readonly names?: readonly string[];
+  /** A state to start from (a loaded checkpoint); its names win over `names`. */
+  readonly initial?: HeadState;
+  /** Use `initial` as is: no observing, no training (reproducible batch runs). */
+  readonly freeze?: boolean;
+  /** Clock for `createdAt`; default Date.now. */
+  readonly now?: () => number;
+}
+
+export interface RoundReport {
+  /** What the round did: fitted the raw probe, trained the head, or skipped for lack of data. */
+  readonly kind: 'probe' | 'train' | 'skipped';
+  readonly version: number;
+  readonly train?: TrainRoundStats;
+  /** Points the centroids were fitted on. */
+  readonly fitPoints: number;
+  /** Mean cosine of points to their centroid. */
+  readonly meanCosine: number;
+  /** Mean score of the id alignment (cosine of matched centroids, or shared fraction of points). */
+  readonly alignScore: number;
+  readonly ms: number;
+  readonly reason?: string;
+}
+
+export const DEFAULT_FIT_MAX_POINTS = 8192;
+/** Points the PCA initialisation of the first head looks at. */
+const PCA_MAX_POINTS = 4096;
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new BadOptionError(name, 'positive integer', v);
+  return v;
+}
+
+export class OnlineLearner {
+  readonly bank: FeatureBank;
+  private readonly opts: OnlineLearnerOptions;
+  private readonly K: number;
+  private readonly codeDim: number;
+  private readonly frozen: boolean;
+  private readonly rng: Rng;
+  private readonly bankRng: Rng;
+  private readonly now: () => number;
+  private current: HeadState;
+  private optimizer: Adam | undefined;
+  private isPaused = false;
+  private framesAtLastRound = 0;
+  private lastFramesSeen: number | undefined;
+  private report: RoundReport | undefined;
+
+  constructor(opts: OnlineLearnerOptions) {
+    this.opts = opts;
+    const dim = positiveInt('learner.dim', opts.dim);
+    const k = positiveInt('learner.k', opts.k);
+    const extra = opts.extraClusters ?? 0;
+    if (!Number.isInteger(extra) || extra < 0) throw new BadOptionError('learner.extraClusters', 'non-negative integer', extra);
+    this.K = k + extra;
+    positiveInt('learner.train.everyFrames', opts.train.everyFrames);
+    if (!Number.isInteger(opts.seed)) throw new BadOptionError('learner.seed', 'integer', opts.seed);
+    this.now = opts.now ?? Date.now;
+    this.frozen = opts.freeze ?? false;
+    this.rng = new Rng(opts.seed);
+    this.bankRng = this.rng.fork();
+    this.bank = new FeatureBank({
+      capacityFrames: opts.bank?.capacityFrames ?? DEFAULT_BANK_CAPACITY_FRAMES,
+      pointsPerFrame: opts.bank?.pointsPerFrame ?? DEFAULT_BANK_POINTS_PER_FRAME,
+      dim,
+      mode: opts.bank?.mode ?? 'reservoir',
+    });
+    const init = opts.initial;
+    if (init) {
+      if (init.backbone.dim !== dim) {
+        throw new BadOptionError('learner.initial', `a head state for a ${dim}-dim backbone`, `one for ${init.backbone.dim} dims`);
+      }
+      if (init.k !== this.K) throw new BadOptionError('learner.initial', `a head state with ${this.K} classes`, `one with ${init.k}`);
+      this.codeDim = init.codeDim;
+      this.current = init;
+    } else {
+      if (this.frozen) throw new BadOptionError('learner.freeze', 'an initial head state to freeze (load a checkpoint)', true);
+      this.codeDim = positiveInt('learner.codeDim', opts.codeDim ?? DEFAULT_CODE_DIM);
+      const names = defaultClassNames(this.K);
+      (opts.names ?? []).slice(0, this.K).forEach((n, i) => (names[i] = n));
+      this.current = {
+        version: 0,
+        backbone: { name: opts.backboneName ?? 'unknown', dim },
+        codeDim: this.codeDim,
+        weights: null,
+        centroids: new Float32Array(this.K * dim),
+        k: this.K,
+        names,
+        colors: defaultClassColors(this.K),
+        createdAt: this.now(),
+      };
+    }
+  }
+
+  /** The state in use: version 0 (all-zero centroids, every point class 0) until the first round. */
+  get state(): HeadState {
+    return this.current;
+  }
+
+  /** True once centroids have been fitted (or loaded). */
+  get ready(): boolean {
+    return this.current.version > 0;
+  }
+
+  get paused(): boolean {
+    return this.isPaused;
+  }
+
+  get isFrozen(): boolean {
+    return this.frozen;
+  }
+
+  /** What the last `runRound` did, for logs and metrics. */
+  get lastRound(): RoundReport | undefined {
+    return this.report;
+  }
+
+  /** Feeds one frame's patch tokens [n×C] to the bank (copied). No-op when frozen. */
+  observe(patchTokens: Float32Array, n: number): void {
+    if (this.frozen) return;
+    this.bank.add(patchTokens, n, this.bank.dim, this.bankRng);
+  }
+
+  /**
+   * True when a round is due: `train.everyFrames` frames have passed since the last round (by
+   * the caller's frame count), learning is neither paused nor frozen, and the bank holds at
+   * least 2 frames.
+   */
+  shouldTrain(framesSeen: number): boolean {
+    this.lastFramesSeen = framesSeen;
+    if (this.frozen || this.isPaused || this.bank.size < 2) return false;
+    return framesSeen - this.framesAtLastRound >= this.opts.train.everyFrames;
+  }
+
+  /** Stops training rounds (`shouldTrain` answers false); frames are still banked. */
+  pause(): void {
+    this.isPaused = true;
+  }
+
+  resume(): void {
+    this.isPaused = false;
+  }
+
+  /** Renames class `id`; the new name survives later rounds and checkpoints. */
+  rename(id: number, name: string): void {
+    if (!Number.isInteger(id) || id < 0 || id >= this.K) throw new BadOptionError('class id', `integer in [0, ${this.K})`, id);
+    if (typeof name !== 'string' || name.trim() === '' || name.length > 64) {
+      throw new BadOptionError('class name', 'a non-empty string of at most 64 characters', name);
+    }
+    const names = [...this.current.names];
+    names[id] = name;
+    this.current = { ...this.current, names };
+  }
+
+  /**
+   * Runs one round now and returns the new state (also `state` from now on). Frozen: returns
+   * the state unchanged. Too little data (fewer than 2 frames or fewer bank points than
+   * classes): returns the state unchanged and reports `skipped`.
+   *
+   * @param framesSeen the caller's frame count, to schedule the next round from; default the
+   *   count last passed to `shouldTrain`.
+   */
+  runRound(framesSeen?: number): HeadState {
+    const t0 = performance.now();
+    this.framesAtLastRound = framesSeen ?? this.lastFramesSeen ?? this.bank.seen;
+    if (this.frozen) return this.current;
+    const fitPoints = Math.min(this.opts.fit?.maxPoints ?? DEFAULT_FIT_MAX_POINTS, this.bank.totalPoints);
+    if (this.bank.size < 2 || fitPoints < this.K) {
+      this.report = {
+        kind: 'skipped',
+        version: this.current.version,
+        fitPoints,
+        meanCosine: Number.NaN,
+        alignScore: Number.NaN,
+        ms: performance.now() - t0,
+        reason: `the bank holds ${this.bank.size} frame(s) and ${this.bank.totalPoints} point(s); need 2 frames and ${this.K} points`,
+      };
+      return this.current;
+    }
+    const roundRng = this.rng.fork();
+    const old = this.current;
+    const feats = this.sampleBankPoints(fitPoints, roundRng);
+    const C = this.bank.dim;
+
+    let weights: HeadWeights | null = null;
+    let trainStats: TrainRoundStats | undefined;
+    if (old.version > 0) {
+      // Train (from a fresh head after the raw probe, from the current one after that).
+      let head = old.weights;
+      if (!head) {
+        const seed = roundRng.u32();
+        const pca = (this.opts.train.init ?? 'pca') === 'pca' && this.codeDim <= C;
+        let basis: Float32Array | undefined;
+        if (pca) {
+          // An even spread of the (slot-ordered) fit points.
+          const m = Math.min(fitPoints, PCA_MAX_POINTS);
+          const rows = new Float32Array(m * C);
+          for (let i = 0; i < m; i++) {
+            const src = Math.floor((i * fitPoints) / m);
+            rows.set(feats.subarray(src * C, (src + 1) * C), i * C);
+          }
+          basis = principalBasis(rows, m, C, this.codeDim, { seed });
+        }
+        head = initHead(C, this.codeDim, seed, basis);
+        this.optimizer = undefined;
+      }
+      this.optimizer ??= new Adam(
+        headTensors(head).map((t) => t.length),
+        this.opts.train.lr === undefined ? {} : { lr: this.opts.train.lr },
+      );
+      const t = this.opts.train;
+      const res = trainRound(head, this.bank, {
+        seed: roundRng.u32(),
+        optimizer: this.optimizer,
+        ...(t.steps === undefined ? {} : { steps: t.steps }),
+        ...(t.batchImages === undefined ? {} : { batchImages: t.batchImages }),
+        ...(t.pointsPerImage === undefined ? {} : { pointsPerImage: t.pointsPerImage }),
+        ...(t.knnK === undefined ? {} : { knnK: t.knnK }),
+        ...(t.randomPairs === undefined ? {} : { randomPairs: t.randomPairs }),
+        ...(t.weights === undefined ? {} : { weights: t.weights }),
+        ...(t.shifts === undefined ? {} : { shifts: t.shifts }),
+        ...(t.pointwise === undefined ? {} : { pointwise: t.pointwise }),
+      });
+      weights = res.head;
+      trainStats = res.stats;
+    }
+
+    const codes = weights ? headForward(weights, feats, fitPoints) : feats;
+    const D = weights ? weights.codeDim : C;
+    const sameSpace = old.version > 0 && (old.weights === null) === (weights === null);
+    const fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : undefined, roundRng);
+
+    let centroids = fit.centroids;
+    let alignScore = 1;
+    if (old.version > 0) {
+      if (sameSpace) {
+        const a = alignCentroids(old.centroids, fit.centroids, D);
+        centroids = a.centroids;
+        alignScore = a.meanScore;
+      } else {
+        // Raw probe -> first head: the spaces differ, so match ids by shared points.
+        const oldLabels = assignCodes(stateCodes(old, feats, fitPoints), fitPoints, centroidDim(old), old.centroids, old.k);
+        const a = alignByAssignments(oldLabels, old.k, fit.assignments, this.K);
+        centroids = new Float32Array(this.K * D);
+        a.order.forEach((src, id) => centroids.set(fit.centroids.subarray(src * D, (src + 1) * D), id * D));
+        alignScore = a.meanScore;
+      }
+    }
+
+    this.current = {
+      version: old.version + 1,
+      backbone: old.backbone,
+      codeDim: this.codeDim,
+      weights,
+      centroids,
+      k: this.K,
+      names: old.names,
+      colors: old.colors,
+      createdAt: this.now(),
+    };
+    this.report = {
+      kind: weights ? 'train' : 'probe',
+      version: this.current.version,
+      ...(trainStats ? { train: trainStats } : {}),
+      fitPoints,
+      meanCosine: fit.objective / fitPoints,
+      alignScore,
+      ms: performance.now() - t0,
+    };
+    return this.current;
+  }
+
+  /** Up to m bank points, uniformly without replacement, as one [m×C] array. */
+  private sampleBankPoints(m: number, rng: Rng): Float32Array {
+    const C = this.bank.dim;
+    const total = this.bank.totalPoints;
+    // Map a global point index to (slot, row) through the slots' cumulative counts.
+    const starts = new Float64Array(this.bank.size + 1);
+    for (let s = 0; s < this.bank.size; s++) starts[s + 1] = starts[s]! + this.bank.pointCount(s);
+    const pick = new Uint32Array(m);
+    if (m === total) {
+      for (let i = 0; i < m; i++) pick[i] = i;
+    } else {
+      // Floyd's algorithm: m distinct indices from [0, total) without a total-sized array.
+      const chosen = new Set<number>();
+      for (let j = total - m; j < total; j++) {
+        const t = rng.int(j + 1);
+        chosen.add(chosen.has(t) ? j : t);
+      }
+      let i = 0;
+      for (const v of chosen) pick[i++] = v;
+      pick.sort();
+    }
+    const out = new Float32Array(m * C);
+    let slot = 0;
+    for (let i = 0; i < m; i++) {
+      const g = pick[i]!;
+      while (g >= starts[slot + 1]!) slot++;
+      const row = g - starts[slot]!;
+      const pts = this.bank.points(slot);
+      out.set(pts.subarray(row * C, (row + 1) * C), i * C);
+    }
+    return out;
+  }
+
+  /** Best of k-means++ restarts and (when given) a warm start from the previous centroids. */
+  private fitCentroids(
+    codes: Float32Array,
+    n: number,
+    D: number,
+    previous: Float32Array | undefined,
+    rng: Rng,
+  ): { centroids: Float32Array; assignments: Int32Array; objective: number } {
+    const iters = this.opts.fit?.iters;
+    const base = { seed: rng.u32(), ...(iters === undefined ? {} : { iters }) };
+    let best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts: this.opts.fit?.restarts ?? 2 });
+    if (previous) {
+      const warm = sphericalKmeans(codes, n, D, this.K, { ...base, init: previous });
+      if (warm.objective >= best.objective) best = warm;
+    }
+    return best;
+  }
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { gemmNN, gemmNT, gemmTN } from '../src/learning/gemm.js';
+import { Rng } from '../src/learning/rng.js';
+
+function rand(rng: Rng, len: number): Float32Array {
+  return Float32Array.from({ length: len }, () => rng.gaussian());
+}
+
+/** Reference: out[i][j] += Σ_p A(i, p)·B(p, j) with accessors, in float64. */
+function naive(n: number, k: number, m: number, A: (i: number, p: number) => number, B: (p: number, j: number) => number, out: Float32Array): number[] {
+  const res: number[] = [];
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = out[i * m + j]!;
+      for (let p = 0; p < k; p++) s += A(i, p) * B(p, j);
+      res.push(s);
+    }
+  }
+  return res;
+}
+
+function expectClose(actual: Float32Array, expected: number[]): void {
+  expect(actual.length).toBe(expected.length);
+  actual.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(expected[i]!))));
+}
+
+describe('gemm kernels (every remainder of the unrolled loops)', () => {
+  const rng = new Rng(1);
+  for (const [n, k, m] of [
+    [1, 1, 1],
+    [2, 4, 3],
+    [3, 5, 2],
+    [5, 7, 6],
+    [8, 9, 1],
+    [7, 3, 5],
+  ] as const) {
+    it(`n=${n} k=${k} m=${m}`, () => {
+      const a = rand(rng, n * k);
+      const b = rand(rng, k * m);
+      const init = rand(rng, n * m);
+      const nn = init.slice();
+      gemmNN(a, b, nn, n, k, m);
+      expectClose(nn, naive(n, k, m, (i, p) => a[i * k + p]!, (p, j) => b[p * m + j]!, init));
+
+      // aᵀ·g with a [k×n] stored row-major, g [k×m]: out [n×m]
+      const at = rand(rng, k * n);
+      const g = rand(rng, k * m);
+      const tn = init.slice();
+      gemmTN(at, g, tn, k, n, m);
+      expectClose(tn, naive(n, k, m, (i, p) => at[p * n + i]!, (p, j) => g[p * m + j]!, init));
+
+      // a·bᵀ with b [m×k]
+      const bt = rand(rng, m * k);
+      const nt = init.slice();
+      gemmNT(a, bt, nt, n, k, m);
+      expectClose(nt, naive(n, k, m, (i, p) => a[i * k + p]!, (p, j) => bt[j * k + p]!, init));
+    });
+  }
+});
