@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'E_INPUT_EMPTY'
   | 'E_INPUT_NOT_VIDEO'
   | 'E_DECODE'
+  | 'E_INPUT_DAMAGED'
   | 'E_FFMPEG_MISSING'
   | 'E_OUTPUT_UNWRITABLE'
   | 'E_ENCODE'
@@ -74,6 +75,18 @@ export class DecodeError extends StegoError {
       'E_DECODE',
       `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold those frames. ffmpeg said: ${stderrTail}`,
       { cause, details: { input, framesDecoded, stderrTail } },
+    );
+  }
+}
+
+/** The input decoded to the end, but ffmpeg met damaged data on the way and concealed it. */
+export class DamagedInputError extends StegoError {
+  constructor(input: string, framesDecoded: number, errors: number, firstAtFrame: number, sample: string) {
+    super(
+      'E_INPUT_DAMAGED',
+      `"${input}" holds damaged data: ffmpeg reported ${errors} decoding error(s), the first near frame ${firstAtFrame}, and concealed them; outputs hold all ${framesDecoded} frame(s) it decoded. ` +
+        `Check the file with: ffmpeg -v error -i "${input}" -f null -  (ffmpeg said: ${sample})`,
+      { details: { input, framesDecoded, errors, firstAtFrame, sample } },
     );
   }
 }

@@ -7,7 +7,7 @@ import type { Device } from '../backbone/execution-device.js';
 import { probeVideo } from '../internal/probe-video.js';
 import { workingSize } from '../internal/working-size.js';
 import { FlowGate } from '../internal/flow-gate.js';
-import { fileSource } from '../sources/file-source.js';
+import { assertVideoFile, fileSource } from '../sources/file-source.js';
 import { imageFolderSource, imageSize, listImages } from '../sources/image-folder-source.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { frameStats } from '../operators/frame-stats.js';
@@ -77,6 +77,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   } catch {
     throw new InputNotFoundError(input, 'input');
   }
+  if (!isDir) assertVideoFile(input);
   const backbone = await Backbone.load(options.backbone, {
     device: options.device,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),

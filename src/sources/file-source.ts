@@ -1,10 +1,13 @@
 import { Observable } from 'rxjs';
 import { statSync } from 'node:fs';
 import type { Frame } from '../types.js';
-import { BadOptionError, DecodeError, InputEmptyError, InputNotFoundError, InputNotVideoError } from '../errors.js';
+import { BadOptionError, DamagedInputError, DecodeError, InputEmptyError, InputNotFoundError, InputNotVideoError } from '../errors.js';
 import { runFfmpeg } from '../internal/ffmpeg-process.js';
 import { parseShowinfoPts, readRawFrames } from '../internal/raw-frame-reader.js';
 import type { FlowGate } from '../internal/flow-gate.js';
+
+/** ffmpeg stderr lines that mean the decoder met damaged data (it conceals and goes on). */
+const DAMAGE_PATTERN = /error while decoding|corrupt|concealing|Invalid NAL|non-existing PPS|decode_slice_header error|Packet corrupt|missing picture/i;
 
 export interface FileSourceOptions {
   /** Any file ffmpeg reads (mp4, mov, mkv, ts, avi; H.264, HEVC, ...). */
@@ -29,7 +32,8 @@ export interface FileSourceOptions {
  * subscribe. With a `gate`, ffmpeg's stdout is not read while no credit is free, so memory stays
  * flat on videos of any length. Errors: `InputNotVideoError` when nothing decodes, `DecodeError`
  * (with the frame count and ffmpeg's stderr) when decoding fails midway, after the frames before
- * the failure were emitted. Unsubscribing stops ffmpeg (SIGTERM, then SIGKILL).
+ * the failure were emitted; `DamagedInputError` at the end when ffmpeg met damaged data and
+ * concealed it (every decodable frame was emitted). Unsubscribing stops ffmpeg (SIGTERM, then SIGKILL).
  */
 export function fileSource(options: FileSourceOptions): Observable<Frame> {
   const { path, width, height } = options;
@@ -39,20 +43,13 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
   for (const [name, v] of [['width', width], ['height', height], ['every', every]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new BadOptionError(name, 'positive integer', v);
   }
-  let size: number;
-  try {
-    const st = statSync(path);
-    if (st.isDirectory()) throw new BadOptionError('path', 'a video file (for a folder of images use an image-folder source)', path);
-    size = st.size;
-  } catch (err) {
-    if (err instanceof BadOptionError) throw err;
-    throw new InputNotFoundError(path, 'video');
-  }
-  if (size === 0) throw new InputEmptyError(path);
+  assertVideoFile(path);
 
   return new Observable<Frame>((subscriber) => {
     let closed = false;
     const ptsQueue: number[] = [];
+    let seq = 0;
+    const damage = { errors: 0, firstAt: -1, sample: '' };
     const filter = [every > 1 ? `select=not(mod(n\\,${every}))` : '', `scale=${width}:${height}:flags=area`, 'showinfo']
       .filter(Boolean)
       .join(',');
@@ -63,13 +60,19 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
       onStderr: (line) => {
         const pts = parseShowinfoPts(line);
         if (pts !== undefined) ptsQueue.push(pts);
+        else if (DAMAGE_PATTERN.test(line)) {
+          if (damage.errors === 0) {
+            damage.firstAt = seq;
+            damage.sample = line.trim();
+          }
+          damage.errors++;
+        }
       },
     });
     const frameBytes = width * height * 3;
     const fallbackFps = options.fps ?? 30;
 
     (async () => {
-      let seq = 0;
       let lastPts = -1;
       const stdout = run.stdout;
       if (!stdout) throw new Error('ffmpeg stdout missing');
@@ -99,6 +102,10 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
         subscriber.error(new InputEmptyError(path, 'ffmpeg decoded no frames from it'));
         return;
       }
+      if (damage.errors > 0) {
+        subscriber.error(new DamagedInputError(path, seq, damage.errors, Math.max(0, damage.firstAt), damage.sample));
+        return;
+      }
       subscriber.complete();
     })().catch((err: unknown) => {
       if (!closed) subscriber.error(err);
@@ -109,4 +116,16 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
       void run.stop();
     };
   });
+}
+
+/** Throws InputNotFoundError / InputEmptyError / BadOptionError for a path that cannot be a video file. */
+export function assertVideoFile(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new InputNotFoundError(path, 'video');
+  }
+  if (st.isDirectory()) throw new BadOptionError('path', 'a video file (for a folder of images use an image-folder source)', path);
+  if (st.size === 0) throw new InputEmptyError(path);
 }
