@@ -6,6 +6,9 @@ import { registerProcess } from './cli/process-command.js';
 import { registerEval } from './cli/eval-command.js';
 import { registerDemo } from './cli/demo-command.js';
 
+/** Time for stdout/stderr to drain before a forced exit, ms. */
+const EXIT_GRACE_MS = 2000;
+
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
 const program = new Command()
@@ -21,6 +24,9 @@ registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);
+  // Batch commands are done here: a handle left open by a library (a worker, a socket) must
+  // not keep the process alive. Long-running commands (serve) do not return until shut down.
+  setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode;
@@ -31,4 +37,5 @@ try {
     process.stderr.write(`stegostream: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = 1;
   }
+  setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
 }

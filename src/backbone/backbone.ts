@@ -127,6 +127,8 @@ async function createSession(
   const device = options.device ?? 'auto';
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
+    // ffmpeg and the learner share the cores: idle ORT threads must sleep, not spin.
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
   };
   const have = availableProviders();

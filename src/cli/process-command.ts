@@ -74,7 +74,7 @@ export function registerProcess(program: Command): void {
 export function printResult(r: ProcessResult, json: boolean): void {
   if (json) {
     process.stdout.write(
-      JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, headVersion: r.headVersion, backbone: r.backbone, classes: r.shares, outputs: r.outputs, error: r.error?.message }) + '\n',
+      JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, headVersion: r.headVersion, backbone: r.backbone, classes: r.shares, outputs: r.outputs, error: r.error?.message, maxRssMiB: process.resourceUsage().maxRSS / 1024 }) + '\n',
     );
     return;
   }

@@ -83,7 +83,11 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
   const done = new Promise<{ error?: Error }>((resolve) => {
     command.on('error', (error: Error) => {
       exited = true;
-      resolve({ error });
+      // fluent-ffmpeg reports "Output stream closed" when ffmpeg's stdout ends more than 20 ms
+      // before the process exit event (common under load), then kills it. The stream ending
+      // means ffmpeg wrote everything, so that is a normal end.
+      if (error.message === 'Output stream closed' && spec.output === undefined) resolve({});
+      else resolve({ error });
     });
     command.on('end', () => {
       exited = true;

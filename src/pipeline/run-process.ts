@@ -2,7 +2,7 @@ import { concatMap, fromEvent, lastValueFrom, NEVER, take, takeUntil, tap, buffe
 import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Frame, Segmentation } from '../types.js';
-import { Backbone } from '../backbone/backbone.js';
+import { InferenceClient } from '../backbone/inference-client.js';
 import type { Device } from '../backbone/execution-device.js';
 import { probeVideo } from '../internal/probe-video.js';
 import { workingSize } from '../internal/working-size.js';
@@ -78,12 +78,15 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     throw new InputNotFoundError(input, 'input');
   }
   if (!isDir) assertVideoFile(input);
-  const backbone = await Backbone.load(options.backbone, {
+  const backbone = await InferenceClient.start(options.backbone, {
     device: options.device,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
   });
   const info = backbone.info;
-  logger.info({ backbone: info.name, source: info.source, provider: info.provider, reason: info.providerReason, dim: info.dim }, 'backbone loaded');
+  logger.info(
+    { backbone: info.name, source: info.source, provider: info.provider, reason: info.providerReason, dim: info.dim },
+    'backbone loaded',
+  );
 
   // Geometry: the model's fixed size, else the working width with the input's aspect.
   let inputSize: { width: number; height: number };
@@ -112,8 +115,39 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     initial = await loadCheckpoint(headFile, { dim: info.dim, k: learning.k + learning.extraClusters });
     logger.info({ head: headFile, version: initial.version }, 'head loaded');
   }
+
+  // Outputs open before any work, so an unwritable path fails fast.
+  const outputs: string[] = [];
+  let overlay: OverlayVideoWriter | undefined;
+  let masks: MaskWriter | undefined;
+  let stats: StatsFileWriter | undefined;
+  const closeEarly = async (): Promise<void> => {
+    await Promise.allSettled([overlay?.abort(), stats?.close(), backbone.close()]);
+  };
+  try {
+    overlay = options.out
+      ? await OverlayVideoWriter.open({
+          path: options.out,
+          width: size.width,
+          height: size.height,
+          fps: isDir ? 5 : fps,
+          outWidth: options.outSize?.width ?? inputSize.width,
+          outHeight: options.outSize?.height ?? inputSize.height,
+          ...(isDir ? {} : { background: { file: input, every: options.every } }),
+        })
+      : undefined;
+    masks = options.masks ? await MaskWriter.open(options.masks) : undefined;
+    stats = options.stats ? await StatsFileWriter.open(options.stats) : undefined;
+  } catch (err) {
+    await closeEarly();
+    throw err;
+  }
+  if (options.out) outputs.push(options.out);
+  if (options.masks) outputs.push(options.masks);
+  if (options.stats) outputs.push(options.stats);
+
   const engine = await SegmentationEngine.create({
-    backbone,
+    inference: backbone,
     logger,
     objects: options.objects,
     ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
@@ -129,31 +163,15 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),
     },
+  }).catch(async (err: unknown) => {
+    await closeEarly();
+    throw err;
   });
 
   const makeSource = (gate: FlowGate): Observable<Frame> =>
     isDir
       ? imageFolderSource({ dir: input, width: size.width, height: size.height, every: options.every, gate })
       : fileSource({ path: input, width: size.width, height: size.height, every: options.every, gate, fps: fps * options.every });
-
-  // Outputs open before any work, so an unwritable path fails fast.
-  const outputs: string[] = [];
-  const overlay = options.out
-    ? await OverlayVideoWriter.open({
-        path: options.out,
-        width: size.width,
-        height: size.height,
-        fps: isDir ? 5 : fps,
-        outWidth: options.outSize?.width ?? inputSize.width,
-        outHeight: options.outSize?.height ?? inputSize.height,
-        ...(isDir ? {} : { background: { file: input, every: options.every } }),
-      })
-    : undefined;
-  const masks = options.masks ? await MaskWriter.open(options.masks) : undefined;
-  const stats = options.stats ? await StatsFileWriter.open(options.stats) : undefined;
-  if (options.out) outputs.push(options.out);
-  if (options.masks) outputs.push(options.masks);
-  if (options.stats) outputs.push(options.stats);
 
   const abort$ = options.signal ? fromEvent(options.signal, 'abort').pipe(take(1)) : NEVER;
   let interrupted = false;
@@ -180,7 +198,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
       pass.stop();
       gate.close();
     });
-    engine.finishLearningPass();
+    await engine.finishLearningPass();
   }
 
   const summary = new ClassSummary();
@@ -230,7 +248,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     seconds,
     fps: seconds > 0 ? frames / seconds : 0,
     interrupted,
-    headVersion: engine.head.version,
+    headVersion: engine.headState.version,
     summary: summary.table(classes),
     shares: summary.rows(classes),
     backbone: info.name,

@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import type { ClassInfo, Embedding, Frame, Segmentation } from '../types.js';
-import type { Backbone } from '../backbone/backbone.js';
-import { Segmenter } from '../operators/segmenter.js';
-import { OnlineLearner, type OnlineLearnerOptions } from '../learning/online-learner.js';
+import type { InferenceClient } from '../backbone/inference-client.js';
+import type { OnlineLearnerOptions } from '../learning/online-learner.js';
+import { LearnerClient } from '../learning/learner-client.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
 import { saveCheckpoint } from '../learning/checkpoint.js';
 
 export interface EngineOptions {
-  readonly backbone: Backbone;
+  /** Backbone and segmentation sessions (in their worker thread). */
+  readonly inference: InferenceClient;
   readonly learner: Omit<OnlineLearnerOptions, 'dim' | 'backboneName'>;
   /** Frames the learner sees before its first fit (the raw probe); default 1 batch. */
   readonly warmupFrames?: number;
@@ -26,26 +27,29 @@ export interface EngineOptions {
  * is swapped in between batches: every segmentation of a batch carries the same head version.
  */
 export class SegmentationEngine {
-  readonly learner: OnlineLearner;
   private framesSeen = 0;
   private classes: readonly ClassInfo[];
   private checkpointing: Promise<void> = Promise.resolve();
+  /** The head every batch uses: replaced only between batches, when a round has finished. */
+  private head: HeadState;
+  private nextHead: HeadState | undefined;
 
   private constructor(
     private readonly options: EngineOptions,
-    private readonly segmenter: Segmenter,
+    readonly learner: LearnerClient,
   ) {
-    const { backbone } = options;
-    this.learner = new OnlineLearner({ ...options.learner, dim: backbone.info.dim, backboneName: backbone.info.name });
-    this.classes = classInfos(this.learner.state);
+    this.head = learner.state;
+    this.classes = classInfos(this.head);
   }
 
   static async create(options: EngineOptions): Promise<SegmentationEngine> {
-    return new SegmentationEngine(options, await Segmenter.create());
+    const { info } = options.inference;
+    const learner = await LearnerClient.start({ ...options.learner, dim: info.dim, backboneName: info.name });
+    return new SegmentationEngine(options, learner);
   }
 
-  get head(): HeadState {
-    return this.learner.state;
+  get headState(): HeadState {
+    return this.head;
   }
 
   get classInfo(): readonly ClassInfo[] {
@@ -54,22 +58,40 @@ export class SegmentationEngine {
 
   /** Embeds frames and feeds the learner without segmenting (a learning pass). */
   async learn(frames: readonly Frame[]): Promise<void> {
-    const embeddings = await this.options.backbone.embed(frames);
+    const { embeddings } = await this.options.inference.infer(frames);
     this.observe(embeddings);
-    this.maybeTrain();
+    await this.maybeTrain();
   }
 
-  /** Segments one batch (frames of one working size); trains first when a round is due. */
+  /**
+   * Segments one batch (frames of one working size) with the current head; the batch's features
+   * then feed the learner, and a due round starts in the background. Before the first fit (no
+   * centroids yet) the batch is embedded, the probe fitted on it, and then segmented.
+   */
   async process(frames: readonly Frame[]): Promise<Segmentation[]> {
-    const embeddings = await this.options.backbone.embed(frames);
-    this.observe(embeddings);
-    this.maybeTrain();
-    const head = this.learner.state;
-    const first = frames[0];
-    if (!first) return [];
-    const labels = await this.segmenter.segment(embeddings, head, first.height, first.width);
+    if (frames.length === 0) return [];
+    this.swapHead();
+    if (this.head.version === 0) {
+      const { embeddings } = await this.options.inference.infer(frames);
+      this.observe(embeddings);
+      await this.maybeTrain();
+      this.swapHead();
+      if (this.head.version === 0) throw new Error('no head: the learner could not fit centroids on the first batch');
+      return this.segmentBatch(frames, false);
+    }
+    return this.segmentBatch(frames, true);
+  }
+
+  private async segmentBatch(frames: readonly Frame[], learn: boolean): Promise<Segmentation[]> {
+    const head = this.head;
     const classes = this.classes;
-    return embeddings.map((e, i) => ({
+    const r = await this.options.inference.infer(frames, head);
+    if (learn) {
+      this.observe(r.embeddings);
+      await this.maybeTrain();
+    }
+    const labels = r.labels ?? [];
+    return r.embeddings.map((e, i) => ({
       frame: e.frame,
       labels: labels[i] as Uint8Array,
       headVersion: head.version,
@@ -82,64 +104,89 @@ export class SegmentationEngine {
    * Ends a learning pass: fits the raw probe if the pass was shorter than the warm-up, then runs
    * one training round on everything the bank holds, so output starts with a learned head.
    */
-  finishLearningPass(): void {
+  async finishLearningPass(): Promise<void> {
     if (this.learner.isFrozen || this.learner.paused || this.framesSeen === 0) return;
-    if (!this.learner.ready) this.round();
-    this.round();
+    if (!this.learner.ready) await this.round(true);
+    await this.round(true);
+    this.swapHead();
   }
 
   /** Renames a class; returns the new legend. */
   rename(id: number, name: string): readonly ClassInfo[] {
     this.learner.rename(id, name);
-    this.classes = classInfos(this.learner.state);
-    this.options.onHead?.(this.learner.state, this.classes);
+    this.head = { ...this.head, names: this.learner.state.names };
+    this.classes = classInfos(this.head);
+    this.options.onHead?.(this.head, this.classes);
     return this.classes;
   }
 
   /** Writes the current head to the checkpoint file (atomic), if one is configured. */
-  async snapshot(path = this.options.checkpoint): Promise<string | undefined> {
-    if (!path || !this.learner.ready) return undefined;
-    const state = this.learner.state;
-    this.checkpointing = this.checkpointing.then(() => saveCheckpoint(path, state));
+  async snapshot(path = this.options.checkpoint): Promise<{ path: string; version: number } | undefined> {
+    if (!path || this.head.version === 0) return undefined;
+    const state = this.head;
+    this.checkpointing = this.checkpointing.catch(() => undefined).then(() => saveCheckpoint(path, state));
     await this.checkpointing;
-    return path;
+    return { path, version: state.version };
   }
 
   private observe(embeddings: readonly Embedding[]): void {
     if (this.learner.isFrozen) return;
     for (const e of embeddings) {
-      this.learner.observe(e.patchTokens, e.gridH * e.gridW);
+      this.learner.observe(e.patchTokens, e.gridH * e.gridW, e.dim);
       this.framesSeen++;
     }
   }
 
-  private maybeTrain(): void {
+  /**
+   * Starts a round when one is due. The very first fit (no head yet) is awaited, since nothing
+   * can be segmented without centroids; later rounds run in the worker while batches go on.
+   */
+  private async maybeTrain(): Promise<void> {
     if (this.learner.isFrozen || this.learner.paused) return;
-    const warm = this.options.warmupFrames ?? 1;
-    const due = this.learner.ready ? this.learner.shouldTrain(this.framesSeen) : this.framesSeen >= warm;
-    if (!due) return;
-    this.round();
+    if (!this.learner.ready) {
+      if (this.framesSeen >= (this.options.warmupFrames ?? 1)) await this.round(true);
+      return;
+    }
+    if (this.learner.shouldTrain(this.framesSeen)) void this.round(false);
   }
 
-  private round(): void {
+  private async round(wait: boolean): Promise<void> {
     const before = this.learner.state.version;
-    const state = this.learner.runRound(this.framesSeen);
-    if (state.version === before) return;
-    this.classes = classInfos(state);
-    const r = this.learner.lastRound;
-    this.options.logger?.info(
-      { headVersion: state.version, kind: r?.kind, ms: r ? Math.round(r.ms) : undefined, meanCosine: r?.meanCosine, alignScore: r?.alignScore },
-      'head updated',
+    const run = this.learner.runRound(this.framesSeen).then(
+      (state) => {
+        if (state.version === before) return;
+        this.nextHead = state;
+        const r = this.learner.lastRound;
+        this.options.logger?.info(
+          { headVersion: state.version, kind: r?.kind, ms: r ? Math.round(r.ms) : undefined, meanCosine: r?.meanCosine, alignScore: r?.alignScore },
+          'head trained',
+        );
+      },
+      (err: unknown) => this.options.logger?.error({ err }, 'training round failed; keeping the current head'),
     );
-    this.options.onHead?.(state, this.classes);
+    if (wait) {
+      await run;
+      this.swapHead();
+    }
+  }
+
+  /** Swaps a newly trained head in (between batches), then checkpoints it. */
+  private swapHead(): void {
+    const next = this.nextHead;
+    if (!next) return;
+    this.nextHead = undefined;
+    this.head = { ...next, names: this.learner.state.names };
+    this.classes = classInfos(this.head);
+    this.options.onHead?.(this.head, this.classes);
     if (this.options.checkpoint) {
       void this.snapshot().catch((err: unknown) => this.options.logger?.error({ err }, 'checkpoint failed'));
     }
   }
 
   async close(): Promise<void> {
+    await this.learner.close();
+    this.swapHead();
     await this.checkpointing.catch(() => undefined);
     if (this.options.checkpoint && !this.learner.isFrozen) await this.snapshot();
-    await this.segmenter.close();
   }
 }

@@ -1,0 +1,145 @@
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Embedding, Frame } from '../types.js';
+import { StegoError, type ErrorCode } from '../errors.js';
+import type { BackboneInfo, BackboneOptions } from './backbone.js';
+import type { SegmentationHead } from '../operators/segmenter.js';
+import type { InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
+
+export interface InferenceResult {
+  readonly embeddings: Embedding[];
+  /** Label maps per frame (height*width), when a head was given. */
+  readonly labels?: Uint8Array[];
+  readonly backboneMs: number;
+  readonly segmentMs: number;
+}
+
+/**
+ * Backbone + segmentation in a worker thread (see inference-worker.ts for why). One call runs a
+ * batch through the backbone and, given a head, the probe; the head's tensors cross the thread
+ * boundary only when its version changes. Errors keep their code (ModelContractError, ...).
+ */
+export class InferenceClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (r: Extract<InferenceReply, { type: 'result' }>) => void; reject: (e: Error) => void }>();
+  private sentHeadVersion = -1;
+  private failure: Error | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: BackboneInfo,
+  ) {
+    worker.on('message', (msg: InferenceReply) => {
+      if (msg.type === 'result') {
+        const p = this.pending.get(msg.id);
+        this.pending.delete(msg.id);
+        p?.resolve(msg);
+      } else if (msg.type === 'error') {
+        const err = rebuild(msg);
+        if (msg.id !== undefined) {
+          const p = this.pending.get(msg.id);
+          this.pending.delete(msg.id);
+          p?.reject(err);
+        } else this.fail(err);
+      }
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new Error(`inference worker exited with code ${code}`));
+    });
+  }
+
+  /** Loads the backbone (checking its contract) in a new worker. */
+  static async start(spec: string, options: BackboneOptions = {}): Promise<InferenceClient> {
+    const worker = new Worker(workerUrl('inference-worker.js'));
+    const info = await new Promise<BackboneInfo>((resolve, reject) => {
+      const onMsg = (msg: InferenceReply): void => {
+        worker.off('message', onMsg);
+        if (msg.type === 'ready') resolve(msg.info);
+        else if (msg.type === 'error') reject(rebuild(msg));
+      };
+      worker.on('message', onMsg);
+      worker.once('error', reject);
+      worker.postMessage({ type: 'init', spec, options } satisfies InferenceRequest);
+    }).catch(async (err: unknown) => {
+      await worker.terminate();
+      throw err;
+    });
+    return new InferenceClient(worker, info);
+  }
+
+  async infer(frames: readonly Frame[], head?: SegmentationHead & { version: number }): Promise<InferenceResult> {
+    if (this.failure) throw this.failure;
+    if (frames.length === 0) return { embeddings: [], backboneMs: 0, segmentMs: 0 };
+    let wireHead: WireHead | undefined;
+    if (head) {
+      wireHead =
+        head.version === this.sentHeadVersion
+          ? { version: head.version, k: head.k }
+          : { version: head.version, k: head.k, weights: head.weights, centroids: head.centroids };
+      this.sentHeadVersion = head.version;
+    }
+    const id = this.nextId++;
+    const reply = await new Promise<Extract<InferenceReply, { type: 'result' }>>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const msg: InferenceRequest = {
+        type: 'infer',
+        id,
+        frames: frames.map((f) => ({ width: f.width, height: f.height, rgb: f.rgb })),
+        ...(wireHead ? { head: wireHead } : {}),
+      };
+      this.worker.postMessage(msg);
+    }).catch((err: unknown) => {
+      // The worker may not hold the head we think it does after a failure: resend next time.
+      this.sentHeadVersion = -1;
+      throw err;
+    });
+    const { gridH, gridW, dim, tokens, cls, keys, labels } = reply;
+    const n = gridH * gridW;
+    const embeddings = frames.map((frame, b) => ({
+      frame,
+      gridH,
+      gridW,
+      dim,
+      patchTokens: tokens.subarray(b * n * dim, (b + 1) * n * dim),
+      clsToken: cls.subarray(b * dim, (b + 1) * dim),
+      ...(keys ? { keys: keys.subarray(b * n * dim, (b + 1) * n * dim) } : {}),
+    }));
+    const px = (frames[0] as Frame).width * (frames[0] as Frame).height;
+    return {
+      embeddings,
+      ...(labels ? { labels: frames.map((_, b) => labels.subarray(b * px, (b + 1) * px)) } : {}),
+      backboneMs: reply.backboneMs,
+      segmentMs: reply.segmentMs,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.worker.terminate();
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+function rebuild(msg: { message: string; code?: string; details?: Record<string, unknown> }): Error {
+  if (!msg.code) return new Error(msg.message);
+  return new StegoError(msg.code as ErrorCode, msg.message, { details: msg.details ?? {} });
+}
+
+/**
+ * A worker script next to this module; when running from TypeScript sources (tests), the built
+ * copy in dist/ (`npm test` builds first).
+ */
+export function workerUrl(file: string, dir = 'backbone'): URL {
+  const here = new URL(`./${file}`, import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  return new URL(`../../dist/${dir}/${file}`, import.meta.url);
+}

@@ -1,0 +1,39 @@
+import type { BackboneInfo, BackboneOptions } from './backbone.js';
+import type { HeadTensors } from '../operators/segmenter.js';
+
+export interface WireFrame {
+  readonly width: number;
+  readonly height: number;
+  readonly rgb: Uint8Array;
+}
+
+export interface WireHead {
+  readonly version: number;
+  /** Omitted when the worker already holds this version. */
+  readonly weights?: HeadTensors | null;
+  readonly centroids?: Float32Array;
+  readonly k: number;
+}
+
+export type InferenceRequest =
+  | { readonly type: 'init'; readonly spec: string; readonly options: BackboneOptions }
+  | { readonly type: 'infer'; readonly id: number; readonly frames: readonly WireFrame[]; readonly head?: WireHead };
+
+export type InferenceReply =
+  | { readonly type: 'ready'; readonly info: BackboneInfo }
+  | {
+      readonly type: 'result';
+      readonly id: number;
+      readonly gridH: number;
+      readonly gridW: number;
+      readonly dim: number;
+      readonly tokens: Float32Array;
+      readonly cls: Float32Array;
+      readonly keys?: Float32Array;
+      /** B label maps of height*width each, when a head was given. */
+      readonly labels?: Uint8Array;
+      /** Time inside ONNX Runtime, ms: backbone and segmentation. */
+      readonly backboneMs: number;
+      readonly segmentMs: number;
+    }
+  | { readonly type: 'error'; readonly id?: number; readonly message: string; readonly code?: string; readonly details?: Record<string, unknown> };

@@ -1,0 +1,136 @@
+/**
+ * `npm run bench`: throughput figures as ratios against baselines measured in the same run, on
+ * inputs it makes itself (a 1080p H.264 dive scene). Prints one JSON document on stdout;
+ * progress goes to stderr. Machines are noisy: compare ratios, not absolute fps.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { lastValueFrom, tap, bufferCount, take, toArray, firstValueFrom } from 'rxjs';
+import { writeSceneVideo } from '../scene/write-scene-files.js';
+import { fileSource } from '../sources/file-source.js';
+import { probeVideo } from '../internal/probe-video.js';
+import { workingSize } from '../internal/working-size.js';
+import { Backbone } from '../backbone/backbone.js';
+import { runFfmpeg } from '../internal/ffmpeg-process.js';
+
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const BATCH = 4;
+
+function log(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+interface CliJson {
+  frames: number;
+  seconds: number;
+  fps: number;
+  maxRssMiB: number;
+  headVersion: number;
+}
+
+function runCli(args: string[]): Promise<CliJson> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args, '--json', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`stegostream ${args.join(' ')} exited ${code}: ${err}`));
+      else resolve(JSON.parse(out.trim().split('\n').pop() ?? '{}') as CliJson);
+    });
+  });
+}
+
+async function decodeFps(path: string, width: number, height: number): Promise<number> {
+  let n = 0;
+  const t0 = performance.now();
+  await lastValueFrom(fileSource({ path, width, height }).pipe(tap(() => n++)), { defaultValue: undefined });
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function backboneFps(backbone: Backbone, path: string, width: number, height: number, batch: number, rounds: number): Promise<number> {
+  const frames = await firstValueFrom(fileSource({ path, width, height }).pipe(take(batch), toArray()));
+  await backbone.embed(frames); // warm-up
+  const t0 = performance.now();
+  for (let i = 0; i < rounds; i++) await backbone.embed(frames);
+  return (rounds * batch) / ((performance.now() - t0) / 1000);
+}
+
+async function loopVideo(src: string, dst: string, times: number): Promise<void> {
+  const run = runFfmpeg({ input: src, inputOptions: ['-stream_loop', String(times - 1)], outputOptions: ['-y', '-c', 'copy'], format: 'mp4', output: dst });
+  const { error } = await run.done;
+  if (error) throw error;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'stegostream-bench-'));
+  try {
+    const video = join(dir, 'dive-1080p.mp4');
+    log('rendering a 1080p H.264 dive scene (150 frames)');
+    await writeSceneVideo(video, { width: 1920, height: 1080, seed: 5, frames: 150, fps: 30, crf: 20 });
+    const long = join(dir, 'dive-1080p-x4.mp4');
+    await loopVideo(video, long, 4);
+    const info = await probeVideo(video);
+    const backbone = await Backbone.load('builtin');
+    const size = workingSize(info, backbone.info.patchSize);
+
+    log('decode only');
+    const decode = await decodeFps(video, size.width, size.height);
+    log('backbone only');
+    const bb = await backboneFps(backbone, video, size.width, size.height, BATCH, 30);
+    await backbone.close();
+    const combined = 1 / (1 / decode + 1 / bb);
+
+    const common = ['--batch', String(BATCH), '--learn-frames', '32'];
+    log('process, statistics only');
+    const statsOnly = await runCli(['process', video, '--stats', join(dir, 's.csv'), ...common]);
+    log('process, statistics + overlay video');
+    const withVideo = await runCli(['process', video, '--stats', join(dir, 's2.csv'), '--out', join(dir, 'seg.mp4'), ...common]);
+    log('process, 4x longer input (memory flatness)');
+    const longRun = await runCli(['process', long, '--stats', join(dir, 's3.csv'), ...common]);
+
+    log('learning on vs off');
+    const ckpt = join(dir, 'head.ckpt');
+    const learnOn = await runCli(['process', long, '--stats', join(dir, 's4.csv'), '--train-every', '60', '--checkpoint', ckpt, ...common]);
+    const learnOff = await runCli(['process', long, '--stats', join(dir, 's5.csv'), '--head', ckpt, '--freeze', ...common]);
+
+    const result = {
+      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+      input: { file: '1920x1080 H.264, 150 frames, 30 fps (generated dive scene)', working: `${size.width}x${size.height}`, batch: BATCH },
+      fps: {
+        decodeOnly: round(decode),
+        backboneOnly: round(bb),
+        decodePlusBackboneSerial: round(combined),
+        processStatsOnly: round(statsOnly.fps),
+        processWithOverlayVideo: round(withVideo.fps),
+        processLearningOn: round(learnOn.fps),
+        processLearningOff: round(learnOff.fps),
+      },
+      ratios: {
+        'process / (1/(1/decode + 1/backbone))': round(statsOnly.fps / combined, 3),
+        'process with overlay / process stats only': round(withVideo.fps / statsOnly.fps, 3),
+        'learning on / learning off': round(learnOn.fps / learnOff.fps, 3),
+      },
+      memory: {
+        peakRssMiB150Frames: round(statsOnly.maxRssMiB),
+        peakRssMiB600Frames: round(longRun.maxRssMiB),
+        'peak RSS 600 / 150 frames': round(longRun.maxRssMiB / statsOnly.maxRssMiB, 3),
+      },
+      learning: { headVersionWithLearning: learnOn.headVersion, roundsEveryFrames: 60 },
+    };
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function round(v: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+await main();

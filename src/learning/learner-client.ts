@@ -1,0 +1,212 @@
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BadOptionError, StegoError, type ErrorCode } from '../errors.js';
+import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
+import type { OnlineLearnerOptions, RoundReport } from './online-learner.js';
+import type { HeadState } from './head-state.js';
+import { DEFAULT_BANK_POINTS_PER_FRAME } from './feature-bank.js';
+
+/**
+ * The pipeline's handle on the online learner, which runs in a worker thread. Frames are
+ * subsampled here (the bank keeps `pointsPerFrame` patches a frame anyway) so little crosses the
+ * thread boundary; a round runs in the worker while inference goes on with the current head,
+ * and its result is swapped in by the caller between batches. Names, pause and freeze are
+ * mirrored here so the pipeline reads them without a round trip.
+ */
+export class LearnerClient {
+  private readonly worker: Worker;
+  private current: HeadState;
+  private readonly pending = new Map<number, { resolve: (s: { state: HeadState; report: RoundReport | undefined }) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private framesAtLastRound = 0;
+  private isPaused = false;
+  private inFlight: Promise<HeadState> | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+  private report: RoundReport | undefined;
+  private readonly pointsPerFrame: number;
+
+  private constructor(
+    worker: Worker,
+    initial: HeadState,
+    private readonly options: OnlineLearnerOptions,
+  ) {
+    this.worker = worker;
+    this.current = initial;
+    this.pointsPerFrame = options.bank?.pointsPerFrame ?? DEFAULT_BANK_POINTS_PER_FRAME;
+    worker.on('message', (msg: LearnerReply) => this.onReply(msg));
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new Error(`learner worker exited with code ${code}`));
+    });
+  }
+
+  /** Starts the worker and builds the learner there; option errors are thrown here. */
+  static async start(options: OnlineLearnerOptions): Promise<LearnerClient> {
+    const worker = new Worker(workerUrl());
+    worker.unref();
+    const initial = await new Promise<HeadState>((resolve, reject) => {
+      const onMsg = (msg: LearnerReply): void => {
+        worker.off('message', onMsg);
+        if (msg.type === 'ready') resolve(msg.state);
+        else if (msg.type === 'error') reject(rebuildError(msg));
+      };
+      worker.on('message', onMsg);
+      worker.once('error', reject);
+      post(worker, { type: 'init', options });
+    }).catch(async (err: unknown) => {
+      await worker.terminate();
+      throw err;
+    });
+    return new LearnerClient(worker, initial, options);
+  }
+
+  get state(): HeadState {
+    return this.current;
+  }
+
+  get ready(): boolean {
+    return this.current.version > 0;
+  }
+
+  get paused(): boolean {
+    return this.isPaused;
+  }
+
+  get isFrozen(): boolean {
+    return this.options.freeze ?? false;
+  }
+
+  get training(): boolean {
+    return this.inFlight !== undefined;
+  }
+
+  get lastRound(): RoundReport | undefined {
+    return this.report;
+  }
+
+  /** Sends a random subset of one frame's patch tokens [n×C] to the bank. */
+  observe(tokens: Float32Array, n: number, dim: number): void {
+    if (this.isFrozen || this.closed) return;
+    const m = Math.min(n, this.pointsPerFrame);
+    const out = new Float32Array(m * dim);
+    // Partial Fisher-Yates over indices: m distinct patches, uniformly.
+    const idx = new Uint32Array(n);
+    for (let i = 0; i < n; i++) idx[i] = i;
+    for (let i = 0; i < m; i++) {
+      const j = i + Math.floor(Math.random() * (n - i));
+      const t = idx[i] as number;
+      idx[i] = idx[j] as number;
+      idx[j] = t;
+      const src = (idx[i] as number) * dim;
+      out.set(tokens.subarray(src, src + dim), i * dim);
+    }
+    this.worker.postMessage({ type: 'observe', tokens: out, n: m } satisfies LearnerRequest, [out.buffer]);
+  }
+
+  /** Whether a round is due: every `train.everyFrames` frames, not paused, frozen or already running. */
+  shouldTrain(framesSeen: number): boolean {
+    if (this.isFrozen || this.isPaused || this.inFlight || this.closed) return false;
+    return framesSeen - this.framesAtLastRound >= this.options.train.everyFrames;
+  }
+
+  /**
+   * Starts a round in the worker (or joins the one running). The caller swaps the returned state
+   * in when it resolves; `state` is updated at the same time.
+   */
+  runRound(framesSeen: number): Promise<HeadState> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.inFlight) return this.inFlight;
+    this.framesAtLastRound = framesSeen;
+    const id = this.nextId++;
+    this.inFlight = new Promise<{ state: HeadState; report: RoundReport | undefined }>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      post(this.worker, { type: 'round', id, framesSeen });
+    })
+      .then(({ state, report }) => {
+        this.report = report;
+        // Names only change through rename(), which updates `current` at once; a rename sent
+        // while the round ran is not in the worker's reply yet, so keep ours.
+        this.current = { ...state, names: this.current.names };
+        return this.current;
+      })
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+    return this.inFlight;
+  }
+
+  rename(classId: number, name: string): void {
+    if (!Number.isInteger(classId) || classId < 0 || classId >= this.current.k) {
+      throw new BadOptionError('class id', `integer in [0, ${this.current.k})`, classId);
+    }
+    if (typeof name !== 'string' || name.trim() === '' || name.length > 64) {
+      throw new BadOptionError('class name', 'a non-empty string of at most 64 characters', name);
+    }
+    const names = [...this.current.names];
+    names[classId] = name;
+    this.current = { ...this.current, names };
+    post(this.worker, { type: 'rename', classId, name });
+  }
+
+  pause(): void {
+    this.isPaused = true;
+    post(this.worker, { type: 'pause' });
+  }
+
+  resume(): void {
+    this.isPaused = false;
+    post(this.worker, { type: 'resume' });
+  }
+
+  /** Waits for a round in flight, then stops the worker. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.inFlight?.catch(() => undefined);
+    this.closed = true;
+    await this.worker.terminate();
+  }
+
+  private onReply(msg: LearnerReply): void {
+    if (msg.type === 'round') {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      p?.resolve({ state: msg.state, report: msg.report });
+    } else if (msg.type === 'error') {
+      const err = rebuildError(msg);
+      if (msg.id !== undefined) {
+        const p = this.pending.get(msg.id);
+        this.pending.delete(msg.id);
+        p?.reject(err);
+      } else {
+        this.fail(err);
+      }
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+function post(worker: Worker, msg: LearnerRequest): void {
+  worker.postMessage(msg);
+}
+
+/** Errors cross the thread boundary as plain data; give coded ones their class back. */
+function rebuildError(msg: { message: string; code?: string }): Error {
+  return msg.code ? new StegoError(msg.code as ErrorCode, msg.message) : new Error(msg.message);
+}
+
+/**
+ * The compiled worker next to this file; when this module runs from TypeScript sources (tests),
+ * the built copy in dist/ (`npm test` builds first).
+ */
+function workerUrl(): URL {
+  const here = new URL('./learner-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  return new URL('../../dist/learning/learner-worker.js', import.meta.url);
+}
