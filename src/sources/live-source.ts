@@ -280,7 +280,8 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
         const { error } = await r.done;
         if (closed) return;
         // fluent-ffmpeg: "ffmpeg exited with code 1: <stderr>"; the stderr tail is added once, below.
-        const exited = error === undefined ? 'the stream ended' : scrub(error.message.split(':')[0] ?? error.message);
+        const ended = liveSince === undefined ? 'ffmpeg ended before the first frame' : 'the stream ended';
+        const exited = error === undefined ? ended : scrub(error.message.split(':')[0] ?? error.message);
         const reason = stalled ? stallReason() : exited;
         retry(reason, r.stderrTail(), stalled);
       })().catch((err: unknown) => {
