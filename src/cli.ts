@@ -5,6 +5,7 @@ import { StegoError } from './errors.js';
 import { registerProcess } from './cli/process-command.js';
 import { registerEval } from './cli/eval-command.js';
 import { registerDemo } from './cli/demo-command.js';
+import { registerServe } from './cli/serve-command.js';
 
 /** Time for stdout/stderr to drain before a forced exit, ms. */
 const EXIT_GRACE_MS = 2000;
@@ -21,6 +22,7 @@ const program = new Command()
 registerProcess(program);
 registerEval(program);
 registerDemo(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -255,7 +255,9 @@ export class OnlineLearner {
     this.framesAtLastRound = framesSeen ?? this.lastFramesSeen ?? this.bank.seen;
     if (this.frozen) return this.current;
     const fitPoints = Math.min(this.opts.fit?.maxPoints ?? DEFAULT_FIT_MAX_POINTS, this.bank.totalPoints);
-    if (this.bank.size < 2 || fitPoints < this.K) {
+    // The raw-probe fit needs one frame (output starts at once); training needs pairs of frames.
+    const minFrames = this.current.version === 0 ? 1 : 2;
+    if (this.bank.size < minFrames || fitPoints < this.K) {
       this.report = {
         kind: 'skipped',
         version: this.current.version,
@@ -263,7 +265,7 @@ export class OnlineLearner {
         meanCosine: Number.NaN,
         alignScore: Number.NaN,
         ms: performance.now() - t0,
-        reason: `the bank holds ${this.bank.size} frame(s) and ${this.bank.totalPoints} point(s); need 2 frames and ${this.K} points`,
+        reason: `the bank holds ${this.bank.size} frame(s) and ${this.bank.totalPoints} point(s); need ${minFrames} frame(s) and ${this.K} points`,
       };
       return this.current;
     }

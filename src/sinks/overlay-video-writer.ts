@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import type { Segmentation } from '../types.js';
 import { EncodeError, OutputUnwritableError } from '../errors.js';
 import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
-import { paintMaskRgba } from './paint-mask.js';
+import { blendOverlay, paintMaskRgba } from './paint-mask.js';
 
 /** Opacity of the class colours over the picture, 0-255. */
 export const OVERLAY_ALPHA = 115;
@@ -105,7 +105,7 @@ export class OverlayVideoWriter {
     const { width, height } = this.options;
     const buf = this.options.background
       ? paintMaskRgba(seg, OVERLAY_ALPHA)
-      : blendRgb(seg, OVERLAY_ALPHA);
+      : blendOverlay(seg, OVERLAY_ALPHA);
     if (buf.length !== width * height * (this.options.background ? 4 : 3)) throw new Error('overlay frame size mismatch');
     this.frames++;
     if (!this.stdin.write(buf)) {
@@ -128,17 +128,4 @@ export class OverlayVideoWriter {
     this.stdin.end();
     await this.run.stop();
   }
-}
-
-function blendRgb(seg: Segmentation, alpha: number): Buffer {
-  const rgba = paintMaskRgba(seg, alpha);
-  const src = seg.frame.rgb;
-  const out = Buffer.allocUnsafe(src.length);
-  for (let i = 0, j = 0; i < src.length; i += 3, j += 4) {
-    const a = (rgba[j + 3] as number) / 255;
-    out[i] = (src[i] as number) * (1 - a) + (rgba[j] as number) * a;
-    out[i + 1] = (src[i + 1] as number) * (1 - a) + (rgba[j + 1] as number) * a;
-    out[i + 2] = (src[i + 2] as number) * (1 - a) + (rgba[j + 2] as number) * a;
-  }
-  return out;
 }

@@ -31,3 +31,17 @@ export function paintMaskRgba(seg: Segmentation, alpha: number): Buffer {
   }
   return out;
 }
+
+/** The frame with its class colours blended in at `alpha` (0-255), RGB at working resolution. */
+export function blendOverlay(seg: Segmentation, alpha: number): Buffer {
+  const rgba = paintMaskRgba(seg, alpha);
+  const src = seg.frame.rgb;
+  const out = Buffer.allocUnsafe(src.length);
+  for (let i = 0, j = 0; i < src.length; i += 3, j += 4) {
+    const a = (rgba[j + 3] as number) / 255;
+    out[i] = (src[i] as number) * (1 - a) + (rgba[j] as number) * a;
+    out[i + 1] = (src[i + 1] as number) * (1 - a) + (rgba[j + 1] as number) * a;
+    out[i + 2] = (src[i + 2] as number) * (1 - a) + (rgba[j + 2] as number) * a;
+  }
+  return out;
+}
