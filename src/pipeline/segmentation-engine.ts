@@ -5,6 +5,8 @@ import type { OnlineLearnerOptions } from '../learning/online-learner.js';
 import { LearnerClient } from '../learning/learner-client.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
 import { saveCheckpoint } from '../learning/checkpoint.js';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 export interface EngineOptions {
   /** Backbone and segmentation sessions (in their worker thread). */
@@ -124,7 +126,12 @@ export class SegmentationEngine {
   async snapshot(path = this.options.checkpoint): Promise<{ path: string; version: number } | undefined> {
     if (!path || this.head.version === 0) return undefined;
     const state = this.head;
-    this.checkpointing = this.checkpointing.catch(() => undefined).then(() => saveCheckpoint(path, state));
+    this.checkpointing = this.checkpointing
+      .catch(() => undefined)
+      .then(async () => {
+        await mkdir(dirname(path), { recursive: true });
+        await saveCheckpoint(path, state);
+      });
     await this.checkpointing;
     return { path, version: state.version };
   }
