@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lastValueFrom, tap, bufferCount, take, toArray, firstValueFrom } from 'rxjs';
+import { lastValueFrom, tap, take, toArray, firstValueFrom } from 'rxjs';
 import { writeSceneVideo } from '../scene/write-scene-files.js';
 import { fileSource } from '../sources/file-source.js';
 import { probeVideo } from '../internal/probe-video.js';
