@@ -57,6 +57,9 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     const predPath = preds.get(stem);
     if (!predPath) throw new EvalInputError(`no prediction for image "${basename(img)}" in "${options.predictions}"`);
     const png = decode(await readFile(predPath));
+    if (!png.palette && png.channels !== 1) {
+      throw new EvalInputError(`prediction "${predPath}" is not a label map: expected an indexed or 8-bit grey PNG (as process --masks writes)`);
+    }
     const pred = Uint8Array.from(png.data as Uint8Array);
     const gt = await readLabelMask(gtPath, png.width, png.height, palette, auto);
     for (const v of pred) if (v + 1 > clusters) clusters = v + 1;
