@@ -7,6 +7,8 @@ import { FfmpegMissingError } from '../errors.js';
 export const STDERR_TAIL_LINES = 12;
 /** After SIGTERM, how long ffmpeg gets to finish its output file before SIGKILL. */
 export const FFMPEG_KILL_TIMEOUT_MS = 3000;
+/** When to repeat the signal if ffmpeg has not exited, ms. */
+export const FFMPEG_SECOND_SIGNAL_MS = 500;
 
 export interface FfmpegRun {
   /** ffmpeg's stdout when `pipeOutput` was asked for; paused by the reader, so ffmpeg blocks. */
@@ -109,6 +111,11 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
     stopping ??= (async () => {
       if (started) command.kill(signal);
       else stopRequested = signal;
+      // ffmpeg finishes its output on the first SIGTERM, but a read blocked on a silent network
+      // input only gives up on the second one; SIGKILL is the last resort.
+      const again = setTimeout(() => {
+        if (started && !exited) command.kill(signal);
+      }, FFMPEG_SECOND_SIGNAL_MS);
       const timer = setTimeout(() => {
         try {
           command.kill('SIGKILL');
@@ -117,6 +124,7 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
         }
       }, FFMPEG_KILL_TIMEOUT_MS);
       await done;
+      clearTimeout(again);
       clearTimeout(timer);
     })();
     return stopping;
