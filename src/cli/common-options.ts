@@ -5,6 +5,35 @@ import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-op
 import { integer, nonNegativeInt, oneOf, positiveInt } from './parse-options.js';
 import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
+import type { Device } from '../backbone/execution-device.js';
+import type { ProcessOptions } from '../pipeline/run-process.js';
+
+/** Flags added by addModelOptions. */
+export interface ModelFlags {
+  backbone: string;
+  device: Device;
+  threads?: number;
+  width?: number;
+  height?: number;
+  batch: number;
+  objects: boolean;
+  logLevel: string;
+}
+
+/** The ProcessOptions fields that come from model flags. */
+export function modelOptionsFrom(
+  flags: ModelFlags,
+): Pick<ProcessOptions, 'backbone' | 'device' | 'batchSize' | 'objects' | 'threads' | 'width' | 'height'> {
+  return {
+    backbone: flags.backbone,
+    device: flags.device,
+    batchSize: flags.batch,
+    objects: flags.objects,
+    ...(flags.threads ? { threads: flags.threads } : {}),
+    ...(flags.width ? { width: flags.width } : {}),
+    ...(flags.height ? { height: flags.height } : {}),
+  };
+}
 
 /** Default state folder for checkpoints (README "Learning"). */
 export const DEFAULT_STATE_DIR = '.stegostream';

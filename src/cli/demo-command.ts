@@ -1,31 +1,22 @@
 import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Device } from '../backbone/execution-device.js';
 import { runProcess } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
 import { createScene } from '../scene/render-scene.js';
 import { writeSceneVideo } from '../scene/write-scene-files.js';
 import { ConfusionMatrix } from '../eval/segmentation-metrics.js';
-import { addLearningOptions, addModelOptions, learningFrom, type LearningFlags } from './common-options.js';
+import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
 import { oneOf, positiveInt } from './parse-options.js';
 import { printResult } from './process-command.js';
 import { interruptSignal } from './interrupt.js';
 import { resizeLabelsNearest } from '../eval/resize-labels.js';
 
-interface DemoFlags extends LearningFlags {
+interface DemoFlags extends LearningFlags, ModelFlags {
   outDir: string;
   frames: number;
   variant: 'easy' | 'hard';
   sceneSeed: number;
-  backbone: string;
-  device: Device;
-  threads?: number;
-  width?: number;
-  height?: number;
-  batch: number;
-  objects: boolean;
-  logLevel: string;
 }
 
 export const DEMO_SIZE = { width: 640, height: 360 } as const;
@@ -56,18 +47,12 @@ export function registerDemo(program: Command): void {
       out: join(flags.outDir, 'segmented.mp4'),
       stats: join(flags.outDir, 'stats.csv'),
       masks: join(flags.outDir, 'masks'),
-      backbone: flags.backbone,
-      device: flags.device,
+      ...modelOptionsFrom(flags),
       every: 1,
-      batchSize: flags.batch,
-      objects: flags.objects,
       progress: true,
       learning: learningFrom(flags),
       logger,
       signal,
-      ...(flags.threads ? { threads: flags.threads } : {}),
-      ...(flags.width ? { width: flags.width } : {}),
-      ...(flags.height ? { height: flags.height } : {}),
       onSegment: (seg) => {
         const truth = scene.render(seg.frame.seq);
         confusion ??= new ConfusionMatrix(seg.classes.length, scene.classNames.length);

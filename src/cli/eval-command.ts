@@ -2,26 +2,17 @@ import type { Command } from 'commander';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Device } from '../backbone/execution-device.js';
 import { formatEval, runEval } from '../eval/run-eval.js';
 import { runProcess } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
-import { addLearningOptions, addModelOptions, learningFrom, type LearningFlags } from './common-options.js';
+import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
 import { integer } from './parse-options.js';
 
-interface EvalFlags extends LearningFlags {
+interface EvalFlags extends LearningFlags, ModelFlags {
   pred?: string;
   palette?: string;
   ignore: number;
   json: boolean;
-  backbone: string;
-  device: Device;
-  threads?: number;
-  width?: number;
-  height?: number;
-  batch: number;
-  objects: boolean;
-  logLevel: string;
 }
 
 export function registerEval(program: Command): void {
@@ -46,17 +37,12 @@ export function registerEval(program: Command): void {
         const r = await runProcess({
           input: images,
           masks: tmp,
-          backbone: flags.backbone,
-          device: flags.device,
+          ...modelOptionsFrom(flags),
           every: 1,
-          batchSize: flags.batch,
-          objects: false,
+            objects: false,
           progress: true,
           learning: learningFrom(flags),
           logger: createLogger(flags.logLevel),
-          ...(flags.threads ? { threads: flags.threads } : {}),
-          ...(flags.width ? { width: flags.width } : {}),
-          ...(flags.height ? { height: flags.height } : {}),
         });
         if (r.error) throw r.error;
       }

@@ -1,25 +1,16 @@
 import type { Command } from 'commander';
-import type { Device } from '../backbone/execution-device.js';
 import { runProcess, type ProcessResult } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
-import { addLearningOptions, addModelOptions, learningFrom, type LearningFlags } from './common-options.js';
+import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
 import { positiveInt, sizeArg } from './parse-options.js';
 import { interruptSignal } from './interrupt.js';
 
-interface ProcessFlags extends LearningFlags {
+interface ProcessFlags extends LearningFlags, ModelFlags {
   out?: string;
   outSize?: { width: number; height: number };
   masks?: string;
   stats?: string;
   every: number;
-  backbone: string;
-  device: Device;
-  threads?: number;
-  width?: number;
-  height?: number;
-  batch: number;
-  objects: boolean;
-  logLevel: string;
   progress: boolean;
   json: boolean;
 }
@@ -45,11 +36,8 @@ export function registerProcess(program: Command): void {
     try {
       result = await runProcess({
         input,
-        backbone: flags.backbone,
-        device: flags.device,
+        ...modelOptionsFrom(flags),
         every: flags.every,
-        batchSize: flags.batch,
-        objects: flags.objects,
         progress: flags.progress,
         learning: learningFrom(flags),
         logger,
@@ -58,9 +46,6 @@ export function registerProcess(program: Command): void {
         ...(flags.outSize ? { outSize: flags.outSize } : {}),
         ...(flags.masks ? { masks: flags.masks } : {}),
         ...(flags.stats ? { stats: flags.stats } : {}),
-        ...(flags.threads ? { threads: flags.threads } : {}),
-        ...(flags.width ? { width: flags.width } : {}),
-        ...(flags.height ? { height: flags.height } : {}),
       });
     } finally {
       dispose();

@@ -1,18 +1,10 @@
 import * as ort from 'onnxruntime-node';
 import type { Embedding } from '../types.js';
 import { buildSegmentationGraph } from './segmentation-graph.js';
+import type { HeadWeights } from '../learning/stego-head.js';
 
-/** Head weights in the layout of src/learning (row-major): code = f·linW + linB + relu(f·mlp1W + mlp1B)·mlp2W + mlp2B. */
-export interface HeadTensors {
-  readonly inDim: number;
-  readonly codeDim: number;
-  readonly linW: Float32Array;
-  readonly linB: Float32Array;
-  readonly mlp1W: Float32Array;
-  readonly mlp1B: Float32Array;
-  readonly mlp2W: Float32Array;
-  readonly mlp2B: Float32Array;
-}
+/** Head weights (src/learning layout): code = f·linW + linB + relu(f·mlp1W + mlp1B)·mlp2W + mlp2B. */
+export type HeadTensors = HeadWeights;
 
 /** What segmentation needs of a head state: weights (null = probe on raw features) and unit centroids [K×D]. */
 export interface SegmentationHead {
