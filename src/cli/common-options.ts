@@ -58,7 +58,8 @@ export function addLearningOptions(cmd: Command): Command {
     .option('--extra-clusters <n>', 'clusters beyond --classes', nonNegativeInt('--extra-clusters'), LEARNING_DEFAULTS.extraClusters)
     .option('--code-dim <d>', 'code dimension of the head', positiveInt('--code-dim'), LEARNING_DEFAULTS.codeDim)
     .option('--train-every <frames>', 'a training round every N frames', positiveInt('--train-every'), LEARNING_DEFAULTS.trainEvery)
-    .option('--train-steps <n>', 'Adam steps per round', positiveInt('--train-steps'), LEARNING_DEFAULTS.trainSteps)
+    .option('--train-steps <n>', 'Adam steps per online round', positiveInt('--train-steps'), LEARNING_DEFAULTS.trainSteps)
+    .option('--learn-steps <n>', 'Adam steps of the round that ends the learning pass', positiveInt('--learn-steps'), LEARNING_DEFAULTS.learnSteps)
     .option('--bank-frames <n>', 'feature bank size in frames', positiveInt('--bank-frames'), LEARNING_DEFAULTS.bankFrames)
     .option('--learn-frames <n>', 'frames of the learning pass before output starts (0: none)', nonNegativeInt('--learn-frames'), LEARNING_DEFAULTS.learnFrames)
     .option('--seed <n>', 'random seed (learning is reproducible for a seed)', integer('--seed'), LEARNING_DEFAULTS.seed)
@@ -75,6 +76,7 @@ export interface LearningFlags {
   codeDim: number;
   trainEvery: number;
   trainSteps: number;
+  learnSteps: number;
   bankFrames: number;
   learnFrames: number;
   seed: number;
@@ -102,6 +104,7 @@ export function learningFrom(flags: LearningFlags): LearningOptions {
     codeDim: flags.codeDim,
     trainEvery: flags.trainEvery,
     trainSteps: flags.trainSteps,
+    learnSteps: flags.learnSteps,
     bankFrames: flags.bankFrames,
     learnFrames: flags.learnFrames,
     seed: flags.seed,

@@ -115,14 +115,14 @@ export class LearnerClient {
    * Starts a round in the worker (or joins the one running). The caller swaps the returned state
    * in when it resolves; `state` is updated at the same time.
    */
-  runRound(framesSeen: number): Promise<HeadState> {
+  runRound(framesSeen: number, steps?: number): Promise<HeadState> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.inFlight) return this.inFlight;
     this.framesAtLastRound = framesSeen;
     const id = this.nextId++;
     this.inFlight = new Promise<{ state: HeadState; report: RoundReport | undefined }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      post(this.worker, { type: 'round', id, framesSeen });
+      post(this.worker, { type: 'round', id, framesSeen, ...(steps !== undefined ? { steps } : {}) });
     })
       .then(({ state, report }) => {
         this.report = report;

@@ -5,7 +5,7 @@ import type { HeadState } from './head-state.js';
 export type LearnerRequest =
   | { readonly type: 'init'; readonly options: OnlineLearnerOptions }
   | { readonly type: 'observe'; readonly tokens: Float32Array; readonly n: number }
-  | { readonly type: 'round'; readonly id: number; readonly framesSeen: number }
+  | { readonly type: 'round'; readonly id: number; readonly framesSeen: number; readonly steps?: number }
   | { readonly type: 'rename'; readonly classId: number; readonly name: string }
   | { readonly type: 'pause' }
   | { readonly type: 'resume' };

@@ -27,7 +27,7 @@ port.on('message', (msg: LearnerRequest) => {
         return;
       case 'round': {
         if (!learner) throw new Error('learner not initialised');
-        const state = learner.runRound(msg.framesSeen);
+        const state = learner.runRound(msg.framesSeen, msg.steps);
         reply({ type: 'round', id: msg.id, state, report: learner.lastRound });
         return;
       }

@@ -249,8 +249,9 @@ export class OnlineLearner {
    *
    * @param framesSeen the caller's frame count, to schedule the next round from; default the
    *   count last passed to `shouldTrain`.
+   * @param steps Adam steps for this round instead of `train.steps` (a longer first round).
    */
-  runRound(framesSeen?: number): HeadState {
+  runRound(framesSeen?: number, steps?: number): HeadState {
     const t0 = performance.now();
     this.framesAtLastRound = framesSeen ?? this.lastFramesSeen ?? this.bank.seen;
     if (this.frozen) return this.current;
@@ -304,7 +305,7 @@ export class OnlineLearner {
       const res = trainRound(head, this.bank, {
         seed: roundRng.u32(),
         optimizer: this.optimizer,
-        ...(t.steps === undefined ? {} : { steps: t.steps }),
+        ...(steps !== undefined ? { steps } : t.steps === undefined ? {} : { steps: t.steps }),
         ...(t.batchImages === undefined ? {} : { batchImages: t.batchImages }),
         ...(t.pointsPerImage === undefined ? {} : { pointsPerImage: t.pointsPerImage }),
         ...(t.knnK === undefined ? {} : { knnK: t.knnK }),

@@ -8,8 +8,10 @@ export interface LearningOptions {
   readonly codeDim: number;
   /** A training round every this many frames. */
   readonly trainEvery: number;
-  /** Adam steps per round. */
+  /** Adam steps per online round (kept small: rounds share the CPU with inference). */
   readonly trainSteps: number;
+  /** Adam steps of the round that ends the learning pass (process, demo). */
+  readonly learnSteps: number;
   /** Feature bank capacity, frames. */
   readonly bankFrames: number;
   /** Frames of the learning pass before output starts (process); 0 = none. */
@@ -31,7 +33,8 @@ export const LEARNING_DEFAULTS = {
   extraClusters: 0,
   codeDim: 70,
   trainEvery: 300,
-  trainSteps: 40,
+  trainSteps: 10,
+  learnSteps: 60,
   bankFrames: 256,
   learnFrames: 64,
   seed: 1,

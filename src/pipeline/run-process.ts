@@ -152,6 +152,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     objects: options.objects,
     ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
     warmupFrames: Math.max(1, Math.min(learning.learnFrames, totalFrames ?? learning.learnFrames)),
+    learnPassSteps: learning.learnSteps,
     learner: {
       k: learning.k,
       extraClusters: learning.extraClusters,

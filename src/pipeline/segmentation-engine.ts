@@ -14,6 +14,8 @@ export interface EngineOptions {
   readonly learner: Omit<OnlineLearnerOptions, 'dim' | 'backboneName'>;
   /** Frames the learner sees before its first fit (the raw probe); default 1 batch. */
   readonly warmupFrames?: number;
+  /** Adam steps of the round that ends a learning pass (default: the learner's train.steps). */
+  readonly learnPassSteps?: number;
   /** Checkpoint file written after each round and on close. */
   readonly checkpoint?: string;
   /** Adds LOST object boxes (needs the backbone's keys). */
@@ -109,7 +111,7 @@ export class SegmentationEngine {
   async finishLearningPass(): Promise<void> {
     if (this.learner.isFrozen || this.learner.paused || this.framesSeen === 0) return;
     if (!this.learner.ready) await this.round(true);
-    await this.round(true);
+    await this.round(true, this.options.learnPassSteps);
     this.swapHead();
   }
 
@@ -157,9 +159,9 @@ export class SegmentationEngine {
     if (this.learner.shouldTrain(this.framesSeen)) void this.round(false);
   }
 
-  private async round(wait: boolean): Promise<void> {
+  private async round(wait: boolean, steps?: number): Promise<void> {
     const before = this.learner.state.version;
-    const run = this.learner.runRound(this.framesSeen).then(
+    const run = this.learner.runRound(this.framesSeen, steps).then(
       (state) => {
         if (state.version === before) return;
         this.nextHead = state;
