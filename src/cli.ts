@@ -6,6 +6,11 @@ import { registerProcess } from './cli/process-command.js';
 import { registerEval } from './cli/eval-command.js';
 import { registerDemo } from './cli/demo-command.js';
 import { registerServe } from './cli/serve-command.js';
+import { registerIngest } from './cli/ingest-command.js';
+import { registerWorker } from './cli/worker-command.js';
+import { registerTrainer } from './cli/trainer-command.js';
+import { registerCollect } from './cli/collect-command.js';
+import { registerDoctor } from './cli/doctor-command.js';
 
 /** Time for stdout/stderr to drain before a forced exit, ms. */
 const EXIT_GRACE_MS = 2000;
@@ -23,6 +28,11 @@ registerProcess(program);
 registerEval(program);
 registerDemo(program);
 registerServe(program);
+registerIngest(program);
+registerWorker(program);
+registerTrainer(program);
+registerCollect(program);
+registerDoctor(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -4,7 +4,15 @@ import type { Embedding, Frame } from '../types.js';
 import { DeviceError, InputNotFoundError, ModelContractError, ModelNotOnnxError } from '../errors.js';
 import { buildBuiltinBackbone, BUILTIN_NAME } from './builtin-backbone.js';
 import { readModelMetadata } from './read-model-metadata.js';
-import { availableProviders, providerCandidates, type Device } from './execution-device.js';
+import {
+  availableProviders,
+  CUDA_INSTALL_COMMAND,
+  GPU_SETUP,
+  providerCandidates,
+  providerLibraryPresent,
+  providerMissingReason,
+  type Device,
+} from './execution-device.js';
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -57,13 +65,18 @@ export class Backbone {
     }
     let meta: Record<string, string>;
     try {
+      if (bytes.length === 0) throw new Error('the file is empty');
       meta = readModelMetadata(bytes);
     } catch (err) {
       throw new ModelNotOnnxError(spec, err);
     }
     const { session, provider, reason } = await createSession(spec, bytes, options);
-    const info = checkContract(spec, session, meta, provider, reason);
-    return new Backbone(session, info);
+    try {
+      return new Backbone(session, await checkContract(spec, session, meta, provider, reason));
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
   }
 
   /** Runs one batch of frames (all of one size) and splits the outputs per frame. */
@@ -119,6 +132,20 @@ function normaliseInto(rgb: Buffer, out: Float32Array, offset: number, plane: nu
   }
 }
 
+const SESSION_DEFAULTS: ort.InferenceSession.SessionOptions = {
+  graphOptimizationLevel: 'all',
+  // ffmpeg and the learner share the cores: idle ORT threads must sleep, not spin.
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+};
+
+/** ORT's words for bytes that are not a model (checked before blaming the device). */
+const NOT_A_MODEL = /protobuf|parse|Load model|INVALID_PROTOBUF|invalid model|data pointer is null/i;
+
+/**
+ * Opens the session on the provider `device` asks for. An explicit GPU device that cannot run
+ * here is a DeviceError saying how to fix it; `auto` tries the GPU providers that are installed,
+ * then the CPU, and the returned reason says why it ended where it did.
+ */
 async function createSession(
   spec: string,
   bytes: Uint8Array,
@@ -126,83 +153,190 @@ async function createSession(
 ): Promise<{ session: ort.InferenceSession; provider: string; reason: string }> {
   const device = options.device ?? 'auto';
   const base: ort.InferenceSession.SessionOptions = {
-    graphOptimizationLevel: 'all',
-    // ffmpeg and the learner share the cores: idle ORT threads must sleep, not spin.
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    ...SESSION_DEFAULTS,
     ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
   };
-  const have = availableProviders();
+  if (device !== 'auto' && device !== 'cpu') {
+    const missing = providerMissingReason(device) ?? (device === 'tensorrt' ? providerMissingReason('cuda') : undefined);
+    if (missing) throw new DeviceError(device, `${missing}. Or use --device auto (falls back to the CPU) or --device cpu.`);
+  }
   const failures: string[] = [];
   for (const eps of providerCandidates(device)) {
     const wanted = eps[0] as string;
-    if (!have.includes(wanted)) {
-      failures.push(`${wanted}: not in this onnxruntime-node build (available: ${have.join(', ')})`);
-      continue;
-    }
     try {
       const session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: eps });
-      const reason =
-        failures.length === 0 ? `${device === 'auto' ? 'auto: best available' : `requested ${device}`}` : `fell back: ${failures.join('; ')}`;
-      return { session, provider: wanted, reason };
+      return { session, provider: wanted, reason: providerReason(device, wanted, failures) };
     } catch (err) {
-      const msg = (err as Error).message ?? String(err);
-      if (/protobuf|parse|Load model|INVALID_PROTOBUF|invalid model/i.test(msg)) throw new ModelNotOnnxError(spec, err);
-      failures.push(`${wanted}: ${msg.split('\n')[0]}`);
+      const msg = firstLine(err);
+      if (NOT_A_MODEL.test(msg)) throw new ModelNotOnnxError(spec, err);
+      if (device !== 'auto') throw new DeviceError(device, `${startFailure(wanted, msg)}, or use --device auto or cpu.`);
+      failures.push(`${wanted} did not start (${msg})`);
     }
-  }
-  if (device !== 'auto' && device !== 'cpu') {
-    throw new DeviceError(
-      device,
-      `${failures.join('; ')}. Install the GPU build of onnxruntime-node (README "GPU set-up") or use --device auto or cpu.`,
-    );
   }
   throw new DeviceError(device, failures.join('; '));
 }
 
-function checkContract(
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const line = (msg.split('\n').find((l) => l.trim() !== '') ?? msg).trim();
+  // ORT prefixes some messages with its source location and the failed check: keep the words.
+  return line.replace(/^\/onnxruntime_src\/.*? was false\.\s*/, '');
+}
+
+/** A provider whose library is installed failed to start: what to check. */
+function startFailure(provider: string, msg: string): string {
+  if (provider === 'webgpu') {
+    return `onnxruntime-node found no usable WebGPU adapter (${msg}). WebGPU needs a GPU driver with Vulkan (Linux), Direct3D 12 (Windows) or Metal (macOS)`;
+  }
+  if (provider === 'cuda' || provider === 'tensorrt') {
+    const libs = provider === 'tensorrt' ? 'TensorRT 10, CUDA 12 and cuDNN 9' : 'CUDA 12 and cuDNN 9';
+    return (
+      `onnxruntime-node could not start the ${provider} provider (${msg}). ` +
+      `Check that nvidia-smi sees the GPU and that the ${libs} libraries are installed and on the loader path (LD_LIBRARY_PATH; ${GPU_SETUP})`
+    );
+  }
+  return `onnxruntime-node could not start the ${provider} provider (${msg})`;
+}
+
+/** Why the session runs where it does, for logs and `stegostream doctor`. */
+function providerReason(device: Device, provider: string, failures: readonly string[]): string {
+  if (device !== 'auto') return `requested with --device ${device}`;
+  const notTried = ['cuda', 'tensorrt'].filter((p) => !providerCandidates('auto').some((eps) => eps[0] === p));
+  const why: string[] = [...failures];
+  if (notTried.length > 0) {
+    const absent = notTried.filter((p) => availableProviders().includes(p) && !providerLibraryPresent(p));
+    if (absent.length > 0) {
+      why.push(
+        `the ${absent.map((p) => (p === 'cuda' ? 'CUDA' : 'TensorRT')).join(' and ')} provider ${absent.length > 1 ? 'libraries are' : 'library is'} not installed ` +
+          `(on a GPU machine: ${CUDA_INSTALL_COMMAND}, ${GPU_SETUP})`,
+      );
+    }
+    const unlisted = notTried.filter((p) => !availableProviders().includes(p));
+    if (unlisted.length > 0) why.push(`this onnxruntime-node build has no ${unlisted.join(' or ')} provider`);
+  }
+  if (provider === 'cpu') {
+    return `auto: no GPU provider available, so the CPU: ${why.join('; ')}. WebGPU is used only with --device webgpu`;
+  }
+  return why.length > 0
+    ? `auto: ${provider}, the best provider that starts here (${why.join('; ')})`
+    : `auto: ${provider}, the best provider installed`;
+}
+
+/**
+ * Checks the backbone contract of DESIGN.md on a loaded session: input `image` float32
+ * [B,3,H,W], outputs `patch_tokens` and `cls_token` (optional `keys`), the metadata, and, by one
+ * run on a blank image, that the outputs have the shapes the metadata promises.
+ */
+async function checkContract(
   spec: string,
   session: ort.InferenceSession,
   meta: Record<string, string>,
   provider: string,
   providerReason: string,
-): BackboneInfo {
+): Promise<BackboneInfo> {
   const where = spec === 'builtin' ? BUILTIN_NAME : spec;
+  const fail = (problem: string): never => {
+    throw new ModelContractError(where, problem);
+  };
+  const list = (names: readonly string[]): string => names.map((n) => `"${n}"`).join(', ');
   if (!session.inputNames.includes('image')) {
-    throw new ModelContractError(where, `its input is named ${session.inputNames.map((n) => `"${n}"`).join(', ')}, expected "image" [B,3,H,W]`);
+    fail(`its input is named ${list(session.inputNames)}, expected "image" (float32 [B,3,H,W])`);
   }
-  for (const out of ['patch_tokens', 'cls_token']) {
-    if (!session.outputNames.includes(out)) {
-      throw new ModelContractError(where, `output "${out}" is missing (outputs: ${session.outputNames.join(', ')})`);
-    }
+  const missing = ['patch_tokens', 'cls_token'].filter((o) => !session.outputNames.includes(o));
+  if (missing.length > 0) {
+    fail(
+      `output ${list(missing)} ${missing.length > 1 ? 'are' : 'is'} missing (it has ${list(session.outputNames)}; expected "patch_tokens" [B,N,C], "cls_token" [B,C] and optionally "keys" [B,N,C])`,
+    );
   }
-  const int = (key: string): number => {
-    const v = meta[key];
-    if (v === undefined) throw new ModelContractError(where, `metadata_props has no "${key}"`);
+  const absent = REQUIRED_METADATA.filter((k) => meta[k] === undefined);
+  if (absent.length > 0) {
+    const all = `"name", "patch_size", "embed_dim", "input_height" and "input_width"`;
+    fail(
+      `${absent.length === REQUIRED_METADATA.length ? 'it has none of the metadata' : `its metadata_props lack ${list(absent)}`}: a backbone names ${all} in metadata_props ` +
+        '(tools/export_dino.py writes them; for another model add them with the onnx Python package, model.metadata_props)',
+    );
+  }
+  const int = (key: string, min: number): number => {
+    const v = meta[key] as string;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new ModelContractError(where, `metadata "${key}" is "${v}", expected a non-negative integer`);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min) fail(`metadata "${key}" is "${v}", expected an integer >= ${min}`);
     return n;
   };
-  const patchSize = int('patch_size');
-  const dim = int('embed_dim');
-  const inputHeight = meta['input_height'] === undefined ? 0 : int('input_height');
-  const inputWidth = meta['input_width'] === undefined ? 0 : int('input_width');
-  if (patchSize < 1) throw new ModelContractError(where, 'metadata "patch_size" must be >= 1');
+  const patchSize = int('patch_size', 1);
+  const dim = int('embed_dim', 1);
+  const inputHeight = int('input_height', 0);
+  const inputWidth = int('input_width', 0);
+  if ((inputHeight === 0) !== (inputWidth === 0)) {
+    fail(
+      `metadata input size is ${inputWidth}x${inputHeight} (width x height): give both, or 0 for both when any multiple of the patch size works`,
+    );
+  }
   if (inputHeight % patchSize !== 0 || inputWidth % patchSize !== 0) {
-    throw new ModelContractError(where, `patch size ${patchSize} does not divide the input size ${inputWidth}x${inputHeight}`);
+    fail(
+      `its input size ${inputWidth}x${inputHeight} (width x height) is not a multiple of its patch size ${patchSize}, so patches would not tile the image; ` +
+        `export it again with --height and --width multiples of ${patchSize}`,
+    );
   }
-  const imageMeta = session.inputMetadata.find((m) => m.name === 'image');
-  if (imageMeta && imageMeta.isTensor && imageMeta.shape.length !== 4) {
-    throw new ModelContractError(where, `input "image" has rank ${imageMeta.shape.length}, expected 4 [B,3,H,W]`);
+  const image = session.inputMetadata.find((m) => m.name === 'image');
+  if (image?.isTensor) {
+    if (image.type !== 'float32') fail(`input "image" is ${image.type}, expected float32 (ImageNet-normalised RGB)`);
+    const shape = image.shape;
+    if (shape.length !== 4) fail(`input "image" has rank ${shape.length} [${shape.join(',')}], expected 4 [B,3,H,W]`);
+    const [, ch, h, w] = shape;
+    if (typeof ch === 'number' && ch !== 3) fail(`input "image" has ${ch} channels, expected 3 (RGB)`);
+    if (typeof h === 'number' && typeof w === 'number' && (h !== inputHeight || w !== inputWidth)) {
+      fail(
+        `input "image" is fixed at ${w}x${h} (width x height) but its metadata says input_width ${inputWidth}, input_height ${inputHeight}`,
+      );
+    }
   }
+  const hasKeys = session.outputNames.includes('keys');
+  await dryRun(session, { patchSize, dim, inputHeight, inputWidth, hasKeys }, fail);
   return {
     source: spec,
-    name: meta['name'] ?? where,
+    name: meta['name'] as string,
     patchSize,
     dim,
     inputHeight,
     inputWidth,
-    hasKeys: session.outputNames.includes('keys'),
+    hasKeys,
     provider,
     providerReason,
   };
+}
+
+/** Metadata every backbone must carry (DESIGN.md "Backbone ONNX model"). */
+const REQUIRED_METADATA = ['name', 'patch_size', 'embed_dim', 'input_height', 'input_width'] as const;
+
+/** Runs one blank image through the model and checks the output shapes against the metadata. */
+async function dryRun(
+  session: ort.InferenceSession,
+  m: { patchSize: number; dim: number; inputHeight: number; inputWidth: number; hasKeys: boolean },
+  fail: (problem: string) => never,
+): Promise<void> {
+  // Any multiple of the patch size works for a fully convolutional model: a small one is quick.
+  const h = m.inputHeight || 4 * m.patchSize;
+  const w = m.inputWidth || 4 * m.patchSize;
+  const n = (h / m.patchSize) * (w / m.patchSize);
+  let out: ort.InferenceSession.OnnxValueMapType;
+  try {
+    out = await session.run({ image: new ort.Tensor('float32', new Float32Array(3 * h * w), [1, 3, h, w]) });
+  } catch (err) {
+    return fail(`running it on one ${w}x${h} image (float32 [1,3,${h},${w}]) failed: ${firstLine(err)}`);
+  }
+  const expect: [string, number[]][] = [
+    ['patch_tokens', [1, n, m.dim]],
+    ['cls_token', [1, m.dim]],
+    ...(m.hasKeys ? ([['keys', [1, n, m.dim]]] as [string, number[]][]) : []),
+  ];
+  for (const [name, dims] of expect) {
+    const t = out[name];
+    const got = t ? [...t.dims] : [];
+    if (t?.type !== 'float32' || got.join(',') !== dims.join(',')) {
+      fail(
+        `on one ${w}x${h} image its output "${name}" is ${t?.type ?? '?'} [${got.join(',')}], expected float32 [${dims.join(',')}] ` +
+          `(N = ${h / m.patchSize}x${w / m.patchSize} = ${n} patches of ${m.patchSize} px, C = embed_dim ${m.dim})`,
+      );
+    }
+  }
 }

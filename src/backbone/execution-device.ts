@@ -7,12 +7,21 @@ import { BadOptionError } from '../errors.js';
 export const DEVICES = ['auto', 'cpu', 'cuda', 'tensorrt', 'webgpu'] as const;
 export type Device = (typeof DEVICES)[number];
 
+/** Where a missing GPU provider is explained (README section, from docs/gpu.md). */
+export const GPU_SETUP = 'README "GPU set-up"';
+
+/** The command that installs onnxruntime-node's CUDA/TensorRT provider libraries (docs/gpu.md). */
+export const CUDA_INSTALL_COMMAND = 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node';
+
+/** Providers loaded from a separate library that this project's .npmrc skips downloading. */
+const DOWNLOADED_PROVIDERS = ['cuda', 'tensorrt'] as const;
+
 export function parseDevice(value: string): Device {
   if ((DEVICES as readonly string[]).includes(value)) return value as Device;
   throw new BadOptionError('--device', `one of ${DEVICES.join(', ')}`, value);
 }
 
-/** Execution providers this onnxruntime-node build can load (cpu always). */
+/** Execution providers this onnxruntime-node build lists (cpu always), whether or not they load here. */
 export function availableProviders(): string[] {
   return ort.listSupportedBackends().map((b) => b.name);
 }
@@ -39,13 +48,43 @@ export function providerCandidates(device: Device): string[][] {
   }
 }
 
-/** Whether onnxruntime-node's CUDA/TensorRT provider library was installed (README "GPU set-up"). */
-export function providerLibraryPresent(provider: string): boolean {
+/** The directory onnxruntime-node loads its native libraries from, or undefined if not found. */
+export function providerLibraryDir(): string | undefined {
   try {
     const main = createRequire(import.meta.url).resolve('onnxruntime-node');
-    const dir = join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
-    return existsSync(join(dir, `libonnxruntime_providers_${provider}.so`));
+    return join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/** File name of a provider's shared library on this platform. */
+export function providerLibraryName(provider: string): string {
+  if (process.platform === 'win32') return `onnxruntime_providers_${provider}.dll`;
+  return `libonnxruntime_providers_${provider}.${process.platform === 'darwin' ? 'dylib' : 'so'}`;
+}
+
+/** Whether onnxruntime-node's CUDA/TensorRT provider library was installed (README "GPU set-up"). */
+export function providerLibraryPresent(provider: string): boolean {
+  const dir = providerLibraryDir();
+  return dir !== undefined && existsSync(join(dir, providerLibraryName(provider)));
+}
+
+/**
+ * Why a GPU provider cannot even be tried here, or undefined when it can: not in this build of
+ * onnxruntime-node, or its library was not downloaded at install time. Says how to fix it.
+ */
+export function providerMissingReason(provider: string): string | undefined {
+  const have = availableProviders();
+  if (!have.includes(provider)) {
+    return `this onnxruntime-node build has no ${provider} execution provider on ${process.platform}-${process.arch} (it lists ${have.join(', ')})`;
+  }
+  if ((DOWNLOADED_PROVIDERS as readonly string[]).includes(provider) && !providerLibraryPresent(provider)) {
+    const needs = provider === 'cuda' ? 'CUDA 12, cuDNN 9' : 'CUDA 12, cuDNN 9, TensorRT 10';
+    return (
+      `onnxruntime-node's ${provider === 'cuda' ? 'CUDA' : 'TensorRT'} provider library (${providerLibraryName(provider)}) is not installed: ` +
+      `this project's .npmrc skips that download. On a machine with an NVIDIA GPU (${needs}), run ${CUDA_INSTALL_COMMAND} (${GPU_SETUP})`
+    );
+  }
+  return undefined;
 }
