@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'E_CONFIG'
   | 'E_SOURCE'
   | 'E_EVAL_INPUT'
-  | 'E_CONTROL';
+  | 'E_CONTROL'
+  | 'E_CLUSTER';
 
 /** Base class: `code` is stable across releases, `details` holds structured fields. */
 export class StegoError extends Error {

@@ -1,0 +1,116 @@
+/**
+ * The NATS side every role shares: one connection (first connect retried, so start order does not
+ * matter in compose or Kubernetes), the frames work-queue stream, the workers' durable consumer,
+ * and the heads KV bucket. Every `ensure` is idempotent: whichever role starts first creates the
+ * stream and consumer; the others find them and bring the tunable limits to their own values.
+ */
+import {
+  AckPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  connect,
+  nanos,
+  type JetStreamManager,
+  type KV,
+  type NatsConnection,
+} from 'nats';
+import type { Logger } from 'pino';
+import { framesStreamName, headsBucketName, ingestWildcard, WORKERS_CONSUMER } from './cluster-names.js';
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+/** Frames the work queue holds before ingest has to wait (discard: new). */
+export const DEFAULT_QUEUE_MAX_MSGS = 512;
+/** Bytes the work queue holds before ingest has to wait. */
+export const DEFAULT_QUEUE_MAX_BYTES = 256 * 1024 * 1024;
+/** How long a worker may hold a frame without acking before it is redelivered, ms. */
+export const DEFAULT_ACK_WAIT_MS = 30_000;
+/** Frames delivered to workers and not yet acked, across all workers. */
+export const DEFAULT_MAX_ACK_PENDING = 256;
+/** Head versions the bucket keeps. */
+export const HEADS_HISTORY = 10;
+const RECONNECT_WAIT_MS = 1_000;
+/** JetStream API error codes: stream or consumer exists with another configuration. */
+const STREAM_NAME_IN_USE = 10058;
+const CONSUMER_EXISTS = 10148;
+const CONSUMER_NAME_EXISTS = 10013;
+
+export interface QueueLimits {
+  readonly maxMsgs?: number;
+  readonly maxBytes?: number;
+}
+
+/** Connects (retrying the first connection forever) and reconnects forever after. */
+export async function connectCluster(servers: string | readonly string[], name: string, logger: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: [servers].flat(),
+    name,
+    waitOnFirstConnect: true,
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: RECONNECT_WAIT_MS,
+  });
+  logger.info({ server: nc.getServer(), name }, 'connected to NATS');
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') logger.warn({ server: s.data }, 'disconnected from NATS; reconnecting');
+      else if (s.type === 'reconnect') logger.info({ server: s.data }, 'reconnected to NATS');
+    }
+  })().catch(() => undefined);
+  return nc;
+}
+
+function apiCode(err: unknown): number | undefined {
+  return (err as { api_error?: { err_code?: number } }).api_error?.err_code;
+}
+
+/** The work-queue stream of frames: file storage, discard new when full (ingest waits). */
+export async function ensureFramesStream(jsm: JetStreamManager, prefix: string, limits: QueueLimits = {}): Promise<string> {
+  const name = framesStreamName(prefix);
+  const cfg = {
+    subjects: [ingestWildcard(prefix)],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    discard: DiscardPolicy.New,
+    max_msgs: limits.maxMsgs ?? DEFAULT_QUEUE_MAX_MSGS,
+    max_bytes: limits.maxBytes ?? DEFAULT_QUEUE_MAX_BYTES,
+    // Ingest's retries after a lost PubAck are recognised by msgID within this window.
+    duplicate_window: nanos(120_000),
+  };
+  try {
+    await jsm.streams.add({ name, ...cfg });
+  } catch (err) {
+    if (apiCode(err) !== STREAM_NAME_IN_USE) throw err;
+    // Only ingest passes limits; the others take the stream as they find it.
+    if (limits.maxMsgs !== undefined || limits.maxBytes !== undefined) {
+      const { retention: _r, ...update } = cfg;
+      await jsm.streams.update(name, update);
+    }
+  }
+  return name;
+}
+
+/** The durable pull consumer every worker shares: each frame goes to one worker (queue-group semantics). */
+export async function ensureWorkersConsumer(jsm: JetStreamManager, prefix: string, ackWaitMs = DEFAULT_ACK_WAIT_MS, maxAckPending = DEFAULT_MAX_ACK_PENDING): Promise<void> {
+  const stream = framesStreamName(prefix);
+  const cfg = {
+    durable_name: WORKERS_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(ackWaitMs),
+    max_ack_pending: maxAckPending,
+    max_deliver: -1,
+    filter_subject: ingestWildcard(prefix),
+  };
+  try {
+    await jsm.consumers.add(stream, cfg);
+  } catch (err) {
+    const code = apiCode(err);
+    if (code !== CONSUMER_EXISTS && code !== CONSUMER_NAME_EXISTS) throw err;
+    await jsm.consumers.update(stream, WORKERS_CONSUMER, { ack_wait: cfg.ack_wait, max_ack_pending: maxAckPending });
+  }
+}
+
+/** The heads bucket (key `head`, key `trainer-lease`), created on first use. */
+export async function openHeadsBucket(nc: NatsConnection, prefix: string): Promise<KV> {
+  return nc.jetstream().views.kv(headsBucketName(prefix), { history: HEADS_HISTORY, storage: StorageType.File });
+}

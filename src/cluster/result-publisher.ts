@@ -1,0 +1,99 @@
+/**
+ * A worker's results, on the subjects and in the shapes of the single-process NATS sink
+ * (../sinks/nats-publisher.ts): `<prefix>.<stream>.stats` (FrameStats JSON), `.classes` (legend,
+ * when the head version changes), `.frames` (overlay JPEG) and `.masks` (label PNG) with the
+ * sink's image headers. Stats messages also carry headers `worker`, `head-version` and `run`
+ * (extra, for the collector and operators; consumers of the sink's stats ignore them).
+ *
+ * Unlike the sink, nothing is held or dropped here: the worker acks its frames only after
+ * `flush()` has confirmed the server received every result of the batch, so a lost connection
+ * means redelivery, not loss.
+ */
+import sharp from 'sharp';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from 'nats';
+import type { ClassInfo, FrameStats, Segmentation } from '../types.js';
+import { frameStats } from '../operators/frame-stats.js';
+import { blendOverlay } from '../sinks/paint-mask.js';
+import { encodeLabelPng } from '../sinks/mask-writer.js';
+import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
+import { serviceEventsSubject, streamSubject } from '../sinks/nats-subjects.js';
+import type { ServiceEvent } from '../service/live-publisher.js';
+
+export interface ResultPublisherOptions {
+  readonly nc: NatsConnection;
+  readonly prefix: string;
+  readonly worker: string;
+  /** Overlay JPEGs on `.frames` (default true, as the sink). */
+  readonly frames?: boolean;
+  /** Label PNGs on `.masks` (default false, as the sink). */
+  readonly masks?: boolean;
+  /** Default 75. */
+  readonly jpegQuality?: number;
+}
+
+export class ResultPublisher {
+  private readonly legendVersion = new Map<string, number>();
+  private published = 0;
+
+  constructor(private readonly options: ResultPublisherOptions) {}
+
+  get count(): number {
+    return this.published;
+  }
+
+  /** Publishes one frame's results (stats first, then legend and images). */
+  async publish(seg: Segmentation, run: string): Promise<FrameStats> {
+    const { nc, prefix } = this.options;
+    const f = seg.frame;
+    const stream = f.streamId;
+    if (this.legendVersion.get(stream) !== seg.headVersion) {
+      this.legendVersion.set(stream, seg.headVersion);
+      this.legend(stream, seg.classes, seg.headVersion);
+    }
+    const stats = frameStats(seg);
+    const h = natsHeaders();
+    h.set('worker', this.options.worker);
+    h.set('head-version', String(seg.headVersion));
+    h.set('run', run);
+    nc.publish(streamSubject(prefix, stream, 'stats'), json(stats), { headers: h });
+    this.published++;
+    const meta = { seq: f.seq, pts: f.pts, headVersion: seg.headVersion, width: f.width, height: f.height };
+    if (this.options.masks ?? false) {
+      nc.publish(streamSubject(prefix, stream, 'masks'), encodeLabelPng(seg.labels, f.width, f.height, seg.classes), { headers: imageHeaders(stream, meta, 'image/png') });
+    }
+    if (this.options.frames ?? true) {
+      const jpeg = await sharp(blendOverlay(seg, OVERLAY_ALPHA), { raw: { width: f.width, height: f.height, channels: 3 } })
+        .jpeg({ quality: this.options.jpegQuality ?? 75 })
+        .toBuffer();
+      nc.publish(streamSubject(prefix, stream, 'frames'), jpeg, { headers: imageHeaders(stream, meta, 'image/jpeg') });
+    }
+    return stats;
+  }
+
+  legend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
+    this.options.nc.publish(streamSubject(this.options.prefix, stream, 'classes'), json({ stream, headVersion, classes }));
+  }
+
+  event(e: ServiceEvent): void {
+    const stream = 'stream' in e ? e.stream : undefined;
+    const { nc, prefix } = this.options;
+    nc.publish(stream === undefined ? serviceEventsSubject(prefix) : streamSubject(prefix, stream, 'events'), json(e));
+  }
+}
+
+function json(v: unknown): Uint8Array {
+  return Buffer.from(JSON.stringify(v), 'utf8');
+}
+
+/** The NATS sink's image headers. */
+function imageHeaders(stream: string, meta: { seq: number; pts: number; headVersion: number; width: number; height: number }, mime: string): MsgHdrs {
+  const h = natsHeaders();
+  h.set('stream', stream.replace(/[\r\n]/g, ' '));
+  h.set('seq', String(meta.seq));
+  h.set('pts', String(meta.pts));
+  h.set('head-version', String(meta.headVersion));
+  h.set('width', String(meta.width));
+  h.set('height', String(meta.height));
+  h.set('content-type', mime);
+  return h;
+}

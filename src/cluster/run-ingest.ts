@@ -1,0 +1,262 @@
+/**
+ * `stegostream ingest`: runs sources (video files, live feeds, the demo scene), decodes at the
+ * working size, encodes each frame (./frame-codec.ts) and publishes it to the work-queue stream
+ * `<PREFIX>_FRAMES` on `<prefix>.ingest.<stream>`, where workers pick frames up.
+ *
+ * Backpressure comes from the stream's limits (`discard: new`, max frames and bytes): when the
+ * queue is full, JetStream refuses the publish and ingest waits and retries (exponential, up to
+ * 2 s), so a file source stops reading ffmpeg and memory stays flat; a live feed keeps only its
+ * latest frames meanwhile (drop-oldest, as in `serve`). Each publish waits for JetStream's ack and
+ * carries a msgID (`<run>:<stream>:<seq>`), so a retry after a lost ack is not stored twice.
+ *
+ * Published frames of a stream are numbered 0, 1, 2... in publish order (a live feed's dropped
+ * frames leave no hole, so the collector never waits for them). When a source ends, ingest
+ * publishes a `source-state` `stopped` event on `<prefix>.<stream>.events` with header `frames`
+ * (the count), which tells collectors the stream is complete once they hold that many results.
+ */
+import { randomBytes } from 'node:crypto';
+import { merge, mergeMap, tap, type Subscription } from 'rxjs';
+import { headers as natsHeaders, type JetStreamClient, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import type { Frame } from '../types.js';
+import type { SourceConfig } from '../config/pipeline-schema.js';
+import { buildSources, type BuiltSource } from '../service/build-sources.js';
+import type { ServiceEvent } from '../service/live-publisher.js';
+import { batchInfer } from '../operators/batch-infer.js';
+import { streamSubject, DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
+import { ensureFramesStream, type QueueLimits } from './cluster-connection.js';
+import { ingestSubject } from './cluster-names.js';
+import { encodeFrame, DEFAULT_FRAME_FORMAT, DEFAULT_JPEG_QUALITY, type FrameFormat } from './frame-codec.js';
+
+/** Frames encoded and published at once, across streams. */
+const PUBLISH_BATCH = 4;
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 2_000;
+const PUBLISH_TIMEOUT_MS = 10_000;
+/** A full queue is logged at most this often, ms. */
+const LOG_INTERVAL_MS = 10_000;
+
+export interface IngestSource {
+  readonly config: SourceConfig;
+  /** Working size frames are decoded at. */
+  readonly size: { readonly width: number; readonly height: number };
+}
+
+export interface IngestOptions {
+  readonly nc: NatsConnection;
+  readonly prefix?: string;
+  readonly sources: readonly IngestSource[];
+  readonly format?: FrameFormat;
+  readonly jpegQuality?: number;
+  /** Limits of the work queue (applied to the stream); defaults in cluster-connection.ts. */
+  readonly limits?: QueueLimits;
+  readonly logger: Logger;
+  /** Aborting stops the sources; frames being published are finished. */
+  readonly signal?: AbortSignal;
+  /** Called after each frame is stored in the queue. */
+  readonly onPublished?: (stream: string, seq: number) => void;
+}
+
+export interface IngestStreamResult {
+  readonly stream: string;
+  /** Frames stored in the work queue. */
+  readonly frames: number;
+  /** Frames a live feed dropped because the queue was full or slow. */
+  readonly dropped: number;
+  readonly run: string;
+}
+
+export interface IngestRun {
+  /** Counters per stream so far. */
+  status(): IngestStreamResult[];
+  /** Resolves when every source has ended (or the run was aborted) and its end event is sent. */
+  readonly done: Promise<IngestStreamResult[]>;
+  /** Stops the sources; resolves like `done`. */
+  stop(): Promise<IngestStreamResult[]>;
+  /** True while the last publish attempt found the queue full. */
+  readonly queueFull: boolean;
+}
+
+interface StreamCounters {
+  emitted: number;
+  published: number;
+  dropped: number;
+  ended: boolean;
+  endSent: boolean;
+}
+
+export async function runIngest(options: IngestOptions): Promise<IngestRun> {
+  const { nc, logger } = options;
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  const format = options.format ?? DEFAULT_FRAME_FORMAT;
+  const quality = options.jpegQuality ?? DEFAULT_JPEG_QUALITY;
+  const log = logger.child({ stage: 'ingest' });
+  const run = randomBytes(6).toString('hex');
+  const jsm = await nc.jetstreamManager();
+  const streamName = await ensureFramesStream(jsm, prefix, options.limits ?? {});
+  const js: JetStreamClient = nc.jetstream();
+  log.info({ stream: streamName, run, format, sources: options.sources.map((s) => s.config.name) }, 'ingest starting');
+
+  const counters = new Map<string, StreamCounters>();
+  for (const s of options.sources) counters.set(s.config.name, { emitted: 0, published: 0, dropped: 0, ended: false, endSent: false });
+  let queueFull = false;
+  let lastFullLog = -Infinity;
+  let stopping = false;
+
+  const json = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v), 'utf8');
+  const publishEvent = (e: ServiceEvent, frames?: number): void => {
+    const stream = 'stream' in e ? e.stream : undefined;
+    if (stream === undefined) return;
+    const h = natsHeaders();
+    h.set('run', run);
+    if (frames !== undefined) h.set('frames', String(frames));
+    try {
+      nc.publish(streamSubject(prefix, stream, 'events'), json(e), { headers: h });
+    } catch (err) {
+      log.warn({ err, stream }, 'cannot publish a source event');
+    }
+  };
+
+  const built: BuiltSource[] = options.sources.flatMap((s) => buildSources([s.config], s.size, (e) => publishEvent(e), logger));
+  const byName = new Map(built.map((b) => [b.name, b]));
+
+  const sendEndIfDone = (stream: string): void => {
+    const c = counters.get(stream);
+    if (!c || !c.ended || c.endSent || c.published + c.dropped < c.emitted) return;
+    c.endSent = true;
+    publishEvent({ type: 'source-state', stream, state: 'stopped', detail: `end of input: ${c.published} frames` }, c.published);
+    log.info({ stream, frames: c.published, dropped: c.dropped }, 'stream ingested');
+  };
+
+  async function publishFrame(frame: Frame, seq: number): Promise<void> {
+    const f = seq === frame.seq ? frame : { ...frame, seq };
+    const { data, headers } = await encodeFrame(f, run, format, quality);
+    const subject = ingestSubject(prefix, frame.streamId);
+    const msgID = `${run}:${frame.streamId}:${seq}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await js.publish(subject, data, { headers, msgID, timeout: PUBLISH_TIMEOUT_MS });
+        queueFull = false;
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === 'MAX_PAYLOAD_EXCEEDED') {
+          throw new Error(
+            `a ${f.width}x${f.height} ${format} frame (${data.length} bytes) is larger than the NATS server's max_payload (${nc.info?.max_payload ?? '?'} bytes): use --frame-format jpeg, a smaller --width, or raise max_payload in the server config`,
+            { cause: err },
+          );
+        }
+        if (stopping && attempt > 0) throw err;
+        queueFull = true;
+        const now = Date.now();
+        if (now - lastFullLog > LOG_INTERVAL_MS) {
+          lastFullLog = now;
+          log.warn({ err: (err as Error).message, stream: frame.streamId }, 'work queue full or unavailable; waiting for workers');
+        }
+        await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt, 10))));
+      }
+    }
+  }
+
+  const streams$ = merge(
+    ...built.map((b) =>
+      b.frames.pipe(
+        tap({
+          next: () => {
+            const c = counters.get(b.name);
+            if (c) c.emitted++;
+          },
+          finalize: () => {
+            const c = counters.get(b.name);
+            if (c) c.ended = true;
+            sendEndIfDone(b.name);
+          },
+        }),
+      ),
+    ),
+  );
+
+  let resolveDone!: (r: IngestStreamResult[]) => void;
+  const done = new Promise<IngestStreamResult[]>((resolve) => (resolveDone = resolve));
+  const status = (): IngestStreamResult[] =>
+    [...counters.entries()].map(([stream, c]) => ({ stream, frames: c.published, dropped: c.dropped, run }));
+
+  const subscription: Subscription = streams$
+    .pipe(
+      batchInfer<Frame, Frame>(
+        {
+          size: PUBLISH_BATCH,
+          maxDelayMs: 0,
+          key: (f) => f.streamId,
+          policy: (k) => byName.get(k)?.policy ?? 'drop-oldest',
+          queueSize: (k) => byName.get(k)?.queueSize ?? 2,
+          onDrop: (f) => {
+            byName.get(f.streamId)?.gate?.release();
+            const c = counters.get(f.streamId);
+            if (c) c.dropped++;
+            sendEndIfDone(f.streamId);
+          },
+        },
+        async (batch) => {
+          // Numbers are given in batch order, so a stream's frames keep their order.
+          const numbered = batch.map((f) => ({ f, seq: nextSeq(f.streamId) }));
+          await Promise.all(numbered.map(({ f, seq }) => publishFrame(f, seq)));
+          return batch;
+        },
+      ),
+      mergeMap(async (f) => {
+        const c = counters.get(f.streamId) as StreamCounters;
+        c.published++;
+        options.onPublished?.(f.streamId, c.published - 1);
+        byName.get(f.streamId)?.gate?.release();
+        sendEndIfDone(f.streamId);
+      }),
+    )
+    .subscribe({
+      error: (err: unknown) => {
+        log.error({ err }, 'ingest failed');
+        finish(err);
+      },
+      complete: () => finish(),
+    });
+
+  const assigned = new Map<string, number>();
+  function nextSeq(stream: string): number {
+    const n = assigned.get(stream) ?? 0;
+    assigned.set(stream, n + 1);
+    return n;
+  }
+
+  let failure: unknown;
+  function finish(err?: unknown): void {
+    failure ??= err;
+    for (const b of built) b.gate?.close();
+    resolveDone(status());
+  }
+
+  const stop = async (): Promise<IngestStreamResult[]> => {
+    stopping = true;
+    subscription.unsubscribe();
+    for (const name of counters.keys()) {
+      const c = counters.get(name) as StreamCounters;
+      c.ended = true;
+      c.emitted = c.published + c.dropped;
+      sendEndIfDone(name);
+    }
+    finish();
+    return done;
+  };
+  options.signal?.addEventListener('abort', () => void stop(), { once: true });
+
+  return {
+    status,
+    done: done.then((r) => {
+      if (failure !== undefined) throw failure;
+      return r;
+    }),
+    stop,
+    get queueFull() {
+      return queueFull;
+    },
+  };
+}

@@ -1,0 +1,253 @@
+/**
+ * `stegostream trainer`: the one process that learns the head for the whole cluster. It holds the
+ * trainer lease (./trainer-lease.ts: a second trainer is refused or stands by), subscribes to the
+ * sampled features workers send on `<prefix>.train.features`, feeds them to the online learner (in
+ * its worker thread), and publishes every new head version as checkpoint bytes to the KV bucket
+ * `<PREFIX>_heads` key `head`, after confirming the lease. Workers watch that key.
+ *
+ * The first head: after `warmupFrames` feature frames, the raw probe is fitted and one training
+ * round runs at once (as `process` does after its learning pass); that head is published. Later a
+ * round runs every `trainEvery` feature frames, while features keep arriving. Versions continue
+ * from the head already in the bucket (a restarted or replacement trainer resumes from it), or
+ * from `--head`; with `freeze` the loaded head is published and never changed.
+ */
+import { hostname } from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { NatsConnection, Subscription } from 'nats';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { LearnerClient } from '../learning/learner-client.js';
+import { decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from '../learning/checkpoint.js';
+import type { HeadState } from '../learning/head-state.js';
+import type { LearningOptions } from '../pipeline/learning-options.js';
+import { DEFAULT_PREFIX, serviceEventsSubject } from '../sinks/nats-subjects.js';
+import { counter, gauge } from '../service/metrics.js';
+import type { Readiness } from '../service/http-server.js';
+import { openHeadsBucket } from './cluster-connection.js';
+import { featuresSubject, HEAD_KEY, headsBucketName } from './cluster-names.js';
+import { decodeFeatures } from './feature-message.js';
+import { acquireTrainerLease, type TrainerLease } from './trainer-lease.js';
+
+export const DEFAULT_WARMUP_FRAMES = 32;
+
+export interface TrainerOptions {
+  readonly nc: NatsConnection;
+  readonly prefix?: string;
+  readonly learning: LearningOptions;
+  /** Feature frames before the first head (default 32). */
+  readonly warmupFrames?: number;
+  readonly leaseTtlMs?: number;
+  /** Wait for the lease when another trainer holds it, instead of failing. */
+  readonly standby?: boolean;
+  readonly name?: string;
+  readonly logger: Logger;
+  readonly registry?: Registry;
+  readonly signal?: AbortSignal;
+}
+
+export interface RunningTrainer {
+  readonly registry: Registry;
+  ready(): Readiness;
+  status(): { headVersion: number; featureFrames: number; rounds: number };
+  /** Resolves on close; rejects when the lease is lost or publishing fails for good. */
+  readonly done: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function runTrainer(options: TrainerOptions): Promise<RunningTrainer> {
+  const { nc, logger, learning } = options;
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  const name = options.name ?? `${hostname()}-${process.pid}`;
+  const log = logger.child({ stage: 'trainer', trainer: name });
+  const warmupFrames = options.warmupFrames ?? DEFAULT_WARMUP_FRAMES;
+  const k = learning.k + learning.extraClusters;
+  const registry = options.registry ?? new Registry();
+  const mHead = gauge(registry, 'stegostream_trainer_head_version', 'Head version last published');
+  const mFeatures = counter(registry, 'stegostream_trainer_feature_frames_total', 'Feature frames received from workers', ['outcome']);
+  const mRounds = counter(registry, 'stegostream_trainer_rounds_total', 'Training rounds', ['kind']);
+
+  const kv = await openHeadsBucket(nc, prefix);
+  const where = `KV ${headsBucketName(prefix)}/${HEAD_KEY}`;
+  const lease: TrainerLease = await acquireTrainerLease({
+    kv,
+    id: name,
+    logger,
+    ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}),
+    ...(options.standby !== undefined ? { standby: options.standby } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+
+  // Where versions continue from: the bucket's head, or --head / --resume.
+  let headRevision: number | undefined;
+  let published: HeadState | undefined;
+  const entry = await kv.get(HEAD_KEY);
+  if (entry !== null && entry.operation === 'PUT') {
+    headRevision = entry.revision;
+    try {
+      published = decodeCheckpoint(entry.value, where, { k });
+      log.info({ headVersion: published.version }, 'resuming from the head in KV');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'the head in KV does not fit this trainer; learning a new one');
+    }
+  }
+  let initial = published;
+  const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
+  if (headFile) {
+    const fromFile = await loadCheckpoint(headFile, { k });
+    // Keep versions increasing across the cluster: outputs are told apart by version.
+    const version = Math.max(fromFile.version, (published?.version ?? 0) + 1);
+    initial = { ...fromFile, version };
+    log.info({ head: headFile, version }, 'head loaded from file');
+  }
+  if (learning.freeze && !initial) {
+    await lease.release();
+    throw new Error('--freeze needs a head: give --head FILE (or --resume with a checkpoint)');
+  }
+
+  let learner: LearnerClient | undefined;
+  let starting: Promise<LearnerClient> | undefined;
+  let featureFrames = 0;
+  let rounds = 0;
+  let training = false;
+  let closing = false;
+  let failure: Error | undefined;
+  let resolveDone!: () => void;
+  let rejectDone!: (e: unknown) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  done.catch(() => undefined);
+
+  async function publish(state: HeadState, reason: string): Promise<void> {
+    await lease.confirm();
+    const bytes = encodeCheckpoint(state);
+    const max = nc.info?.max_payload ?? Infinity;
+    if (bytes.length > max) {
+      throw new Error(`the head checkpoint (${bytes.length} bytes) is larger than the NATS server's max_payload (${max} bytes): raise max_payload in the server config (e.g. 8MB; deploy/nats.conf does)`);
+    }
+    // Compare-and-set on the revision this trainer last saw: nothing else may have written.
+    headRevision = headRevision === undefined ? await kv.create(HEAD_KEY, bytes) : await kv.update(HEAD_KEY, bytes, headRevision);
+    published = state;
+    mHead.set(state.version);
+    log.info({ headVersion: state.version, revision: headRevision, bytes: bytes.length, reason }, 'head published');
+    nc.publish(serviceEventsSubject(prefix), Buffer.from(JSON.stringify({ type: 'head-updated', version: state.version, reason })));
+    if (learning.checkpoint && !learning.freeze) {
+      const path = learning.checkpoint;
+      await mkdir(dirname(path), { recursive: true });
+      await saveCheckpoint(path, state).catch((err: unknown) => log.error({ err }, 'checkpoint file failed'));
+    }
+  }
+
+  function fail(err: Error): void {
+    if (failure) return;
+    failure = err;
+    log.error({ err }, 'trainer stopping');
+    void close().finally(() => rejectDone(err));
+  }
+
+  if (initial && initial !== published) await publish(initial, learning.freeze ? 'frozen head from file' : 'head from file');
+
+  async function startLearner(dim: number, backboneName: string): Promise<LearnerClient> {
+    const l = await LearnerClient.start({
+      dim,
+      backboneName,
+      k: learning.k,
+      extraClusters: learning.extraClusters,
+      codeDim: learning.codeDim,
+      seed: learning.seed,
+      bank: { capacityFrames: learning.bankFrames },
+      train: { everyFrames: learning.trainEvery, steps: learning.trainSteps },
+      ...(learning.names ? { names: learning.names } : {}),
+      ...(initial ? { initial } : {}),
+    });
+    log.info({ dim, backbone: backboneName, from: initial?.version ?? 0 }, 'learner started');
+    return l;
+  }
+
+  async function round(l: LearnerClient, kind: string): Promise<HeadState> {
+    const before = l.state.version;
+    const state = await l.runRound(featureFrames);
+    rounds++;
+    mRounds.inc({ kind: l.lastRound?.kind ?? kind });
+    if (state.version !== before) log.info({ headVersion: state.version, kind: l.lastRound?.kind, ms: Math.round(l.lastRound?.ms ?? 0) }, 'round done');
+    return state;
+  }
+
+  async function maybeTrain(l: LearnerClient): Promise<void> {
+    if (training || closing) return;
+    if (!l.ready) {
+      if (featureFrames < warmupFrames) return;
+      training = true;
+      try {
+        await round(l, 'probe');
+        const state = l.ready ? await round(l, 'train') : l.state;
+        if (state.version > 0) await publish(state, 'first fit');
+      } finally {
+        training = false;
+      }
+      return;
+    }
+    if (!l.shouldTrain(featureFrames)) return;
+    training = true;
+    try {
+      const state = await round(l, 'train');
+      if (state.version !== published?.version) await publish(state, 'training round');
+    } finally {
+      training = false;
+    }
+  }
+
+  const sub: Subscription = nc.subscribe(featuresSubject(prefix), {
+    callback: (err, msg) => {
+      if (err) return log.error({ err }, 'features subscription failed');
+      if (learning.freeze || closing) return;
+      let sample;
+      try {
+        sample = decodeFeatures(msg.data, msg.headers);
+      } catch (e) {
+        mFeatures.inc({ outcome: 'bad' });
+        return log.warn({ err: (e as Error).message }, 'ignoring a bad feature message');
+      }
+      if (initial && sample.dim !== initial.backbone.dim) {
+        mFeatures.inc({ outcome: 'wrong-dim' });
+        return log.warn({ dim: sample.dim, headDim: initial.backbone.dim }, 'ignoring features of another backbone than the head');
+      }
+      starting ??= startLearner(sample.dim, sample.backbone).then((l) => (learner = l));
+      void starting
+        .then((l) => {
+          l.observe(sample.tokens, sample.n, sample.dim);
+          featureFrames++;
+          mFeatures.inc({ outcome: 'used' });
+          return maybeTrain(l);
+        })
+        .catch((e: unknown) => fail(e as Error));
+    },
+  });
+
+  void lease.lost.then((err) => fail(err));
+
+  let closingPromise: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closingPromise ??= (async () => {
+      closing = true;
+      sub.unsubscribe();
+      const l = learner ?? (await starting?.catch(() => undefined));
+      await l?.close();
+      await lease.release();
+      log.info({ headVersion: published?.version ?? 0, rounds }, 'trainer stopped');
+      if (!failure) resolveDone();
+    })();
+    return closingPromise;
+  }
+  options.signal?.addEventListener('abort', () => void close(), { once: true });
+
+  return {
+    registry,
+    ready: (): Readiness => (closing ? { ready: false, reason: 'shutting down' } : { ready: true }),
+    status: () => ({ headVersion: published?.version ?? 0, featureFrames, rounds }),
+    done,
+    close,
+  };
+}
