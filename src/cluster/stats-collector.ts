@@ -193,8 +193,10 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
   }
 
   function onEvent(msg: Msg): void {
-    const frames = Number(msg.headers?.get('frames') ?? NaN);
-    if (!Number.isInteger(frames) || frames < 0) return;
+    // Only ingest's end-of-stream event carries `frames` (nats.js answers '' for a missing header).
+    const header = msg.headers?.get('frames') ?? '';
+    const frames = Number(header);
+    if (header === '' || !Number.isInteger(frames) || frames < 0) return;
     let e: { type?: string; stream?: string; state?: string };
     try {
       e = JSON.parse(Buffer.from(msg.data).toString('utf8')) as typeof e;

@@ -1,0 +1,138 @@
+/**
+ * The cluster end to end, on loopback with a real nats-server: 1 ingest, 2 workers, a trainer
+ * (child processes of the built CLI) and the collector (the library `process --cluster` uses).
+ * One worker is SIGKILLed mid-run: every frame's stats still arrive exactly once after
+ * de-duplication, in order. Head versions: both workers swap in what the trainer publishes.
+ */
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from 'nats';
+import { writeSceneVideo } from '../src/scene/write-scene-files.js';
+import { createStatsCollector, type CollectedStats, type StatsCollector } from '../src/cluster/stats-collector.js';
+import { openHeadsBucket } from '../src/cluster/cluster-connection.js';
+import { HEAD_KEY } from '../src/cluster/cluster-names.js';
+import { decodeCheckpoint } from '../src/learning/checkpoint.js';
+import { NatsServer, natsServerMissing } from './helpers/nats-server.js';
+import { runCli, startCli, tempDir } from './helpers/cli.js';
+
+const missing = natsServerMissing();
+const silent = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
+const WARM_FRAMES = 16;
+const MAIN_FRAMES = 120;
+
+interface Raw {
+  readonly stream: string;
+  readonly seq: number;
+  readonly worker: string;
+  readonly headVersion: number;
+}
+
+describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () => {
+  let server: NatsServer;
+  let dir: string;
+  let nc: NatsConnection;
+  const children: Array<ReturnType<typeof startCli>> = [];
+  const raw: Raw[] = [];
+
+  const role = (args: string[]): ReturnType<typeof startCli> => {
+    const c = startCli([...args, '--nats', server.url, '--log-level', 'warn']);
+    children.push(c);
+    return c;
+  };
+
+  async function headVersion(): Promise<number> {
+    const e = await (await openHeadsBucket(nc, 'stegostream')).get(HEAD_KEY);
+    return e && e.operation === 'PUT' ? decodeCheckpoint(e.value, 'kv').version : 0;
+  }
+
+  async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!(await cond())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  beforeAll(async () => {
+    server = await NatsServer.start();
+    dir = await tempDir('stego-cluster-');
+    await writeSceneVideo(join(dir, 'warm.mp4'), { width: 192, height: 108, seed: 3, frames: WARM_FRAMES, fps: 15 });
+    await writeSceneVideo(join(dir, 'main.mp4'), { width: 192, height: 108, seed: 4, frames: MAIN_FRAMES, fps: 15 });
+    nc = await connect({ servers: server.url });
+    nc.subscribe('stegostream.*.stats', {
+      callback: (_err, m) => {
+        const s = m.json<{ stream: string; seq: number; headVersion: number }>();
+        raw.push({ stream: s.stream, seq: s.seq, worker: m.headers?.get('worker') ?? '', headVersion: s.headVersion });
+      },
+    });
+  });
+
+  afterAll(async () => {
+    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    await Promise.all(children.map((c) => c.done));
+    await nc?.close();
+    await server?.dispose();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('segments every frame exactly once and in order with a worker killed midway; heads reach both workers; a second trainer is refused', async () => {
+    const ckpt = join(dir, 'head.ckpt');
+    const trainer1 = role(['trainer', '--warmup-frames', '8', '--train-every', '100000', '--train-steps', '5', '--lease-ttl', '3000', '--checkpoint', ckpt, '--name', 't1']);
+    const workerArgs = ['worker', '--threads', '1', '--batch', '2', '--no-frames', '--features-every', '1', '--ack-wait', '2000'];
+    const w1 = role([...workerArgs, '--name', 'w1']);
+    role([...workerArgs, '--name', 'w2']);
+
+    // Phase 1: no head yet. Workers embed the first frames for the trainer and return them to the
+    // queue; the trainer fits and publishes; both workers swap that head in.
+    const collected: CollectedStats[] = [];
+    const collector: StatsCollector = createStatsCollector({ nc, statsPath: join(dir, '{stream}.csv'), logger: silent, onStats: (r) => collected.push(r) });
+    const ingestWarm = await runCli(['ingest', join(dir, 'warm.mp4'), '--width', '160', '--nats', server.url, '--log-level', 'warn']);
+    expect(ingestWarm.stderr).toBe('');
+    expect(ingestWarm.stdout).toContain(`warm: ${WARM_FRAMES} frames queued`);
+    const warm = await collector.expect('warm', WARM_FRAMES);
+    expect(warm).toMatchObject({ written: WARM_FRAMES, lost: 0 });
+    const first = await headVersion();
+    expect(first).toBeGreaterThan(0);
+    expect(raw.filter((r) => r.stream === 'warm').every((r) => r.headVersion === first)).toBe(true);
+
+    // A second trainer is refused while the first holds the lease.
+    const intruder = await runCli(['trainer', '--lease-ttl', '3000', '--name', 't2', '--nats', server.url, '--log-level', 'warn']);
+    expect(intruder.code).toBe(1);
+    expect(intruder.stderr).toContain('Another trainer ("t1"');
+    expect(intruder.stderr).toContain('holds the trainer lease and is alive');
+
+    // A replacement trainer resumes from the head: the new version reaches every worker.
+    trainer1.child.kill('SIGTERM');
+    expect((await trainer1.done).code).toBe(0);
+    role(['trainer', '--head', ckpt, '--train-every', '100000', '--lease-ttl', '3000', '--name', 't3']);
+    await until('the replacement head', async () => (await headVersion()) > first);
+    const second = await headVersion();
+
+    // Phase 2: kill w1 once it has published some results; nothing is lost.
+    const mainIngest = role(['ingest', join(dir, 'main.mp4'), '--width', '160']);
+    await until('w1 at work', () => raw.filter((r) => r.stream === 'main' && r.worker === 'w1').length >= 6);
+    w1.child.kill('SIGKILL');
+    const main = await collector.expect('main', MAIN_FRAMES);
+    const ingested = await mainIngest.done;
+    expect(ingested.stderr).toBe('');
+    expect(ingested.code).toBe(0);
+    expect(main).toMatchObject({ written: MAIN_FRAMES, lost: 0 });
+
+    const mainRaw = raw.filter((r) => r.stream === 'main');
+    expect(new Set(mainRaw.map((r) => r.seq)).size).toBe(MAIN_FRAMES);
+    expect(mainRaw.length - MAIN_FRAMES).toBe(main.duplicates);
+    expect(collected.filter((r) => r.stats.stream === 'main').map((r) => r.stats.seq)).toEqual([...Array(MAIN_FRAMES).keys()]);
+    // Both workers used the replacement head, and the survivor took over the dead one's frames.
+    const byWorker = (w: string): Raw[] => mainRaw.filter((r) => r.worker === w);
+    expect(byWorker('w1').length).toBeGreaterThan(0);
+    expect(byWorker('w2').length).toBeGreaterThan(0);
+    expect(mainRaw.every((r) => r.headVersion === second)).toBe(true);
+
+    await collector.close();
+    const rows = readFileSync(join(dir, 'main.csv'), 'utf8').trim().split('\n').slice(1);
+    expect(rows.map((l) => Number(l.split(',')[1]))).toEqual([...Array(MAIN_FRAMES).keys()]);
+  });
+});
