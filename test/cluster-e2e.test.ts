@@ -5,7 +5,7 @@
  * de-duplication, in order. Head versions: both workers swap in what the trainer publishes.
  */
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,5 +134,32 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     await collector.close();
     const rows = readFileSync(join(dir, 'main.csv'), 'utf8').trim().split('\n').slice(1);
     expect(rows.map((l) => Number(l.split(',')[1]))).toEqual([...Array(MAIN_FRAMES).keys()]);
+  });
+
+  it('process --cluster splits a folder of videos across the workers and writes one complete stats file per video, in order', async () => {
+    const videos = join(dir, 'videos');
+    mkdirSync(videos);
+    copyFileSync(join(dir, 'warm.mp4'), join(videos, 'dive1.mp4'));
+    copyFileSync(join(dir, 'warm.mp4'), join(videos, 'dive2.mp4'));
+    const r = await runCli(['process', videos, '--cluster', server.url, '--stats', join(dir, 'out-{stream}.jsonl'), '--width', '160', '--no-progress', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout.trim()) as { frames: number; streams: Array<{ stream: string; written: number; lost: number; file: string }> };
+    expect(result.frames).toBe(2 * WARM_FRAMES);
+    expect(result.streams.map((s) => [s.stream, s.written, s.lost])).toEqual([
+      ['dive1', WARM_FRAMES, 0],
+      ['dive2', WARM_FRAMES, 0],
+    ]);
+    for (const name of ['dive1', 'dive2']) {
+      const rows = readFileSync(join(dir, `out-${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { stream: string; seq: number });
+      expect(rows.map((x) => x.seq)).toEqual([...Array(WARM_FRAMES).keys()]);
+      expect(rows.every((x) => x.stream === name)).toBe(true);
+    }
+  });
+
+  it('process with several videos and no --cluster says what to do', async () => {
+    const r = await runCli(['process', join(dir, 'warm.mp4'), join(dir, 'main.mp4')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('several videos need --cluster');
   });
 });

@@ -4,6 +4,8 @@ import { createLogger } from '../internal/logger.js';
 import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
 import { positiveInt, sizeArg } from './parse-options.js';
 import { interruptSignal } from './interrupt.js';
+import { BadOptionError } from '../errors.js';
+import { printClusterResult, runProcessCluster } from '../cluster/process-cluster.js';
 
 interface ProcessFlags extends LearningFlags, ModelFlags {
   out?: string;
@@ -13,24 +15,31 @@ interface ProcessFlags extends LearningFlags, ModelFlags {
   every: number;
   progress: boolean;
   json: boolean;
+  cluster?: string;
+  clusterPrefix?: string;
 }
 
 export function registerProcess(program: Command): void {
   const cmd = program
     .command('process')
     .description('segment a recorded video (or a folder of images): overlay video, label maps, per-frame statistics and a summary')
-    .argument('<input>', 'video file (mp4, mov, mkv, ts, avi; H.264, HEVC, ...) or folder of images')
+    .argument('<input...>', 'video file (mp4, mov, mkv, ts, avi; H.264, HEVC, ...) or folder of images; with --cluster, any number of videos or folders of videos')
     .option('-o, --out <file.mp4>', 'overlay video (class colours over the picture), same frame count and rate as the input')
     .option('--out-size <WxH>', "overlay video size (default: the input's)", sizeArg('--out-size'))
     .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it)')
     .option('--stats <file>', 'per-frame class statistics: .csv or .jsonl')
     .option('--every <n>', 'keep every n-th frame', positiveInt('--every'), 1)
     .option('--no-progress', 'no progress bar or progress lines')
-    .option('--json', 'print the result as JSON on stdout', false);
+    .option('--json', 'print the result as JSON on stdout', false)
+    .option('--cluster <nats-url>', 'split the videos across cluster workers on this NATS server: one stats file per video (docs/scaling.md)')
+    .option('--cluster-prefix <prefix>', 'subject prefix of the cluster', 'stegostream');
   addModelOptions(cmd);
   addLearningOptions(cmd);
-  cmd.action(async (input: string, flags: ProcessFlags) => {
+  cmd.action(async (inputs: string[], flags: ProcessFlags) => {
     const logger = createLogger(flags.logLevel);
+    if (flags.cluster) return processOnCluster(inputs, flags, logger);
+    if (inputs.length > 1) throw new BadOptionError('input', 'one video or image folder (several videos need --cluster)', inputs.join(' '));
+    const input = inputs[0] as string;
     const { signal, dispose } = interruptSignal();
     let result: ProcessResult;
     try {
@@ -54,6 +63,31 @@ export function registerProcess(program: Command): void {
     if (result.error) throw result.error;
     if (result.interrupted) process.exitCode = 130;
   });
+}
+
+/** `process --cluster`: ingest here, segment on the cluster's workers, collect the stats back. */
+async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
+  if (flags.out || flags.masks) throw new BadOptionError(flags.out ? '--out' : '--masks', 'no overlay video or masks with --cluster (workers publish them on <prefix>.<stream>.frames / .masks)', flags.out ?? flags.masks);
+  const { signal, dispose } = interruptSignal();
+  try {
+    const r = await runProcessCluster({
+      inputs,
+      servers: (flags.cluster as string).split(','),
+      prefix: flags.clusterPrefix ?? 'stegostream',
+      backbone: flags.backbone,
+      every: flags.every,
+      progress: flags.progress,
+      logger,
+      signal,
+      ...(flags.stats ? { stats: flags.stats } : {}),
+      ...(flags.width ? { width: flags.width } : {}),
+      ...(flags.height ? { height: flags.height } : {}),
+    });
+    printClusterResult(r, flags.json);
+    if (r.interrupted) process.exitCode = 130;
+  } finally {
+    dispose();
+  }
 }
 
 export function printResult(r: ProcessResult, json: boolean): void {

@@ -53,6 +53,8 @@ export interface IngestOptions {
   readonly logger: Logger;
   /** Aborting stops the sources; frames being published are finished. */
   readonly signal?: AbortSignal;
+  /** Id of this run in every frame's `run` header (default: random). */
+  readonly run?: string;
   /** Called after each frame is stored in the queue. */
   readonly onPublished?: (stream: string, seq: number) => void;
 }
@@ -91,7 +93,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
   const format = options.format ?? DEFAULT_FRAME_FORMAT;
   const quality = options.jpegQuality ?? DEFAULT_JPEG_QUALITY;
   const log = logger.child({ stage: 'ingest' });
-  const run = randomBytes(6).toString('hex');
+  const run = options.run ?? randomBytes(6).toString('hex');
   const jsm = await nc.jetstreamManager();
   const streamName = await ensureFramesStream(jsm, prefix, options.limits ?? {});
   const js: JetStreamClient = nc.jetstream();

@@ -42,6 +42,8 @@ export interface StatsCollectorOptions {
   readonly statsPath?: string;
   /** Only these streams (by name); default all. */
   readonly streams?: readonly string[];
+  /** Only results of this ingest run (header `run`); default any. */
+  readonly run?: string;
   /** Results held while an earlier seq is missing (default 4096). */
   readonly window?: number;
   /** How long a missing seq holds later ones back, ms (default 60 000). */
@@ -63,6 +65,8 @@ interface StreamState {
   queue: Promise<void>;
   file: string | undefined;
   done: boolean;
+  /** Set once done: resolves when the file is closed. */
+  finished: Promise<StreamSummary> | undefined;
   readonly waiters: Array<(s: StreamSummary) => void>;
 }
 
@@ -111,6 +115,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
       queue: Promise.resolve(),
       file: undefined,
       done: false,
+      finished: undefined,
       waiters: pendingWaiters.get(stream) ?? [],
     };
     pendingWaiters.delete(stream);
@@ -139,7 +144,8 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
   function checkDone(s: StreamState): void {
     if (s.done || s.total === undefined || s.window.next < s.total) return;
     s.done = true;
-    void finish(s).then((sum) => {
+    s.finished = finish(s);
+    void s.finished.then((sum) => {
       log.info(sum, 'stream complete');
       options.onComplete?.(sum);
       for (const w of s.waiters.splice(0)) w(sum);
@@ -163,6 +169,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
     if (typeof stats.stream !== 'string' || !Number.isInteger(stats.seq)) return;
     if (only && !only.has(stats.stream)) return;
     const run = msg.headers?.get('run') ?? '';
+    if (options.run !== undefined && run !== options.run) return;
     if (endedRuns.has(`${stats.stream}\n${run}`)) return;
     let s = states.get(stats.stream);
     if (s !== undefined && s.run !== run) {
@@ -205,6 +212,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
     }
     if (e.type !== 'source-state' || e.state !== 'stopped' || typeof e.stream !== 'string') return;
     if (only && !only.has(e.stream)) return;
+    if (options.run !== undefined && msg.headers?.get('run') !== options.run) return;
     setTotal(e.stream, frames);
   }
 
@@ -221,6 +229,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
     expect(stream, frames) {
       return new Promise<StreamSummary>((resolve) => {
         const s = states.get(stream);
+        if (s?.finished !== undefined) return void s.finished.then(resolve);
         if (s !== undefined) s.waiters.push(resolve);
         else pendingWaiters.set(stream, [...(pendingWaiters.get(stream) ?? []), resolve]);
         setTotal(stream, frames);
@@ -237,8 +246,9 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
           if (!s.done) {
             emit(s, s.window.drain());
             s.done = true;
-            out.push(await finish(s));
-          } else out.push(summary(s));
+            s.finished = finish(s);
+          }
+          out.push(await (s.finished as Promise<StreamSummary>));
         }
         return out;
       })();

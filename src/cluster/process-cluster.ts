@@ -1,0 +1,155 @@
+/**
+ * `stegostream process --cluster nats://...`: recorded videos split across the cluster's workers.
+ * The videos (files, or folders of videos) are ingested into the work queue, one stream each,
+ * while a collector (./stats-collector.ts) takes this run's results back, drops duplicates and
+ * writes one complete stats file per video, in frame order. Workers and a trainer must be running
+ * on the same NATS server and prefix; without results for a while, a hint says so.
+ *
+ * Abort (Ctrl-C): ingest stops; what was collected is written, in order, and the files are closed.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect } from 'nats';
+import type { Logger } from 'pino';
+import { BadOptionError } from '../errors.js';
+import { ProgressReporter } from '../pipeline/progress-reporter.js';
+import { statsFormatFor } from '../sinks/stats-file-writer.js';
+import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
+import { backboneGeometry, sourceSize, sourcesFromArgs } from './cluster-inputs.js';
+import { runIngest } from './run-ingest.js';
+import { createStatsCollector, type StreamSummary } from './stats-collector.js';
+import { ClusterStalledError } from './cluster-errors.js';
+import type { FrameFormat } from './frame-codec.js';
+
+/** No result for this long: tell the user what to check, ms. */
+const STALL_HINT_MS = 30_000;
+const DEFAULT_STATS_TEMPLATE = '{stream}.stats.csv';
+
+export interface ProcessClusterOptions {
+  /** Video files or folders of videos. */
+  readonly inputs: readonly string[];
+  readonly servers: string | readonly string[];
+  readonly prefix?: string;
+  /** Stats file template; `{stream}` is needed for several videos (default `{stream}.stats.csv`). */
+  readonly stats?: string;
+  readonly backbone?: string;
+  readonly width?: number;
+  readonly height?: number;
+  readonly every?: number;
+  readonly format?: FrameFormat;
+  readonly progress?: boolean;
+  /** Give up when no result came for this long, ms (default: wait forever, with a hint every 30 s). */
+  readonly stallTimeoutMs?: number;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal;
+}
+
+export interface ProcessClusterResult {
+  readonly streams: readonly StreamSummary[];
+  readonly frames: number;
+  readonly seconds: number;
+  readonly fps: number;
+  readonly interrupted: boolean;
+}
+
+export async function runProcessCluster(options: ProcessClusterOptions): Promise<ProcessClusterResult> {
+  const { logger } = options;
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  for (const i of options.inputs) {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(i)) throw new BadOptionError('input', 'a video file or folder of videos (for live feeds use stegostream ingest)', i);
+  }
+  const sources = sourcesFromArgs(options.inputs, { every: options.every ?? 1 });
+  const template = options.stats ?? DEFAULT_STATS_TEMPLATE;
+  statsFormatFor(template);
+  if (sources.length > 1 && !template.includes('{stream}')) {
+    throw new BadOptionError('--stats', `a file name template with {stream} for ${sources.length} videos (e.g. stats/{stream}.csv)`, template);
+  }
+  const geometry = backboneGeometry(options.backbone ?? 'builtin');
+  const sized = await Promise.all(sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width: options.width, height: options.height }) })));
+
+  let nc;
+  try {
+    nc = await connect({ servers: [options.servers].flat(), name: 'stegostream-process', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+  } catch (err) {
+    throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','), );
+  }
+  const run = randomBytes(6).toString('hex');
+  const progress = new ProgressReporter('segmenting (cluster)', undefined, options.progress ?? true);
+  let lastResult = Date.now();
+  const collector = createStatsCollector({
+    nc,
+    prefix,
+    run,
+    statsPath: template,
+    streams: sources.map((s) => s.name),
+    logger,
+    onStats: () => {
+      lastResult = Date.now();
+      progress.tick();
+    },
+  });
+  const started = performance.now();
+  let interrupted = false;
+  let stalled: ClusterStalledError | undefined;
+  const ingest = await runIngest({ nc, prefix, run, sources: sized, logger, ...(options.format ? { format: options.format } : {}) });
+  const onAbort = (): void => {
+    interrupted = true;
+    void ingest.stop();
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const hints = setInterval(() => {
+    const idle = Date.now() - lastResult;
+    if (idle < STALL_HINT_MS) return;
+    const waiting = collector.summaries().map((s) => s.stream).join(', ') || sources.map((s) => s.name).join(', ');
+    const err = new ClusterStalledError(idle, `results of ${waiting}`);
+    if (options.stallTimeoutMs !== undefined && idle >= options.stallTimeoutMs) {
+      stalled = err;
+      void ingest.stop();
+      void collector.close();
+    } else process.stderr.write(`stegostream: ${err.message}\n`);
+  }, Math.min(STALL_HINT_MS, options.stallTimeoutMs ?? STALL_HINT_MS) / 3);
+  hints.unref();
+
+  let streams: readonly StreamSummary[];
+  try {
+    const ingested = await ingest.done;
+    if (interrupted) streams = await collector.close();
+    else {
+      const aborted = new Promise<'aborted'>((resolve) => options.signal?.addEventListener('abort', () => resolve('aborted'), { once: true }));
+      const complete = Promise.all(ingested.map((s) => collector.expect(s.stream, s.frames)));
+      const closedEarly = new Promise<'stalled'>((resolve) => {
+        const t = setInterval(() => {
+          if (stalled) {
+            clearInterval(t);
+            resolve('stalled');
+          }
+        }, 200);
+        t.unref();
+        void complete.finally(() => clearInterval(t));
+      });
+      const outcome = await Promise.race([complete, aborted, closedEarly]);
+      streams = Array.isArray(outcome) ? outcome : await collector.close();
+      if (stalled) throw stalled;
+      await collector.close();
+    }
+  } finally {
+    clearInterval(hints);
+    progress.stop();
+    options.signal?.removeEventListener('abort', onAbort);
+    await nc.drain().catch(() => undefined);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const frames = streams.reduce((n, s) => n + s.written, 0);
+  return { streams, frames, seconds, fps: seconds > 0 ? frames / seconds : 0, interrupted };
+}
+
+/** What `process --cluster` prints. */
+export function printClusterResult(r: ProcessClusterResult, json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, streams: r.streams }) + '\n');
+    return;
+  }
+  process.stdout.write(`\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps) across the cluster${r.interrupted ? ' (interrupted)' : ''}\n`);
+  for (const s of r.streams) {
+    process.stdout.write(`  ${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`);
+  }
+}
