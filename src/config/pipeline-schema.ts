@@ -1,17 +1,37 @@
 import { z } from 'zod';
 import { DEVICES } from '../backbone/execution-device.js';
 import { LEARNING_DEFAULTS } from '../pipeline/learning-options.js';
+import { BadOptionError } from '../errors.js';
+import { resolveLiveInput } from '../sources/live-url.js';
 
 /**
  * The pipeline file (YAML), validated once: unknown keys are rejected everywhere, every default is
  * here with its unit, and the result is frozen. README "Pipeline YAML" documents each key.
+ * Messages say what was expected; load-pipeline.ts adds the path and the value received
+ * (`service.port: expected integer 0-65535, received "80a"`).
  */
 
+/** An integer in [min, max]: one message for every way to miss it (type, fraction, range). */
+function int(min: number, max?: number): z.ZodNumber {
+  const error = max === undefined ? `expected integer >= ${min}` : `expected integer ${min}-${max}`;
+  const s = z.number({ error }).int({ error }).min(min, { error });
+  return max === undefined ? s : s.max(max, { error });
+}
+
+/** A number > 0 (and <= max). */
+function positiveNumber(max?: number): z.ZodNumber {
+  const error = max === undefined ? 'expected number > 0' : `expected number > 0 and <= ${max}`;
+  const s = z.number({ error }).positive({ error });
+  return max === undefined ? s : s.max(max, { error });
+}
+
+const text = (what = 'a non-empty string'): z.ZodString => z.string({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
+
 const streamName = z
-  .string()
+  .string({ error: 'expected a stream name' })
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 characters of A-Z a-z 0-9 _ - (it becomes a NATS subject token)');
-const port = z.number().int().min(0).max(65535);
-const positive = z.number().int().min(1);
+const port = int(0, 65535);
+const positive = int(1);
 
 const sceneSource = z.strictObject({
   use: z.literal('scene'),
@@ -20,9 +40,9 @@ const sceneSource = z.strictObject({
     .strictObject({
       /** easy, or hard (coral the colour of sand). */
       variant: z.enum(['easy', 'hard']).default('easy'),
-      seed: z.number().int().default(7),
+      seed: int(0).default(7),
       /** Frames per second of the rendered scene. */
-      fps: z.number().positive().max(120).default(15),
+      fps: positiveNumber(120).default(15),
       /** Clip length in frames; with loop it repeats. */
       frames: positive.default(300),
       loop: z.boolean().default(true),
@@ -34,7 +54,8 @@ const fileSource = z.strictObject({
   use: z.literal('file'),
   name: streamName,
   with: z.strictObject({
-    path: z.string().min(1),
+    /** Video file; relative paths are from the working directory of the service. */
+    path: text('a video file path'),
     /** Keep every n-th frame. */
     every: positive.default(1),
     /** true: emit at the video's frame rate like a live feed (latest frame wins); false: every frame, as fast as the model goes. */
@@ -47,26 +68,55 @@ const fileSource = z.strictObject({
 const liveSource = z.strictObject({
   use: z.literal('live'),
   name: streamName,
-  with: z.strictObject({
-    /** rtsp://, rtp://, udp://, srt://, rtmp://, http(s):// (HLS or MJPEG), /dev/videoN, or an .sdp file. */
-    url: z.string().min(1),
-    /** RTSP transport. */
-    transport: z.enum(['tcp', 'udp']).default('tcp'),
-    /** Inline SDP text (RTP as a BlueROV sends it). */
-    sdp: z.string().optional(),
-    /** http(s) inputs: auto, hls or mjpeg. */
-    httpFormat: z.enum(['auto', 'hls', 'mjpeg']).default('auto'),
-    /** Most frames per second kept from this stream. */
-    fpsCap: z.number().positive().optional(),
-    /** No frame for this long (ms) restarts the input. */
-    stallTimeoutMs: positive.default(5000),
-    /** Frames queued for the model; the oldest is dropped when full (latest frame wins). */
-    queue: z.number().int().min(1).max(8).default(2),
-    backoff: z
-      .strictObject({ initialMs: positive.default(500), maxMs: positive.default(30000), factor: z.number().min(1).default(2), jitter: z.number().min(0).max(1).default(0.2) })
-      .optional(),
-    maxRetries: z.number().int().min(0).optional(),
-  }),
+  with: z
+    .strictObject({
+      /** rtsp://, rtp://, udp://, srt://, rtmp://, http(s):// (HLS or MJPEG), /dev/videoN, or an .sdp file. */
+      url: text('a stream URL'),
+      /** rtsp:// only: RTP inside the RTSP TCP connection (tcp, the default) or over UDP. */
+      transport: z.enum(['tcp', 'udp']).optional(),
+      /** Inline SDP text (RTP as a BlueROV sends it). */
+      sdp: z.string({ error: 'expected SDP text' }).optional(),
+      /** http(s):// only: auto (the default: .m3u8 is HLS, "mjpeg" in the URL is MJPEG), hls or mjpeg. */
+      httpFormat: z.enum(['auto', 'hls', 'mjpeg']).optional(),
+      /** Most frames per second kept from this stream. */
+      fpsCap: positiveNumber().optional(),
+      /** No frame for this long (ms) restarts the input. */
+      stallTimeoutMs: positive.default(5000),
+      /** Frames queued for the model; the oldest is dropped when full (latest frame wins). */
+      queue: int(1, 8).default(2),
+      /** Reconnect delays: first wait (ms), longest wait (ms), growth factor, +- jitter fraction, reset (ms). */
+      backoff: z
+        .strictObject({
+          initialMs: positive.default(500),
+          maxMs: positive.default(30000),
+          factor: z.number({ error: 'expected number >= 1' }).min(1, { error: 'expected number >= 1' }).default(2),
+          jitter: z
+            .number({ error: 'expected number 0-1' })
+            .min(0, { error: 'expected number 0-1' })
+            .max(1, { error: 'expected number 0-1' })
+            .default(0.2),
+          /** After this long live (ms), the next failure waits initialMs again. */
+          resetAfterMs: positive.default(10000),
+        })
+        .optional(),
+      /** Consecutive failed connections before the stream stops (default: retry forever). */
+      maxRetries: int(0).optional(),
+    })
+    // URL, transport, sdp and httpFormat must fit together; checked here so a bad feed fails at load, with its path.
+    .superRefine((w, ctx) => {
+      try {
+        resolveLiveInput({
+          url: w.url,
+          ...(w.transport !== undefined ? { transport: w.transport } : {}),
+          ...(w.sdp !== undefined ? { sdp: w.sdp } : {}),
+          ...(w.httpFormat !== undefined ? { httpFormat: w.httpFormat } : {}),
+        });
+      } catch (err) {
+        if (!(err instanceof BadOptionError)) throw err;
+        const { option, expected } = err.details as { option: string; expected: string };
+        ctx.addIssue({ code: 'custom', path: [option], message: `expected ${expected}`, input: w[option as keyof typeof w] });
+      }
+    }),
 });
 
 export const sourceSchema = z.discriminatedUnion('use', [sceneSource, fileSource, liveSource]);
@@ -76,11 +126,14 @@ const wsSink = z.strictObject({
   with: z
     .strictObject({
       /** JPEG quality of the overlay frames (1-100). */
-      jpegQuality: z.number().int().min(1).max(100).default(75),
-      /** Longest side of the overlay frames sent, px (0: working size). */
-      maxWidth: z.number().int().min(0).default(0),
+      jpegQuality: int(1, 100).default(75),
+      /** Width of the overlay frames sent, px: wider frames are scaled down (0: the working size). */
+      maxWidth: int(0).default(0),
+      /** Largest message a client may send, bytes. */
       maxPayloadBytes: positive.default(64 * 1024),
-      heartbeatIntervalMs: z.number().int().min(0).default(30000),
+      /** Ping period, ms (0: none); a client that misses a pong is cut off. */
+      heartbeatIntervalMs: int(0).default(30000),
+      /** Connections beyond this many are refused (close code 1013). */
       maxClients: positive.default(256),
     })
     .default({ jpegQuality: 75, maxWidth: 0, maxPayloadBytes: 65536, heartbeatIntervalMs: 30000, maxClients: 256 }),
@@ -89,15 +142,33 @@ const wsSink = z.strictObject({
 const natsSink = z.strictObject({
   use: z.literal('nats'),
   with: z.strictObject({
-    servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    prefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/).default('stegostream'),
+    /** nats://host:port, or a list of them (a cluster). */
+    servers: z.union([text('a NATS URL'), z.array(text('a NATS URL')).min(1)], {
+      error: 'expected a NATS URL like "nats://127.0.0.1:4222" or a list of them',
+    }),
+    /** First subject tokens: <prefix>.<stream>.stats and so on. */
+    prefix: z
+      .string({ error: 'expected a subject prefix' })
+      .regex(
+        /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/,
+        'expected tokens of A-Z a-z 0-9 _ - joined by dots, like "stegostream" or "site1.stego"',
+      )
+      .default('stegostream'),
+    /** Publish overlay JPEGs on <prefix>.<stream>.frames. */
     frames: z.boolean().default(true),
+    /** Publish label-map PNGs on <prefix>.<stream>.masks (costs a PNG encode per frame). */
     masks: z.boolean().default(false),
     /** Keep stats history in a JetStream stream. */
     jetstream: z
       .strictObject({
-        stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('STEGOSTREAM_STATS'),
+        /** JetStream stream name. */
+        stream: z
+          .string({ error: 'expected a stream name' })
+          .regex(/^[A-Za-z0-9_-]+$/, 'expected characters of A-Z a-z 0-9 _ -')
+          .default('STEGOSTREAM_STATS'),
+        /** Stats older than this are discarded, ms (default 7 days). */
         maxAgeMs: positive.default(7 * 24 * 3600 * 1000),
+        /** Oldest stats are discarded beyond this size, bytes (default 1 GiB). */
         maxBytes: positive.default(1024 ** 3),
       })
       .optional(),
@@ -110,73 +181,153 @@ const statsFileSink = z.strictObject({
   use: z.literal('stats-file'),
   with: z.strictObject({
     /** .csv or .jsonl; with several streams use {stream} in the name, e.g. out/{stream}.jsonl. */
-    path: z.string().min(1),
+    path: text('a file path ending in .csv or .jsonl').regex(/\.(csv|jsonl|ndjson)$/i, 'expected a file path ending in .csv or .jsonl'),
   }),
 });
 
 export const sinkSchema = z.discriminatedUnion('use', [wsSink, natsSink, statsFileSink]);
 
-export const pipelineSchema = z.strictObject({
-  name: z.string().min(1).default('pipeline'),
-  service: z
-    .strictObject({
-      /** Address the HTTP/WebSocket server binds to; 0.0.0.0 to serve other machines. */
-      host: z.string().min(1).default('127.0.0.1'),
-      port: port.default(8080),
-      /** Bearer token required on /ws and control (empty: none). */
-      token: z.string().default(''),
-      /** Graceful shutdown limit, ms, before a forced exit. */
-      shutdownTimeoutMs: positive.default(10000),
-    })
-    .default({ host: '127.0.0.1', port: 8080, token: '', shutdownTimeoutMs: 10000 }),
-  sources: z.array(sourceSchema).min(1),
-  model: z
-    .strictObject({
-      backbone: z.string().min(1).default('builtin'),
-      device: z.enum(DEVICES).default('auto'),
-      threads: positive.optional(),
-      /** Working width, px (multiple of the patch size). */
-      width: positive.default(448),
-      height: positive.optional(),
-      batch: z
-        .strictObject({ size: positive.max(64).default(4), maxDelayMs: z.number().int().min(0).default(20) })
-        .default({ size: 4, maxDelayMs: 20 }),
-      /** LOST main-object box per frame. */
-      objects: z.boolean().default(false),
-    })
-    .default({ backbone: 'builtin', device: 'auto', width: 448, batch: { size: 4, maxDelayMs: 20 }, objects: false }),
-  learning: z
-    .strictObject({
-      classes: positive.max(64).default(LEARNING_DEFAULTS.k),
-      extraClusters: z.number().int().min(0).default(0),
-      codeDim: positive.default(LEARNING_DEFAULTS.codeDim),
-      /** A training round every N frames (all streams together). */
-      trainEvery: positive.default(LEARNING_DEFAULTS.trainEvery),
-      trainSteps: positive.default(LEARNING_DEFAULTS.trainSteps),
-      bankFrames: positive.default(LEARNING_DEFAULTS.bankFrames),
-      /** Frames seen before the first fit (output starts after them). */
-      warmupFrames: positive.default(1),
-      seed: z.number().int().default(LEARNING_DEFAULTS.seed),
-      checkpoint: z.string().optional(),
-      resume: z.boolean().default(false),
-      head: z.string().optional(),
-      freeze: z.boolean().default(false),
-      names: z.array(z.string().min(1).max(64)).optional(),
-    })
-    .default({
-      classes: LEARNING_DEFAULTS.k,
-      extraClusters: 0,
-      codeDim: LEARNING_DEFAULTS.codeDim,
-      trainEvery: LEARNING_DEFAULTS.trainEvery,
-      trainSteps: LEARNING_DEFAULTS.trainSteps,
-      bankFrames: LEARNING_DEFAULTS.bankFrames,
-      warmupFrames: 1,
-      seed: LEARNING_DEFAULTS.seed,
-      resume: false,
-      freeze: false,
-    }),
-  sinks: z.array(sinkSchema).default([{ use: 'websocket', with: { jpegQuality: 75, maxWidth: 0, maxPayloadBytes: 65536, heartbeatIntervalMs: 30000, maxClients: 256 } }]),
-});
+export const pipelineSchema = z
+  .strictObject({
+    /** Shown in logs, metrics and the NATS client name. */
+    name: text().default('pipeline'),
+    service: z
+      .strictObject({
+        /** Address the HTTP/WebSocket server binds to; 0.0.0.0 to serve other machines. */
+        host: text('a host name or address').default('127.0.0.1'),
+        port: port.default(8080),
+        /** Bearer token required on /ws and control (empty: none). */
+        token: z.string({ error: 'expected a string' }).default(''),
+        /** Graceful shutdown limit, ms, before a forced exit. */
+        shutdownTimeoutMs: positive.default(10000),
+      })
+      .default({ host: '127.0.0.1', port: 8080, token: '', shutdownTimeoutMs: 10000 }),
+    /** The feeds; each is one stream, named in every output. */
+    sources: z.array(sourceSchema, { error: 'expected a list of sources' }).min(1, { error: 'expected at least one source' }),
+    model: z
+      .strictObject({
+        /** builtin (no download), or the path of a DINO ONNX export (README "Models"). */
+        backbone: text('"builtin" or an ONNX model path').default('builtin'),
+        /** Execution provider; auto picks the best available. */
+        device: z.enum(DEVICES).default('auto'),
+        /** ONNX Runtime intra-op threads (default: ORT's choice). */
+        threads: positive.optional(),
+        /** Working width, px (multiple of the patch size). */
+        width: positive.default(448),
+        /** Working height, px (default: 16:9 of the width, or the model's fixed input size). */
+        height: positive.optional(),
+        /** Frames of all streams per backbone call, and the longest wait for a batch to fill, ms. */
+        batch: z.strictObject({ size: int(1, 64).default(4), maxDelayMs: int(0).default(20) }).default({ size: 4, maxDelayMs: 20 }),
+        /** LOST main-object box per frame. */
+        objects: z.boolean().default(false),
+      })
+      .default({ backbone: 'builtin', device: 'auto', width: 448, batch: { size: 4, maxDelayMs: 20 }, objects: false }),
+    learning: z
+      .strictObject({
+        /** Number of classes K the head learns. */
+        classes: int(1, 64).default(LEARNING_DEFAULTS.k),
+        /** Extra centroids beyond K (over-clustering). */
+        extraClusters: int(0).default(0),
+        /** Code dimension D of the head. */
+        codeDim: positive.default(LEARNING_DEFAULTS.codeDim),
+        /** A training round every N frames (all streams together). */
+        trainEvery: positive.default(LEARNING_DEFAULTS.trainEvery),
+        /** Adam steps per training round. */
+        trainSteps: positive.default(LEARNING_DEFAULTS.trainSteps),
+        /** Frames the feature bank keeps (memory cap). */
+        bankFrames: positive.default(LEARNING_DEFAULTS.bankFrames),
+        /** Frames seen before the first fit (output starts after them). */
+        warmupFrames: positive.default(1),
+        seed: int(0).default(LEARNING_DEFAULTS.seed),
+        /** Head checkpoint file, written after each round and on shutdown (atomically). */
+        checkpoint: text('a file path').optional(),
+        /** Start from the checkpoint file when it exists (the first run learns a new head and writes it). */
+        resume: z.boolean().default(false),
+        /** Start from this head file instead (e.g. a snapshot). */
+        head: text('a file path').optional(),
+        /** Never update the head (reproducible output; needs head or resume). */
+        freeze: z.boolean().default(false),
+        /** Names for class ids 0, 1, ... (rename live in the viewer or over control). */
+        names: z
+          .array(
+            z
+              .string({ error: 'expected a class name' })
+              .min(1, { error: 'expected a class name of 1-64 characters' })
+              .max(64, { error: 'expected a class name of 1-64 characters' }),
+          )
+          .optional(),
+      })
+      .superRefine((l, ctx) => {
+        const k = l.classes + l.extraClusters;
+        if (l.names !== undefined && l.names.length > k) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['names'],
+            input: l.names,
+            message: `expected at most ${k} names (learning.classes + learning.extraClusters)`,
+          });
+        }
+        if (l.resume && l.checkpoint === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['resume'],
+            input: l.resume,
+            message: 'expected learning.checkpoint to be set too (the file to resume from)',
+          });
+        }
+      })
+      .default({
+        classes: LEARNING_DEFAULTS.k,
+        extraClusters: 0,
+        codeDim: LEARNING_DEFAULTS.codeDim,
+        trainEvery: LEARNING_DEFAULTS.trainEvery,
+        trainSteps: LEARNING_DEFAULTS.trainSteps,
+        bankFrames: LEARNING_DEFAULTS.bankFrames,
+        warmupFrames: 1,
+        seed: LEARNING_DEFAULTS.seed,
+        resume: false,
+        freeze: false,
+      }),
+    /** Where results go (default: the WebSocket hub of the service). */
+    sinks: z
+      .array(sinkSchema, { error: 'expected a list of sinks' })
+      .default([
+        { use: 'websocket', with: { jpegQuality: 75, maxWidth: 0, maxPayloadBytes: 65536, heartbeatIntervalMs: 30000, maxClients: 256 } },
+      ]),
+  })
+  .superRefine((p, ctx) => {
+    const first = new Map<string, number>();
+    p.sources.forEach((src, i) => {
+      const j = first.get(src.name);
+      if (j === undefined) first.set(src.name, i);
+      else
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i, 'name'],
+          input: src.name,
+          message: `expected a name not used before (sources[${j}] is named so too; names key every output)`,
+        });
+    });
+    p.sinks.forEach((sink, i) => {
+      if (sink.use === 'websocket' && p.sinks.findIndex((x) => x.use === 'websocket') < i) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sinks', i, 'use'],
+          input: sink.use,
+          message: 'expected one websocket sink at most (the service has one /ws endpoint)',
+        });
+      }
+      if (sink.use === 'stats-file' && p.sources.length > 1 && /\.csv$/i.test(sink.with.path) && !sink.with.path.includes('{stream}')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sinks', i, 'with', 'path'],
+          input: sink.with.path,
+          message:
+            "expected {stream} in a .csv path when there are several sources (CSV columns are one stream's classes), or a .jsonl path",
+        });
+      }
+    });
+  });
 
 export type PipelineConfig = z.infer<typeof pipelineSchema>;
 export type SourceConfig = z.infer<typeof sourceSchema>;

@@ -1,4 +1,4 @@
-import { catchError, defer, EMPTY, finalize, repeat, switchMap, type Observable } from 'rxjs';
+import { catchError, defer, EMPTY, repeat, switchMap, tap, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Frame, OverflowPolicy } from '../types.js';
 import type { SourceConfig } from '../config/pipeline-schema.js';
@@ -9,8 +9,10 @@ import { liveSource } from '../sources/live-source.js';
 import { probeVideo } from '../internal/probe-video.js';
 import { renumberFrames } from '../operators/renumber-frames.js';
 import { paceRealtime } from '../operators/pace-realtime.js';
-import type { ServiceEvent } from './live-publisher.js';
-import { StegoError } from '../errors.js';
+import type { ServiceEvent, SourceState } from './live-publisher.js';
+import type { SourceStateEvent } from '../sources/live-source.js';
+import { InputNotFoundError, StegoError } from '../errors.js';
+import { access } from 'node:fs/promises';
 
 /** Frames a lossless file source may have in flight through the pipeline. */
 export const FILE_GATE_FRAMES = 8;
@@ -27,8 +29,9 @@ export interface BuiltSource {
 
 /**
  * Turns the pipeline's source entries into frame streams at the working size. Each stream is
- * isolated: an error ends that stream (published as a `stopped` event with the reason) and never
- * the others. Live feeds and real-time files queue under drop-oldest (latest frame wins); plain
+ * isolated: an error, at creation (bad options, a missing file) or later, ends that stream only,
+ * published as one `stopped` event whose detail is the error message; a stream that ends (a file,
+ * a clip without loop) reports `stopped` with why, and so does one unsubscribed on shutdown. Live feeds and real-time files queue under drop-oldest (latest frame wins); plain
  * files are lossless and gated.
  */
 export function buildSources(
@@ -39,20 +42,32 @@ export function buildSources(
 ): BuiltSource[] {
   return sources.map((src): BuiltSource => {
     const log = logger.child({ stream: src.name, stage: 'source' });
-    const isolate = (frames: Observable<Frame>): Observable<Frame> =>
-      frames.pipe(
+    // The last state this stream reported: a source that reports its own `stopped` (live) and
+    // then errors must not send a second one without the reason.
+    let last: SourceState | undefined;
+    const state = (e: SourceStateEvent): void => {
+      if (e.state === 'stopped' && last === 'stopped') return;
+      last = e.state;
+      events(e);
+    };
+    const stopped = (detail: string): void => state({ type: 'source-state', stream: src.name, state: 'stopped', detail });
+    // Options are checked when the source is made (BadOptionError, InputNotFoundError): inside
+    // defer, so such an error ends this stream only, like one that happens later.
+    const isolate = (make: () => Observable<Frame>, ended: string): Observable<Frame> =>
+      defer(make).pipe(
+        tap({ complete: () => stopped(ended), unsubscribe: () => stopped('the service is stopping') }),
         catchError((err: unknown) => {
           const msg = err instanceof Error ? err.message : String(err);
-          log.error({ err, code: err instanceof StegoError ? err.code : undefined }, 'source failed');
-          events({ type: 'source-state', stream: src.name, state: 'stopped', detail: msg });
+          log.error({ err, code: err instanceof StegoError ? err.code : undefined }, 'source failed; the other streams go on');
+          stopped(msg);
           return EMPTY;
         }),
       );
     switch (src.use) {
       case 'scene': {
         const w = src.with;
-        const frames = defer(() => {
-          events({ type: 'source-state', stream: src.name, state: 'live' });
+        const frames = isolate(() => {
+          state({ type: 'source-state', stream: src.name, state: 'live' });
           return sceneSource({
             width: size.width,
             height: size.height,
@@ -64,43 +79,62 @@ export function buildSources(
             realtime: true,
             streamId: src.name,
           });
-        }).pipe(finalize(() => events({ type: 'source-state', stream: src.name, state: 'stopped' })));
-        return { name: src.name, frames: isolate(frames), policy: 'drop-oldest', queueSize: 2 };
+        }, 'the scene clip ended');
+        return { name: src.name, frames, policy: 'drop-oldest', queueSize: 2 };
       }
       case 'file': {
         const w = src.with;
         const gate = new FlowGate(w.realtime ? 3 : FILE_GATE_FRAMES);
-        // Probe first, so a bad file fails this stream (with a clear error), not the service.
-        const once = defer(() => probeVideo(w.path)).pipe(
-          switchMap((info) => {
-            events({ type: 'source-state', stream: src.name, state: 'live' });
-            return fileSource({ path: w.path, width: size.width, height: size.height, every: w.every, gate, fps: info.fps, streamId: src.name });
-          }),
-        );
-        let frames = w.loop ? once.pipe(repeat()) : once;
-        frames = frames.pipe(renumberFrames());
-        if (w.realtime) frames = frames.pipe(paceRealtime());
-        frames = frames.pipe(finalize(() => events({ type: 'source-state', stream: src.name, state: 'stopped' })));
-        return { name: src.name, frames: isolate(frames), policy: w.realtime ? 'drop-oldest' : 'wait', queueSize: w.realtime ? 2 : FILE_GATE_FRAMES, gate };
+        const frames = isolate(() => {
+          // Probe first, so a bad file fails this stream (with a clear error), not the service.
+          const once = defer(async () => {
+            // ffprobe reports a missing file as "no video stream": say what is wrong instead.
+            await access(w.path).catch(() => {
+              throw new InputNotFoundError(w.path, 'video file');
+            });
+            return probeVideo(w.path);
+          }).pipe(
+            switchMap((info) => {
+              state({ type: 'source-state', stream: src.name, state: 'live', detail: w.path });
+              return fileSource({
+                path: w.path,
+                width: size.width,
+                height: size.height,
+                every: w.every,
+                gate,
+                fps: info.fps,
+                streamId: src.name,
+              });
+            }),
+          );
+          let f = w.loop ? once.pipe(repeat()) : once;
+          f = f.pipe(renumberFrames());
+          return w.realtime ? f.pipe(paceRealtime()) : f;
+        }, 'the file ended');
+        return { name: src.name, frames, policy: w.realtime ? 'drop-oldest' : 'wait', queueSize: w.realtime ? 2 : FILE_GATE_FRAMES, gate };
       }
       case 'live': {
         const w = src.with;
-        const frames = liveSource({
-          url: w.url,
-          streamId: src.name,
-          width: size.width,
-          height: size.height,
-          transport: w.transport,
-          httpFormat: w.httpFormat,
-          stallTimeoutMs: w.stallTimeoutMs,
-          logger: log,
-          onState: (e) => events(e),
-          ...(w.sdp !== undefined ? { sdp: w.sdp } : {}),
-          ...(w.fpsCap !== undefined ? { fpsCap: w.fpsCap } : {}),
-          ...(w.backoff !== undefined ? { backoff: w.backoff } : {}),
-          ...(w.maxRetries !== undefined ? { maxRetries: w.maxRetries } : {}),
-        });
-        return { name: src.name, frames: isolate(frames), policy: 'drop-oldest', queueSize: w.queue };
+        const frames = isolate(
+          () =>
+            liveSource({
+              url: w.url,
+              streamId: src.name,
+              width: size.width,
+              height: size.height,
+              stallTimeoutMs: w.stallTimeoutMs,
+              logger: log,
+              onState: state,
+              ...(w.transport !== undefined ? { transport: w.transport } : {}),
+              ...(w.httpFormat !== undefined ? { httpFormat: w.httpFormat } : {}),
+              ...(w.sdp !== undefined ? { sdp: w.sdp } : {}),
+              ...(w.fpsCap !== undefined ? { fpsCap: w.fpsCap } : {}),
+              ...(w.backoff !== undefined ? { backoff: w.backoff } : {}),
+              ...(w.maxRetries !== undefined ? { maxRetries: w.maxRetries } : {}),
+            }),
+          'the feed ended',
+        );
+        return { name: src.name, frames, policy: 'drop-oldest', queueSize: w.queue };
       }
     }
   });

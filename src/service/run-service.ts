@@ -1,4 +1,5 @@
-import { merge, Subscription, concatMap } from 'rxjs';
+import { merge, Subscription, concatMap, tap } from 'rxjs';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -17,6 +18,7 @@ import type { HeadState } from '../learning/head-state.js';
 import { blendOverlay } from '../sinks/paint-mask.js';
 import { encodeLabelPng } from '../sinks/mask-writer.js';
 import { createWsHub, type WsHub } from '../sinks/ws-hub.js';
+import { OutputUnwritableError } from '../errors.js';
 import { natsPublisher } from '../sinks/nats-publisher.js';
 import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
 import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
@@ -59,6 +61,8 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   collectDefaultMetrics({ register: registry, prefix: 'stegostream_process_' });
   const metrics = new PipelineMetrics(registry);
 
+  const l = config.learning;
+  if (l.checkpoint) await mkdir(dirname(l.checkpoint), { recursive: true });
   const inference = await InferenceClient.start(config.model.backbone, {
     device: config.model.device,
     ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}),
@@ -68,23 +72,37 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   const size =
     info.inputWidth > 0
       ? { width: info.inputWidth, height: info.inputHeight }
-      : workingSize({ width: config.model.width, height: config.model.height ?? Math.round(config.model.width * DEFAULT_ASPECT) }, info.patchSize, {
-          width: config.model.width,
-          ...(config.model.height !== undefined ? { height: config.model.height } : {}),
-        });
+      : workingSize(
+          { width: config.model.width, height: config.model.height ?? Math.round(config.model.width * DEFAULT_ASPECT) },
+          info.patchSize,
+          {
+            width: config.model.width,
+            ...(config.model.height !== undefined ? { height: config.model.height } : {}),
+          },
+        );
 
-  const l = config.learning;
   let initial: HeadState | undefined;
-  const headFile = l.head ?? (l.resume ? l.checkpoint : undefined);
-  if (headFile) initial = await loadCheckpoint(headFile, { dim: info.dim, k: l.classes + l.extraClusters });
-  if (l.checkpoint) await mkdir(dirname(l.checkpoint), { recursive: true });
+  // resume: the checkpoint of an earlier run, when there is one (the first run starts afresh);
+  // head: a file that must exist.
+  const resumeFrom = l.resume && l.checkpoint !== undefined && existsSync(l.checkpoint) ? l.checkpoint : undefined;
+  if (l.resume && resumeFrom === undefined)
+    logger.info({ checkpoint: l.checkpoint }, 'no checkpoint to resume from yet: learning a new head');
+  const headFile = l.head ?? resumeFrom;
+  if (headFile) {
+    initial = await loadCheckpoint(headFile, { dim: info.dim, k: l.classes + l.extraClusters }).catch(async (err: unknown) => {
+      await inference.close();
+      throw err;
+    });
+  }
 
   const streams = config.sources.map((s) => s.name);
-  let publisher: LivePublisher | undefined;
+  /** Set once the sinks exist; the engine's callbacks may come before (nobody to tell then). */
+  const live: { publisher?: LivePublisher } = {};
   const publishLegend = (classes: readonly ClassInfo[], version: number): void => {
-    for (const s of streams) publisher?.classes(s, classes, version);
+    for (const s of streams) live.publisher?.classes(s, classes, version);
   };
 
+  let lastHeadVersion = initial?.version ?? 0;
   const engine = await SegmentationEngine.create({
     inference,
     logger,
@@ -103,9 +121,12 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       ...(initial ? { initial } : {}),
     },
     onHead: (state, classes) => {
+      // Same version: the names changed (a rename), not the weights.
+      const reason = state.version === lastHeadVersion ? 'rename' : 'training round';
+      lastHeadVersion = state.version;
       metrics.headVersion.set(state.version);
       publishLegend(classes, state.version);
-      publisher?.event({ type: 'head-updated', version: state.version });
+      live.publisher?.event({ type: 'head-updated', version: state.version, reason });
     },
   }).catch(async (err: unknown) => {
     await inference.close();
@@ -113,15 +134,17 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   });
 
   const sourceStates = new Map<string, SourceState>();
+  /** Set when inference fails: the service stays up to say so (readyz, events) but segments nothing. */
+  let pipelineFailed: string | undefined;
   const control: ControlHandler = {
     renameClass: (id, name) => [...engine.rename(id, name)],
     pauseLearning: () => {
       engine.learner.pause();
-      publisher?.event({ type: 'pipeline', learning: 'paused' });
+      live.publisher?.event({ type: 'pipeline', learning: 'paused' });
     },
     resumeLearning: () => {
       engine.learner.resume();
-      publisher?.event({ type: 'pipeline', learning: 'running' });
+      live.publisher?.event({ type: 'pipeline', learning: 'running' });
     },
     snapshotHead: async () => {
       const r = await engine.snapshot(l.checkpoint ?? '.stegostream/head.ckpt');
@@ -144,40 +167,53 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   let hub: WsHub | undefined;
   let jpegQuality = 75;
   let maxWidth = 0;
-  for (const sink of config.sinks) {
-    if (sink.use === 'websocket') {
-      hub = createWsHub({
-        control,
-        registry,
-        logger,
-        maxPayloadBytes: sink.with.maxPayloadBytes,
-        heartbeatIntervalMs: sink.with.heartbeatIntervalMs,
-        maxClients: sink.with.maxClients,
-      });
-      jpegQuality = sink.with.jpegQuality;
-      maxWidth = sink.with.maxWidth;
-      pubs.push(hub);
-    } else if (sink.use === 'nats') {
-      pubs.push(
-        natsPublisher({
-          servers: sink.with.servers,
-          prefix: sink.with.prefix,
-          frames: sink.with.frames,
-          masks: sink.with.masks,
+  try {
+    for (const sink of config.sinks) {
+      if (sink.use === 'websocket') {
+        hub = createWsHub({
           control,
           registry,
           logger,
-          reconnectBufSize: sink.with.reconnectBufSize,
-          name: `stegostream-${config.name}`,
-          ...(sink.with.jetstream ? { jetstream: sink.with.jetstream } : {}),
-        }),
-      );
-    } else {
-      pubs.push(statsFilePublisher(sink.with.path, logger));
+          maxPayloadBytes: sink.with.maxPayloadBytes,
+          heartbeatIntervalMs: sink.with.heartbeatIntervalMs,
+          maxClients: sink.with.maxClients,
+        });
+        jpegQuality = sink.with.jpegQuality;
+        maxWidth = sink.with.maxWidth;
+        pubs.push(hub);
+      } else if (sink.use === 'nats') {
+        pubs.push(
+          natsPublisher({
+            servers: sink.with.servers,
+            prefix: sink.with.prefix,
+            frames: sink.with.frames,
+            masks: sink.with.masks,
+            control,
+            registry,
+            logger,
+            reconnectBufSize: sink.with.reconnectBufSize,
+            name: `stegostream-${config.name}`,
+            ...(sink.with.jetstream ? { jetstream: sink.with.jetstream } : {}),
+          }),
+        );
+      } else {
+        // The folders must exist before the first frame: the writer would otherwise fail on every one.
+        for (const stream of streams) {
+          const path = sink.with.path.replaceAll('{stream}', stream);
+          await mkdir(dirname(path), { recursive: true }).catch((err: unknown) => {
+            throw new OutputUnwritableError(path, `cannot create its folder (${(err as NodeJS.ErrnoException).code ?? String(err)})`, err);
+          });
+        }
+        pubs.push(statsFilePublisher(sink.with.path, logger));
+      }
     }
+  } catch (err) {
+    // A sink that cannot be made (bad option) fails the start: release what is already running.
+    await Promise.allSettled([...pubs.map((p) => p.close()), engine.close(), inference.close()]);
+    throw err;
   }
-  publisher = fanOutPublisher(pubs, logger);
-  const pub = publisher;
+  const pub = fanOutPublisher(pubs, logger);
+  live.publisher = pub;
 
   const events = (e: ServiceEvent): void => {
     if (e.type === 'source-state') sourceStates.set(e.stream, e.state);
@@ -192,6 +228,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       port: options.port ?? config.service.port,
       logger,
       ready: (): Readiness => {
+        if (pipelineFailed !== undefined) return { ready: false, reason: `the pipeline failed: ${pipelineFailed}` };
         if (engine.headState.version === 0) return { ready: false, reason: 'no head yet: waiting for the first frames' };
         if (![...sourceStates.values()].some((s) => s === 'live')) return { ready: false, reason: 'no source is live' };
         return { ready: true };
@@ -234,26 +271,20 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       if (maxWidth > 0 && f.width > maxWidth) img = img.resize(maxWidth);
       img
         .jpeg({ quality: jpegQuality })
-        .toBuffer()
-        .then((jpeg) => {
+        .toBuffer({ resolveWithObject: true })
+        .then(({ data, info: out }) => {
           metrics.stageSeconds.observe({ stage: 'jpeg' }, (performance.now() - t0) / 1000);
-          pub.frame(stream, meta, jpeg);
+          // The header gives the size of the image sent (maxWidth may have scaled it down).
+          pub.frame(stream, { ...meta, width: out.width, height: out.height }, data);
         })
         .catch((err: unknown) => logger.error({ err, stream }, 'overlay encoding failed'))
         .finally(() => encoding.delete(stream));
     }
   };
 
-  const frames$ = merge(
-    ...built.map((b) =>
-      b.frames.pipe(
-        concatMap(async (f) => {
-          metrics.framesIn.inc({ stream: f.streamId });
-          return f;
-        }),
-      ),
-    ),
-  );
+  const frames$ = merge(...built.map((b) => b.frames.pipe(tap((f) => metrics.framesIn.inc({ stream: f.streamId })))));
+  /** The batch being segmented, settled or not; close() waits for it. */
+  let inFlight: Promise<void> = Promise.resolve();
   let finishedResolve: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (finishedResolve = resolve));
   const subscription: Subscription = frames$
@@ -274,7 +305,12 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
         async (batch) => {
           metrics.batchSize.observe(batch.length);
           const t0 = performance.now();
-          const segs = await engine.process(batch);
+          const run = engine.process(batch);
+          inFlight = run.then(
+            () => undefined,
+            () => undefined,
+          );
+          const segs = await run;
           metrics.stageSeconds.observe({ stage: 'inference' }, (performance.now() - t0) / 1000);
           return config.model.objects ? segs.map(addObjects(info.patchSize)) : segs;
         },
@@ -289,6 +325,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     )
     .subscribe({
       error: (err: unknown) => {
+        pipelineFailed = err instanceof Error ? err.message : String(err);
         logger.error({ err }, 'pipeline failed');
         pub.event({ type: 'pipeline', state: 'failed', detail: err instanceof Error ? err.message : String(err) });
         finishedResolve();
@@ -321,6 +358,9 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       subscription.unsubscribe();
       for (const b of built) b.gate?.close();
       clearInterval(ticker);
+      // The batch in the worker finishes first: terminating a worker while ONNX Runtime runs in
+      // it aborts the whole process (a native exception in a torn-down environment).
+      await inFlight;
       await engine.close().catch((err: unknown) => logger.error({ err }, 'checkpoint on shutdown failed'));
       await inference.close();
       pub.event({ type: 'pipeline', state: 'stopped' });

@@ -1,0 +1,133 @@
+/**
+ * The live service with a real live feed (an ffmpeg MPEG-TS/UDP sender on 127.0.0.1) next to a
+ * scene: the feed dies and comes back while the other stream keeps flowing.
+ */
+import { pino } from 'pino';
+import { WebSocket } from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parsePipeline } from '../src/config/load-pipeline.js';
+import { runService, type RunningService } from '../src/service/run-service.js';
+import type { ServiceEvent } from '../src/service/live-publisher.js';
+import type { ServerMessage } from '../src/sinks/ws-protocol.js';
+import type { FrameStats } from '../src/types.js';
+import { freeUdpPort, StreamPusher } from './helpers/stream-pusher.js';
+
+const silent = pino({ level: 'silent' });
+const WAIT_MS = 20_000;
+
+/** A message and when it arrived. */
+type Got = { readonly at: number; readonly msg: ServerMessage };
+
+/** Records every text message (arrival time included); `until` re-checks a condition per message. */
+function record(ws: WebSocket): { got: Got[]; until: (what: string, pred: () => boolean) => Promise<void> } {
+  const got: Got[] = [];
+  const waiters = new Set<() => void>();
+  ws.on('message', (data: Buffer, isBinary) => {
+    if (isBinary) return;
+    got.push({ at: Date.now(), msg: JSON.parse(data.toString('utf8')) as ServerMessage });
+    for (const w of [...waiters]) w();
+  });
+  const until = (what: string, pred: () => boolean): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (!pred()) return;
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`timed out waiting for ${what} (${got.length} messages)`));
+      }, WAIT_MS);
+      waiters.add(check);
+      check();
+    });
+  return { got, until };
+}
+
+describe('serve with a live feed', () => {
+  let service: RunningService | undefined;
+  let pusher: StreamPusher | undefined;
+  let ws: WebSocket | undefined;
+  afterEach(async () => {
+    ws?.terminate();
+    await pusher?.stop();
+    await service?.close();
+  });
+
+  it('reports a feed that dies as stalled and retrying, then live again, while the other stream keeps flowing', async () => {
+    const port = await freeUdpPort();
+    pusher = StreamPusher.start({ kind: 'mpegts-udp', port });
+    const config = parsePipeline(
+      `
+name: live-outage
+sources:
+  - { use: scene, name: reef, with: { fps: 15 } }
+  - use: live
+    name: rov
+    with:
+      url: "udp://127.0.0.1:${port}"
+      stallTimeoutMs: 1500
+      backoff: { initialMs: 200, maxMs: 1000, factor: 2, jitter: 0.2, resetAfterMs: 300 }
+model: { width: 224, batch: { size: 2, maxDelayMs: 10 } }
+learning: { classes: 4, trainEvery: 1000 }
+`,
+      'test',
+      {},
+    );
+    service = await runService(config, { logger: silent, port: 0 });
+    ws = new WebSocket(`${service.url.replace(/^http/, 'ws')}/ws`);
+    const { got, until } = record(ws);
+    await new Promise((resolve) => ws!.once('open', resolve));
+    ws.send(JSON.stringify({ type: 'subscribe', streams: ['*'], channels: ['stats', 'events'] }));
+
+    const stats = (stream: string, from = 0): Array<FrameStats & { at: number }> =>
+      got.slice(from).flatMap((g) => (g.msg.type === 'stats' && g.msg.stream === stream ? [{ ...g.msg, at: g.at }] : []));
+    const states = (from = 0): Array<Extract<ServiceEvent, { type: 'source-state' }> & { at: number }> =>
+      got
+        .slice(from)
+        .flatMap((g) =>
+          g.msg.type === 'event' && g.msg.event.type === 'source-state' && g.msg.event.stream === 'rov'
+            ? [{ ...g.msg.event, at: g.at }]
+            : [],
+        );
+
+    await until('the feed to be live', () => states().some((s) => s.state === 'live') && stats('rov').length >= 10);
+
+    await pusher.stop();
+    const mark = got.length;
+    await until('stalled, then retrying', () => {
+      const names = states(mark).map((s) => s.state);
+      return names.includes('stalled') && names.indexOf('retrying') > names.indexOf('stalled');
+    });
+    const stalledAt = states(mark).find((s) => s.state === 'stalled')!.at;
+    expect(states(mark).find((s) => s.state === 'stalled')).toMatchObject({ detail: 'no frame for 1500 ms' });
+    // Attempt 1, unless the first connection stalled while the sender started and the feed was
+    // not live long enough since (resetAfterMs) to start the count over.
+    expect(states(mark).find((s) => s.state === 'retrying')).toMatchObject({
+      attempt: expect.any(Number),
+      delayMs: expect.any(Number),
+      detail: 'no frame for 1500 ms.',
+    });
+    // The scene goes on while the feed is down, and the service stays ready.
+    await until('the scene to keep flowing', () => stats('reef').filter((s) => s.at > stalledAt).length >= 15);
+    expect((await fetch(`${service.url}/readyz`)).status).toBe(200);
+
+    pusher.start();
+    await until('the feed to be live again', () => states(mark).some((s) => s.state === 'live'));
+    const backAt = states(mark).find((s) => s.state === 'live')!.at;
+    await until('frames from the feed again', () => stats('rov').filter((s) => s.at >= backAt).length >= 5);
+
+    // No frames of the feed between the stall and its return; seq and pts go on across the outage.
+    expect(stats('rov').filter((s) => s.at > stalledAt + 500 && s.at < backAt)).toEqual([]);
+    const rov = stats('rov');
+    expect(rov.every((s, i) => i === 0 || (s.seq > rov[i - 1]!.seq && s.pts > rov[i - 1]!.pts))).toBe(true);
+    const reef = stats('reef');
+    expect(reef.every((s, i) => i === 0 || s.seq > reef[i - 1]!.seq)).toBe(true);
+    // The states in order: live, (frames still in the pipes), stalled, retrying..., connecting, live.
+    const order = states(mark).map((s) => s.state);
+    expect(order[0]).toBe('stalled');
+    expect(order.at(-1)).toBe('live');
+    expect(order.slice(1, -1).every((s) => s === 'retrying' || s === 'connecting' || s === 'stalled')).toBe(true);
+  });
+});
