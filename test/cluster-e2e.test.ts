@@ -80,7 +80,21 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
 
   it('segments every frame exactly once and in order with a worker killed midway; heads reach both workers; a second trainer is refused', async () => {
     const ckpt = join(dir, 'head.ckpt');
-    const trainer1 = role(['trainer', '--warmup-frames', '8', '--train-every', '100000', '--train-steps', '5', '--lease-ttl', '3000', '--checkpoint', ckpt, '--name', 't1']);
+    const trainer1 = role([
+      'trainer',
+      '--warmup-frames',
+      '8',
+      '--train-every',
+      '100000',
+      '--train-steps',
+      '5',
+      '--lease-ttl',
+      '3000',
+      '--checkpoint',
+      ckpt,
+      '--name',
+      't1',
+    ]);
     const workerArgs = ['worker', '--threads', '1', '--batch', '2', '--no-frames', '--features-every', '1', '--ack-wait', '2000'];
     const w1 = role([...workerArgs, '--name', 'w1']);
     role([...workerArgs, '--name', 'w2']);
@@ -88,7 +102,12 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     // Phase 1: no head yet. Workers embed the first frames for the trainer and return them to the
     // queue; the trainer fits and publishes; both workers swap that head in.
     const collected: CollectedStats[] = [];
-    const collector: StatsCollector = createStatsCollector({ nc, statsPath: join(dir, '{stream}.csv'), logger: silent, onStats: (r) => collected.push(r) });
+    const collector: StatsCollector = createStatsCollector({
+      nc,
+      statsPath: join(dir, '{stream}.csv'),
+      logger: silent,
+      onStats: (r) => collected.push(r),
+    });
     const ingestWarm = await runCli(['ingest', join(dir, 'warm.mp4'), '--width', '160', '--nats', server.url, '--log-level', 'warn']);
     expect(ingestWarm.stderr).toBe('');
     expect(ingestWarm.stdout).toContain(`warm: ${WARM_FRAMES} frames queued`);
@@ -141,17 +160,34 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     mkdirSync(videos);
     copyFileSync(join(dir, 'warm.mp4'), join(videos, 'dive1.mp4'));
     copyFileSync(join(dir, 'warm.mp4'), join(videos, 'dive2.mp4'));
-    const r = await runCli(['process', videos, '--cluster', server.url, '--stats', join(dir, 'out-{stream}.jsonl'), '--width', '160', '--no-progress', '--json']);
+    const r = await runCli([
+      'process',
+      videos,
+      '--cluster',
+      server.url,
+      '--stats',
+      join(dir, 'out-{stream}.jsonl'),
+      '--width',
+      '160',
+      '--no-progress',
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const result = JSON.parse(r.stdout.trim()) as { frames: number; streams: Array<{ stream: string; written: number; lost: number; file: string }> };
+    const result = JSON.parse(r.stdout.trim()) as {
+      frames: number;
+      streams: Array<{ stream: string; written: number; lost: number; file: string }>;
+    };
     expect(result.frames).toBe(2 * WARM_FRAMES);
     expect(result.streams.map((s) => [s.stream, s.written, s.lost])).toEqual([
       ['dive1', WARM_FRAMES, 0],
       ['dive2', WARM_FRAMES, 0],
     ]);
     for (const name of ['dive1', 'dive2']) {
-      const rows = readFileSync(join(dir, `out-${name}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { stream: string; seq: number });
+      const rows = readFileSync(join(dir, `out-${name}.jsonl`), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { stream: string; seq: number });
       expect(rows.map((x) => x.seq)).toEqual([...Array(WARM_FRAMES).keys()]);
       expect(rows.every((x) => x.stream === name)).toBe(true);
     }

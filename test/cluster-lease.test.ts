@@ -31,7 +31,9 @@ describe.skipIf(missing)('trainer lease in KV', () => {
     const t0 = Date.now();
     const err = await acquireTrainerLease({ kv, id: 'trainer-b', ttlMs: 600, logger: silent }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainerLeaseHeldError);
-    expect((err as Error).message).toMatch(/^Another trainer \("trainer-a", pid \d+ on .+, since .+\) holds the trainer lease and is alive: only one trainer may write heads\. Stop it first, or run this one with --standby to take over when it stops\.$/);
+    expect((err as Error).message).toMatch(
+      /^Another trainer \("trainer-a", pid \d+ on .+, since .+\) holds the trainer lease and is alive: only one trainer may write heads\. Stop it first, or run this one with --standby to take over when it stops\.$/,
+    );
     expect(Date.now() - t0).toBeLessThan(600);
     await a.release();
   });

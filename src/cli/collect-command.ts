@@ -8,6 +8,7 @@ import { createStatsCollector } from '../cluster/stats-collector.js';
 import { DEFAULT_GAP_TIMEOUT_MS, DEFAULT_ORDER_WINDOW } from '../cluster/ordered-window.js';
 import { BadOptionError } from '../errors.js';
 import { Registry } from 'prom-client';
+import { startViewerRelay } from '../cluster/viewer-relay.js';
 
 interface CollectFlags extends ClusterFlags {
   stats: string;
@@ -15,23 +16,40 @@ interface CollectFlags extends ClusterFlags {
   window: number;
   gapTimeout: number;
   exitWhenDone: boolean;
+  viewerPort?: number;
+  viewerHost: string;
 }
 
 export function registerCollect(program: Command): void {
   const cmd = program
     .command('collect')
-    .description("cluster results to files: de-duplicates workers' stats by (stream, seq), restores each stream's order, one stats file per stream")
+    .description(
+      "cluster results to files: de-duplicates workers' stats by (stream, seq), restores each stream's order, one stats file per stream",
+    )
     .option('--stats <template>', 'stats file per stream: {stream} (and {run}) in the name; .csv or .jsonl', '{stream}.stats.csv')
     .option('--streams <names...>', 'only these streams (default: all)')
     .option('--window <n>', 'results held while an earlier frame is missing', positiveInt('--window'), DEFAULT_ORDER_WINDOW)
-    .option('--gap-timeout <ms>', 'how long a missing frame holds later ones back before it is given up', positiveInt('--gap-timeout'), DEFAULT_GAP_TIMEOUT_MS)
-    .option('--exit-when-done', 'exit once every stream given with --streams is complete', false);
+    .option(
+      '--gap-timeout <ms>',
+      'how long a missing frame holds later ones back before it is given up',
+      positiveInt('--gap-timeout'),
+      DEFAULT_GAP_TIMEOUT_MS,
+    )
+    .option('--exit-when-done', 'exit once every stream given with --streams is complete', false)
+    .option(
+      '--viewer-port <n>',
+      "also serve the live viewer (/, /ws) fed from the cluster's results on this port",
+      positiveInt('--viewer-port'),
+    )
+    .option('--viewer-host <host>', 'interface the viewer binds (0.0.0.0 to serve other machines)', '127.0.0.1');
   addClusterOptions(cmd);
   cmd.action(async (flags: CollectFlags) => {
     const logger = createLogger(flags.logLevel);
     statsFormatFor(flags.stats);
-    if (!flags.stats.includes('{stream}')) throw new BadOptionError('--stats', 'a file name template holding {stream} (one file per stream)', flags.stats);
-    if (flags.exitWhenDone && !flags.streams) throw new BadOptionError('--exit-when-done', 'a list of streams to wait for: add --streams NAME...', true);
+    if (!flags.stats.includes('{stream}'))
+      throw new BadOptionError('--stats', 'a file name template holding {stream} (one file per stream)', flags.stats);
+    if (flags.exitWhenDone && !flags.streams)
+      throw new BadOptionError('--exit-when-done', 'a list of streams to wait for: add --streams NAME...', true);
     const nc = await connectCluster(natsServers(flags), 'stegostream-collect', logger);
     const pending = new Set(flags.streams ?? []);
     let allDone!: () => void;
@@ -45,13 +63,29 @@ export function registerCollect(program: Command): void {
       logger,
       ...(flags.streams ? { streams: flags.streams } : {}),
       onComplete: (s) => {
-        process.stdout.write(`${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`);
+        process.stdout.write(
+          `${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`,
+        );
         pending.delete(s.stream);
         if (flags.exitWhenDone && pending.size === 0) allDone();
       },
     });
     const http = await startHealth(flags, new Registry(), () => ({ ready: true }), logger);
+    const viewer =
+      flags.viewerPort === undefined
+        ? undefined
+        : await startViewerRelay({ nc, prefix: flags.prefix, host: flags.viewerHost, port: flags.viewerPort, logger });
+    if (viewer) process.stderr.write(`stegostream collect: live viewer at ${viewer.url}/\n`);
     process.stderr.write(`stegostream collect: writing ${flags.stats} from ${flags.nats} (prefix ${flags.prefix})\n`);
-    await runUntilStopped({ done: flags.exitWhenDone ? done : new Promise(() => undefined), close: () => collector.close(), nc, http, logger });
+    await runUntilStopped({
+      done: flags.exitWhenDone ? done : new Promise(() => undefined),
+      close: async () => {
+        await viewer?.close();
+        return collector.close();
+      },
+      nc,
+      http,
+      logger,
+    });
   });
 }

@@ -39,10 +39,24 @@ export function registerIngest(program: Command): void {
     .option('--every <n>', 'files: keep every n-th frame', positiveInt('--every'), 1)
     .option('--loop', 'files: start again at the end', false)
     .option('--realtime', 'files: pace at the video frame rate like a live feed (latest frame wins)', false)
-    .addOption(new Option('--frame-format <format>', 'how frames travel: jpeg (q90 4:4:4, ~10x smaller) or rgb24 (bit-exact)').choices(FRAME_FORMATS).default(DEFAULT_FRAME_FORMAT))
+    .addOption(
+      new Option('--frame-format <format>', 'how frames travel: jpeg (q90 4:4:4, ~10x smaller) or rgb24 (bit-exact)')
+        .choices(FRAME_FORMATS)
+        .default(DEFAULT_FRAME_FORMAT),
+    )
     .option('--jpeg-quality <q>', 'JPEG quality 1-100', positiveInt('--jpeg-quality'), DEFAULT_JPEG_QUALITY)
-    .option('--queue-max-frames <n>', 'frames the work queue holds before ingest waits', positiveInt('--queue-max-frames'), DEFAULT_QUEUE_MAX_MSGS)
-    .option('--queue-max-bytes <n>', 'bytes the work queue holds before ingest waits', positiveInt('--queue-max-bytes'), DEFAULT_QUEUE_MAX_BYTES);
+    .option(
+      '--queue-max-frames <n>',
+      'frames the work queue holds before ingest waits',
+      positiveInt('--queue-max-frames'),
+      DEFAULT_QUEUE_MAX_MSGS,
+    )
+    .option(
+      '--queue-max-bytes <n>',
+      'bytes the work queue holds before ingest waits',
+      positiveInt('--queue-max-bytes'),
+      DEFAULT_QUEUE_MAX_BYTES,
+    );
   addClusterOptions(cmd);
   cmd.action(async (inputs: string[], flags: IngestFlags) => {
     const logger = createLogger(flags.logLevel);
@@ -62,7 +76,9 @@ export function registerIngest(program: Command): void {
       sources = sourcesFromArgs(inputs, { every: flags.every, loop: flags.loop, realtime: flags.realtime });
     }
     const geometry = backboneGeometry(backbone);
-    const sized = await Promise.all(sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width, height }) })));
+    const sized = await Promise.all(
+      sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width, height }) })),
+    );
     const nc = await connectCluster(natsServers(flags), 'stegostream-ingest', logger);
     const registry = new Registry();
     const mFrames = counter(registry, 'stegostream_ingest_frames_total', 'Frames stored in the work queue', ['stream']);
@@ -76,8 +92,14 @@ export function registerIngest(program: Command): void {
       logger,
       onPublished: (stream) => mFrames.inc({ stream }),
     });
-    const http = await startHealth(flags, registry, () => (nc.isClosed() ? { ready: false, reason: 'not connected to NATS' } : { ready: true }), logger);
+    const http = await startHealth(
+      flags,
+      registry,
+      () => (nc.isClosed() ? { ready: false, reason: 'not connected to NATS' } : { ready: true }),
+      logger,
+    );
     await runUntilStopped({ done: run.done, close: () => run.stop(), nc, http, logger });
-    for (const s of run.status()) process.stdout.write(`${s.stream}: ${s.frames} frames queued${s.dropped ? `, ${s.dropped} dropped (live)` : ''}\n`);
+    for (const s of run.status())
+      process.stdout.write(`${s.stream}: ${s.frames} frames queued${s.dropped ? `, ${s.dropped} dropped (live)` : ''}\n`);
   });
 }

@@ -17,9 +17,16 @@ interface TrainerFlags extends ClusterFlags, LearningFlags {
 export function registerTrainer(program: Command): void {
   const cmd = program
     .command('trainer')
-    .description("cluster role: learn the head from workers' sampled features and publish each version to KV (one per cluster, held by a lease)")
+    .description(
+      "cluster role: learn the head from workers' sampled features and publish each version to KV (one per cluster, held by a lease)",
+    )
     .option('--warmup-frames <n>', 'feature frames before the first head', nonNegativeInt('--warmup-frames'), DEFAULT_WARMUP_FRAMES)
-    .option('--lease-ttl <ms>', 'a lease not renewed for this long is taken over by a waiting trainer', positiveInt('--lease-ttl'), DEFAULT_LEASE_TTL_MS)
+    .option(
+      '--lease-ttl <ms>',
+      'a lease not renewed for this long is taken over by a waiting trainer',
+      positiveInt('--lease-ttl'),
+      DEFAULT_LEASE_TTL_MS,
+    )
     .option('--standby', 'when another trainer holds the lease, wait and take over when it stops (default: exit)', false)
     .option('--name <id>', 'trainer id in the lease and logs (default host-pid)');
   addLearningOptions(cmd);

@@ -31,13 +31,33 @@ export function registerWorker(program: Command): void {
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .option('--batch <n>', 'frames per backbone call', positiveInt('--batch'), 4)
     .option('--max-delay <ms>', 'how long a partial batch waits to fill', nonNegativeInt('--max-delay'), 20)
-    .option('--ack-wait <ms>', "how long a frame may stay unacked before another worker gets it (a dead worker's frames wait this long)", positiveInt('--ack-wait'), DEFAULT_ACK_WAIT_MS)
-    .option('--max-ack-pending <n>', 'frames out with workers and unacked, across all workers', positiveInt('--max-ack-pending'), DEFAULT_MAX_ACK_PENDING)
+    .option(
+      '--ack-wait <ms>',
+      "how long a frame may stay unacked before another worker gets it (a dead worker's frames wait this long)",
+      positiveInt('--ack-wait'),
+      DEFAULT_ACK_WAIT_MS,
+    )
+    .option(
+      '--max-ack-pending <n>',
+      'frames out with workers and unacked, across all workers',
+      positiveInt('--max-ack-pending'),
+      DEFAULT_MAX_ACK_PENDING,
+    )
     .option('--objects', 'find the main object per frame (LOST) and report its box', false)
     .option('--no-frames', 'do not publish overlay JPEGs on <prefix>.<stream>.frames')
     .option('--masks', 'publish label-map PNGs on <prefix>.<stream>.masks', false)
-    .option('--features-every <n>', 'send sampled features of every n-th frame to the trainer (0: never)', nonNegativeInt('--features-every'), DEFAULT_FEATURES_EVERY)
-    .option('--feature-points <n>', 'patches sampled per frame sent to the trainer', positiveInt('--feature-points'), DEFAULT_FEATURE_POINTS)
+    .option(
+      '--features-every <n>',
+      'send sampled features of every n-th frame to the trainer (0: never)',
+      nonNegativeInt('--features-every'),
+      DEFAULT_FEATURES_EVERY,
+    )
+    .option(
+      '--feature-points <n>',
+      'patches sampled per frame sent to the trainer',
+      positiveInt('--feature-points'),
+      DEFAULT_FEATURE_POINTS,
+    )
     .option('--name <id>', 'worker id in result headers, logs and metrics (default host-pid)');
   addClusterOptions(cmd);
   cmd.action(async (flags: WorkerFlags) => {

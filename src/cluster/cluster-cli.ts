@@ -51,7 +51,12 @@ export function natsServers(flags: { nats: string }): string[] {
 }
 
 /** Starts the health endpoint when --health-port was given. */
-export async function startHealth(flags: ClusterFlags, registry: Registry, ready: () => Readiness, logger: Logger): Promise<HttpService | undefined> {
+export async function startHealth(
+  flags: ClusterFlags,
+  registry: Registry,
+  ready: () => Readiness,
+  logger: Logger,
+): Promise<HttpService | undefined> {
   if (flags.healthPort === undefined) return undefined;
   const http = await startHttpService({ registry, host: flags.healthHost, port: flags.healthPort, logger, ready });
   logger.info({ url: http.url }, 'health endpoint listening');

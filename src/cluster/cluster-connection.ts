@@ -91,7 +91,12 @@ export async function ensureFramesStream(jsm: JetStreamManager, prefix: string, 
 }
 
 /** The durable pull consumer every worker shares: each frame goes to one worker (queue-group semantics). */
-export async function ensureWorkersConsumer(jsm: JetStreamManager, prefix: string, ackWaitMs = DEFAULT_ACK_WAIT_MS, maxAckPending = DEFAULT_MAX_ACK_PENDING): Promise<void> {
+export async function ensureWorkersConsumer(
+  jsm: JetStreamManager,
+  prefix: string,
+  ackWaitMs = DEFAULT_ACK_WAIT_MS,
+  maxAckPending = DEFAULT_MAX_ACK_PENDING,
+): Promise<void> {
   const stream = framesStreamName(prefix);
   const cfg = {
     durable_name: WORKERS_CONSUMER,

@@ -53,7 +53,9 @@ export function listVideos(dir: string): string[] {
 }
 
 function streamNameFor(path: string): string {
-  const n = basename(path, extname(path)).replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64);
+  const n = basename(path, extname(path))
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .slice(0, 64);
   return n === '' ? 'video' : n;
 }
 
@@ -100,7 +102,11 @@ export function sourcesFromArgs(args: readonly string[], flags: InputFlags = {})
     checkClusterStream(n);
     const raw = live
       ? { use: 'live', name: n, with: { url: spec } }
-      : { use: 'file', name: n, with: { path: spec, every: flags.every ?? 1, loop: flags.loop ?? false, realtime: flags.realtime ?? false } };
+      : {
+          use: 'file',
+          name: n,
+          with: { path: spec, every: flags.every ?? 1, loop: flags.loop ?? false, realtime: flags.realtime ?? false },
+        };
     const parsed = sourceSchema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -115,7 +121,11 @@ function arg0(s: string): string {
 }
 
 /** Working size of one source: the model's fixed size, else the width (default 448) with the video's aspect. */
-export async function sourceSize(src: SourceConfig, geometry: BackboneGeometry, requested: { width?: number | undefined; height?: number | undefined }): Promise<{ width: number; height: number }> {
+export async function sourceSize(
+  src: SourceConfig,
+  geometry: BackboneGeometry,
+  requested: { width?: number | undefined; height?: number | undefined },
+): Promise<{ width: number; height: number }> {
   if (geometry.inputWidth > 0 && geometry.inputHeight > 0) return { width: geometry.inputWidth, height: geometry.inputHeight };
   if (src.use === 'file') {
     const v = await probeVideo(src.with.path);

@@ -52,7 +52,11 @@ export function featuresSubject(prefix: string): string {
 export function checkClusterStream(stream: string): string {
   const token = subjectToken(stream);
   if (RESERVED_STREAM_TOKENS.includes(token) || token === 'stats') {
-    throw new BadOptionError('stream name', `a name other than ${[...RESERVED_STREAM_TOKENS, 'stats'].map((t) => `"${t}"`).join(', ')}`, stream);
+    throw new BadOptionError(
+      'stream name',
+      `a name other than ${[...RESERVED_STREAM_TOKENS, 'stats'].map((t) => `"${t}"`).join(', ')}`,
+      stream,
+    );
   }
   return stream;
 }

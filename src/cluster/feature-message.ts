@@ -52,7 +52,11 @@ export function decodeFeatures(data: Uint8Array, h: MsgHdrs | undefined): Featur
   const n = Number(h?.get('n'));
   const dim = Number(h?.get('dim'));
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(dim) || dim < 1 || data.length !== n * dim * 4) {
-    throw new BadOptionError('feature message', 'n x dim float32 values with headers n and dim', `${data.length} bytes, n=${h?.get('n')}, dim=${h?.get('dim')}`);
+    throw new BadOptionError(
+      'feature message',
+      'n x dim float32 values with headers n and dim',
+      `${data.length} bytes, n=${h?.get('n')}, dim=${h?.get('dim')}`,
+    );
   }
   // Copy: the message buffer may not be 4-byte aligned.
   const tokens = new Float32Array(n * dim);

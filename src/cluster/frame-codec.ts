@@ -25,7 +25,12 @@ export interface WireFrame {
   readonly run: string;
 }
 
-export async function encodeFrame(frame: Frame, run: string, format: FrameFormat, quality = DEFAULT_JPEG_QUALITY): Promise<{ data: Uint8Array; headers: MsgHdrs }> {
+export async function encodeFrame(
+  frame: Frame,
+  run: string,
+  format: FrameFormat,
+  quality = DEFAULT_JPEG_QUALITY,
+): Promise<{ data: Uint8Array; headers: MsgHdrs }> {
   const h = natsHeaders();
   h.set('stream', frame.streamId);
   h.set('seq', String(frame.seq));
@@ -66,7 +71,8 @@ export async function decodeFrame(data: Uint8Array, h: MsgHdrs | undefined): Pro
   const encoding = header(h, 'encoding');
   let rgb: Buffer;
   if (encoding === 'rgb24') {
-    if (data.length !== width * height * 3) throw new BadOptionError('frame data', `${width * height * 3} bytes of rgb24`, `${data.length} bytes`);
+    if (data.length !== width * height * 3)
+      throw new BadOptionError('frame data', `${width * height * 3} bytes of rgb24`, `${data.length} bytes`);
     rgb = Buffer.from(data.buffer, data.byteOffset, data.length);
   } else if (encoding === 'jpeg') {
     const out = await sharp(data).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });

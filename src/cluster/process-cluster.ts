@@ -55,22 +55,34 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
   const { logger } = options;
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   for (const i of options.inputs) {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(i)) throw new BadOptionError('input', 'a video file or folder of videos (for live feeds use stegostream ingest)', i);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(i))
+      throw new BadOptionError('input', 'a video file or folder of videos (for live feeds use stegostream ingest)', i);
   }
   const sources = sourcesFromArgs(options.inputs, { every: options.every ?? 1 });
   const template = options.stats ?? DEFAULT_STATS_TEMPLATE;
   statsFormatFor(template);
   if (sources.length > 1 && !template.includes('{stream}')) {
-    throw new BadOptionError('--stats', `a file name template with {stream} for ${sources.length} videos (e.g. stats/{stream}.csv)`, template);
+    throw new BadOptionError(
+      '--stats',
+      `a file name template with {stream} for ${sources.length} videos (e.g. stats/{stream}.csv)`,
+      template,
+    );
   }
   const geometry = backboneGeometry(options.backbone ?? 'builtin');
-  const sized = await Promise.all(sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width: options.width, height: options.height }) })));
+  const sized = await Promise.all(
+    sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width: options.width, height: options.height }) })),
+  );
 
   let nc;
   try {
-    nc = await connect({ servers: [options.servers].flat(), name: 'stegostream-process', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    nc = await connect({
+      servers: [options.servers].flat(),
+      name: 'stegostream-process',
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+    });
   } catch (err) {
-    throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','), );
+    throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','));
   }
   const run = randomBytes(6).toString('hex');
   const progress = new ProgressReporter('segmenting (cluster)', undefined, options.progress ?? true);
@@ -96,17 +108,24 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     void ingest.stop();
   };
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  const hints = setInterval(() => {
-    const idle = Date.now() - lastResult;
-    if (idle < STALL_HINT_MS) return;
-    const waiting = collector.summaries().map((s) => s.stream).join(', ') || sources.map((s) => s.name).join(', ');
-    const err = new ClusterStalledError(idle, `results of ${waiting}`);
-    if (options.stallTimeoutMs !== undefined && idle >= options.stallTimeoutMs) {
-      stalled = err;
-      void ingest.stop();
-      void collector.close();
-    } else process.stderr.write(`stegostream: ${err.message}\n`);
-  }, Math.min(STALL_HINT_MS, options.stallTimeoutMs ?? STALL_HINT_MS) / 3);
+  const hints = setInterval(
+    () => {
+      const idle = Date.now() - lastResult;
+      if (idle < STALL_HINT_MS) return;
+      const waiting =
+        collector
+          .summaries()
+          .map((s) => s.stream)
+          .join(', ') || sources.map((s) => s.name).join(', ');
+      const err = new ClusterStalledError(idle, `results of ${waiting}`);
+      if (options.stallTimeoutMs !== undefined && idle >= options.stallTimeoutMs) {
+        stalled = err;
+        void ingest.stop();
+        void collector.close();
+      } else process.stderr.write(`stegostream: ${err.message}\n`);
+    },
+    Math.min(STALL_HINT_MS, options.stallTimeoutMs ?? STALL_HINT_MS) / 3,
+  );
   hints.unref();
 
   let streams: readonly StreamSummary[];
@@ -114,7 +133,9 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     const ingested = await ingest.done;
     if (interrupted) streams = await collector.close();
     else {
-      const aborted = new Promise<'aborted'>((resolve) => options.signal?.addEventListener('abort', () => resolve('aborted'), { once: true }));
+      const aborted = new Promise<'aborted'>((resolve) =>
+        options.signal?.addEventListener('abort', () => resolve('aborted'), { once: true }),
+      );
       const complete = Promise.all(ingested.map((s) => collector.expect(s.stream, s.frames)));
       const closedEarly = new Promise<'stalled'>((resolve) => {
         const t = setInterval(() => {
@@ -145,11 +166,17 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
 /** What `process --cluster` prints. */
 export function printClusterResult(r: ProcessClusterResult, json: boolean): void {
   if (json) {
-    process.stdout.write(JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, streams: r.streams }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, streams: r.streams }) + '\n',
+    );
     return;
   }
-  process.stdout.write(`\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps) across the cluster${r.interrupted ? ' (interrupted)' : ''}\n`);
+  process.stdout.write(
+    `\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps) across the cluster${r.interrupted ? ' (interrupted)' : ''}\n`,
+  );
   for (const s of r.streams) {
-    process.stdout.write(`  ${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`);
+    process.stdout.write(
+      `  ${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`,
+    );
   }
 }

@@ -59,7 +59,9 @@ export class ResultPublisher {
     this.published++;
     const meta = { seq: f.seq, pts: f.pts, headVersion: seg.headVersion, width: f.width, height: f.height };
     if (this.options.masks ?? false) {
-      nc.publish(streamSubject(prefix, stream, 'masks'), encodeLabelPng(seg.labels, f.width, f.height, seg.classes), { headers: imageHeaders(stream, meta, 'image/png') });
+      nc.publish(streamSubject(prefix, stream, 'masks'), encodeLabelPng(seg.labels, f.width, f.height, seg.classes), {
+        headers: imageHeaders(stream, meta, 'image/png'),
+      });
     }
     if (this.options.frames ?? true) {
       const jpeg = await sharp(blendOverlay(seg, OVERLAY_ALPHA), { raw: { width: f.width, height: f.height, channels: 3 } })
@@ -86,7 +88,11 @@ function json(v: unknown): Uint8Array {
 }
 
 /** The NATS sink's image headers. */
-function imageHeaders(stream: string, meta: { seq: number; pts: number; headVersion: number; width: number; height: number }, mime: string): MsgHdrs {
+function imageHeaders(
+  stream: string,
+  meta: { seq: number; pts: number; headVersion: number; width: number; height: number },
+  mime: string,
+): MsgHdrs {
   const h = natsHeaders();
   h.set('stream', stream.replace(/[\r\n]/g, ' '));
   h.set('seq', String(meta.seq));

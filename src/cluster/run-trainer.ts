@@ -125,7 +125,9 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     const bytes = encodeCheckpoint(state);
     const max = nc.info?.max_payload ?? Infinity;
     if (bytes.length > max) {
-      throw new Error(`the head checkpoint (${bytes.length} bytes) is larger than the NATS server's max_payload (${max} bytes): raise max_payload in the server config (e.g. 8MB; deploy/nats.conf does)`);
+      throw new Error(
+        `the head checkpoint (${bytes.length} bytes) is larger than the NATS server's max_payload (${max} bytes): raise max_payload in the server config (e.g. 8MB; deploy/nats.conf does)`,
+      );
     }
     // Compare-and-set on the revision this trainer last saw: nothing else may have written.
     headRevision = headRevision === undefined ? await kv.create(HEAD_KEY, bytes) : await kv.update(HEAD_KEY, bytes, headRevision);
@@ -171,7 +173,8 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     const state = await l.runRound(featureFrames);
     rounds++;
     mRounds.inc({ kind: l.lastRound?.kind ?? kind });
-    if (state.version !== before) log.info({ headVersion: state.version, kind: l.lastRound?.kind, ms: Math.round(l.lastRound?.ms ?? 0) }, 'round done');
+    if (state.version !== before)
+      log.info({ headVersion: state.version, kind: l.lastRound?.kind, ms: Math.round(l.lastRound?.ms ?? 0) }, 'round done');
     return state;
   }
 

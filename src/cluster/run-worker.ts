@@ -26,7 +26,13 @@ import { addObjects } from '../pipeline/add-objects.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { counter, gauge } from '../service/metrics.js';
 import type { Readiness } from '../service/http-server.js';
-import { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_ACK_PENDING, ensureFramesStream, ensureWorkersConsumer, openHeadsBucket } from './cluster-connection.js';
+import {
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_ACK_PENDING,
+  ensureFramesStream,
+  ensureWorkersConsumer,
+  openHeadsBucket,
+} from './cluster-connection.js';
 import { featuresSubject, HEAD_KEY, headsBucketName, WORKERS_CONSUMER } from './cluster-names.js';
 import { decodeFrame, type WireFrame } from './frame-codec.js';
 import { encodeFeatures, sampleFeatures } from './feature-message.js';
@@ -144,9 +150,12 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   let redelivered = 0;
   /** Messages fetched and not yet acked/nak'ed/terminated: kept alive with working(). */
   const held = new Set<JsMsg>();
-  const keepAlive = setInterval(() => {
-    for (const m of held) m.working();
-  }, Math.max(250, Math.floor(ackWaitMs / 3)));
+  const keepAlive = setInterval(
+    () => {
+      for (const m of held) m.working();
+    },
+    Math.max(250, Math.floor(ackWaitMs / 3)),
+  );
   keepAlive.unref();
 
   const queue: JsMsg[] = [];

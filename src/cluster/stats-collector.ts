@@ -135,7 +135,9 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
       options.onStats?.(r);
       const w = s.writer;
       if (w !== undefined) {
-        s.queue = s.queue.then(async () => (await w).write(r.stats)).catch((err: unknown) => log.error({ err, file: s.file }, 'stats file write failed'));
+        s.queue = s.queue
+          .then(async () => (await w).write(r.stats))
+          .catch((err: unknown) => log.error({ err, file: s.file }, 'stats file write failed'));
       }
     }
     checkDone(s);
@@ -154,7 +156,12 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
 
   async function finish(s: StreamState): Promise<StreamSummary> {
     await s.queue;
-    if (s.writer !== undefined) await (await s.writer.catch(() => undefined))?.close().catch((err: unknown) => log.error({ err, file: s.file }, 'closing stats file failed'));
+    if (s.writer !== undefined)
+      await (
+        await s.writer.catch(() => undefined)
+      )
+        ?.close()
+        .catch((err: unknown) => log.error({ err, file: s.file }, 'closing stats file failed'));
     return summary(s);
   }
 

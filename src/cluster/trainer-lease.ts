@@ -88,7 +88,8 @@ export async function acquireTrainerLease(options: AcquireOptions): Promise<Trai
       seen = { revision: e.revision, at: now };
     }
     const otherTtl = other?.ttlMs ?? ttlMs;
-    if (renewedSeen && !options.standby) throw new TrainerLeaseHeldError(other?.holder ?? '?', other?.host ?? '?', other?.pid ?? 0, other?.since ?? 0);
+    if (renewedSeen && !options.standby)
+      throw new TrainerLeaseHeldError(other?.holder ?? '?', other?.host ?? '?', other?.pid ?? 0, other?.since ?? 0);
     if (now - seen.at >= otherTtl) {
       // Not renewed for a whole TTL: its holder is gone. Take over on that revision (CAS).
       try {
@@ -99,7 +100,11 @@ export async function acquireTrainerLease(options: AcquireOptions): Promise<Trai
         continue; // someone else renewed or took it
       }
     }
-    if (seen.at === now) log.info({ holder: other }, options.standby ? 'another trainer holds the lease; standing by' : 'another trainer holds the lease; checking that it is alive');
+    if (seen.at === now)
+      log.info(
+        { holder: other },
+        options.standby ? 'another trainer holds the lease; standing by' : 'another trainer holds the lease; checking that it is alive',
+      );
     await new Promise((r) => setTimeout(r, Math.max(100, Math.min(1000, otherTtl / 5))));
   }
   log.info({ revision, ttlMs }, 'trainer lease acquired');
