@@ -24,6 +24,7 @@ export class InferenceClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Extract<InferenceReply, { type: 'result' }>) => void; reject: (e: Error) => void }>();
   private sentHeadVersion = -1;
+  private readonly inFlight = new Set<Promise<unknown>>();
   private failure: Error | undefined;
   private closed = false;
 
@@ -72,6 +73,7 @@ export class InferenceClient {
 
   async infer(frames: readonly Frame[], head?: SegmentationHead & { version: number }): Promise<InferenceResult> {
     if (this.failure) throw this.failure;
+    if (this.closed) throw new Error('inference client is closed');
     if (frames.length === 0) return { embeddings: [], backboneMs: 0, segmentMs: 0 };
     let wireHead: WireHead | undefined;
     if (head) {
@@ -82,7 +84,7 @@ export class InferenceClient {
       this.sentHeadVersion = head.version;
     }
     const id = this.nextId++;
-    const reply = await new Promise<Extract<InferenceReply, { type: 'result' }>>((resolve, reject) => {
+    const call = new Promise<Extract<InferenceReply, { type: 'result' }>>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const msg: InferenceRequest = {
         type: 'infer',
@@ -91,11 +93,15 @@ export class InferenceClient {
         ...(wireHead ? { head: wireHead } : {}),
       };
       this.worker.postMessage(msg);
-    }).catch((err: unknown) => {
-      // The worker may not hold the head we think it does after a failure: resend next time.
-      this.sentHeadVersion = -1;
-      throw err;
     });
+    this.inFlight.add(call);
+    const reply = await call
+      .catch((err: unknown) => {
+        // The worker may not hold the head we think it does after a failure: resend next time.
+        this.sentHeadVersion = -1;
+        throw err;
+      })
+      .finally(() => this.inFlight.delete(call));
     const { gridH, gridW, dim, tokens, cls, keys, labels } = reply;
     const n = gridH * gridW;
     const embeddings = frames.map((frame, b) => ({
@@ -116,9 +122,14 @@ export class InferenceClient {
     };
   }
 
+  /**
+   * Waits for the calls in flight, then stops the worker. Terminating a worker while ONNX Runtime
+   * runs in it aborts the whole process (a native exception), so never before. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.allSettled(this.inFlight);
     await this.worker.terminate();
   }
 

@@ -1,5 +1,5 @@
 import ffmpeg from 'fluent-ffmpeg';
-import { InputNotVideoError } from '../errors.js';
+import { InputNotFoundError, InputNotVideoError } from '../errors.js';
 
 export interface VideoInfo {
   readonly width: number;
@@ -28,6 +28,10 @@ export function probeVideo(path: string): Promise<VideoInfo> {
     ffmpeg.ffprobe(path, (err, data) => {
       if (err) {
         const msg = String((err as Error).message ?? err);
+        if (/No such file or directory/.test(msg)) {
+          reject(new InputNotFoundError(path, 'video file'));
+          return;
+        }
         reject(new InputNotVideoError(path, msg.split('\n').filter((l) => l.trim()).slice(-2).join(' | ')));
         return;
       }

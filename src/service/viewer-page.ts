@@ -14,6 +14,7 @@
 export const VIEWER_HTML = String.raw`<!doctype html>
 <html lang="en">
 <head>
+<link rel="icon" href="data:,">
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>stegostream · live</title>

@@ -13,6 +13,8 @@ export function statsFilePublisher(pathTemplate: string, logger: Logger): LivePu
   const writers = new Map<string, Promise<StatsFileWriter>>();
   const queues = new Map<string, Promise<void>>();
   const log = logger.child({ stage: 'stats-file' });
+  // A path that failed is logged once and then skipped: the pipeline calls at frame rate.
+  const failed = new Set<string>();
   const pathFor = (stream: string): string => (pathTemplate.includes('{stream}') ? pathTemplate.replaceAll('{stream}', stream) : pathTemplate);
   let closed = false;
 
@@ -21,12 +23,16 @@ export function statsFilePublisher(pathTemplate: string, logger: Logger): LivePu
     stats(s: FrameStats): void {
       if (closed) return;
       const path = pathFor(s.stream);
+      if (failed.has(path)) return;
       let w = writers.get(path);
       if (!w) writers.set(path, (w = StatsFileWriter.open(path)));
       const writer = w;
       const next = (queues.get(path) ?? Promise.resolve())
         .then(async () => (await writer).write(s))
-        .catch((err: unknown) => log.error({ err, path }, 'stats file write failed'));
+        .catch((err: unknown) => {
+          if (!failed.has(path)) log.error({ err, path }, 'stats file write failed; no more rows go to this file');
+          failed.add(path);
+        });
       queues.set(path, next);
     },
     frame: () => undefined,
