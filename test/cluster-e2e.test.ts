@@ -15,7 +15,7 @@ import { createStatsCollector, type CollectedStats, type StatsCollector } from '
 import { openHeadsBucket } from '../src/cluster/cluster-connection.js';
 import { HEAD_KEY } from '../src/cluster/cluster-names.js';
 import { decodeCheckpoint } from '../src/learning/checkpoint.js';
-import { NatsServer, natsServerMissing } from './helpers/nats-server.js';
+import { NatsServer, freePort, natsServerMissing } from './helpers/nats-server.js';
 import { runCli, startCli, tempDir } from './helpers/cli.js';
 
 const missing = natsServerMissing();
@@ -97,7 +97,18 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     ]);
     const workerArgs = ['worker', '--threads', '1', '--batch', '2', '--no-frames', '--features-every', '1', '--ack-wait', '2000'];
     const w1 = role([...workerArgs, '--name', 'w1']);
-    role([...workerArgs, '--name', 'w2']);
+    const healthPort = await freePort();
+    role([...workerArgs, '--name', 'w2', '--health-port', String(healthPort)]);
+    const health = `http://127.0.0.1:${healthPort}`;
+    await until('the worker health endpoint', () =>
+      fetch(`${health}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    );
+    const notReady = await fetch(`${health}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toEqual({ ready: false, reason: 'waiting for the first head from the trainer' });
 
     // Phase 1: no head yet. Workers embed the first frames for the trainer and return them to the
     // queue; the trainer fits and publishes; both workers swap that head in.
@@ -116,6 +127,8 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     const first = await headVersion();
     expect(first).toBeGreaterThan(0);
     expect(raw.filter((r) => r.stream === 'warm').every((r) => r.headVersion === first)).toBe(true);
+    expect((await fetch(`${health}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`${health}/metrics`)).text()).toMatch(/^stegostream_worker_frames_total\{outcome="acked"\} \d+$/m);
 
     // A second trainer is refused while the first holds the lease.
     const intruder = await runCli(['trainer', '--lease-ttl', '3000', '--name', 't2', '--nats', server.url, '--log-level', 'warn']);

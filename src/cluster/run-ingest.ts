@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { merge, mergeMap, tap, type Subscription } from 'rxjs';
-import { headers as natsHeaders, type JetStreamClient, type NatsConnection } from 'nats';
+import { headers as natsHeaders, type JetStreamClient, type MsgHdrs, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { Frame } from '../types.js';
 import type { SourceConfig } from '../config/pipeline-schema.js';
@@ -130,15 +130,18 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
     log.info({ stream, frames: c.published, dropped: c.dropped }, 'stream ingested');
   };
 
-  async function publishFrame(frame: Frame, seq: number): Promise<void> {
+  async function publishFrame(frame: Frame, seq: number, encoded: Promise<{ data: Uint8Array; headers: MsgHdrs }>): Promise<void> {
     const f = seq === frame.seq ? frame : { ...frame, seq };
-    const { data, headers } = await encodeFrame(f, run, format, quality);
+    const { data, headers } = await encoded;
     const subject = ingestSubject(prefix, frame.streamId);
     const msgID = `${run}:${frame.streamId}:${seq}`;
     for (let attempt = 0; ; attempt++) {
       try {
         await js.publish(subject, data, { headers, msgID, timeout: PUBLISH_TIMEOUT_MS });
         queueFull = false;
+        const c = counters.get(frame.streamId) as StreamCounters;
+        c.published++;
+        options.onPublished?.(frame.streamId, seq);
         return;
       } catch (err) {
         const code = (err as { code?: string }).code;
@@ -201,15 +204,24 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
         },
         async (batch) => {
           // Numbers are given in batch order, so a stream's frames keep their order.
-          const numbered = batch.map((f) => ({ f, seq: nextSeq(f.streamId) }));
-          await Promise.all(numbered.map(({ f, seq }) => publishFrame(f, seq)));
+          // Encoded in parallel; published in order per stream (a retry holds back the stream's
+          // later frames, so the queue keeps each stream's order) and in parallel across streams.
+          const perStream = new Map<string, Array<{ f: Frame; seq: number; encoded: Promise<{ data: Uint8Array; headers: MsgHdrs }> }>>();
+          for (const f of batch) {
+            const seq = nextSeq(f.streamId);
+            const encoded = encodeFrame(seq === f.seq ? f : { ...f, seq }, run, format, quality);
+            encoded.catch(() => undefined);
+            perStream.set(f.streamId, [...(perStream.get(f.streamId) ?? []), { f, seq, encoded }]);
+          }
+          await Promise.all(
+            [...perStream.values()].map(async (list) => {
+              for (const { f, seq, encoded } of list) await publishFrame(f, seq, encoded);
+            }),
+          );
           return batch;
         },
       ),
       mergeMap(async (f) => {
-        const c = counters.get(f.streamId) as StreamCounters;
-        c.published++;
-        options.onPublished?.(f.streamId, c.published - 1);
         byName.get(f.streamId)?.gate?.release();
         sendEndIfDone(f.streamId);
       }),
