@@ -144,6 +144,9 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     const second = await headVersion();
 
     // Phase 2: kill w1 once it has published some results; nothing is lost.
+    const redelivered = async (): Promise<number> =>
+      Number(/^stegostream_worker_redelivered_total (\d+)$/m.exec(await (await fetch(`${health}/metrics`)).text())?.[1] ?? 0);
+    const redeliveredBefore = await redelivered();
     const mainIngest = role(['ingest', join(dir, 'main.mp4'), '--width', '160']);
     await until('w1 at work', () => raw.filter((r) => r.stream === 'main' && r.worker === 'w1').length >= 6);
     w1.child.kill('SIGKILL');
@@ -162,6 +165,8 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     expect(byWorker('w1').length).toBeGreaterThan(0);
     expect(byWorker('w2').length).toBeGreaterThan(0);
     expect(mainRaw.every((r) => r.headVersion === second)).toBe(true);
+    // The frames w1 held unacked went to w2.
+    expect(await redelivered()).toBeGreaterThan(redeliveredBefore);
 
     await collector.close();
     const rows = readFileSync(join(dir, 'main.csv'), 'utf8').trim().split('\n').slice(1);

@@ -102,6 +102,11 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   const mFrames = counter(registry, 'stegostream_worker_frames_total', 'Frames segmented and acked', ['outcome']);
   const mBatches = counter(registry, 'stegostream_worker_batches_total', 'Batches processed');
   const mHead = gauge(registry, 'stegostream_worker_head_version', 'Head version in use (0: none yet)');
+  const mRedelivered = counter(
+    registry,
+    'stegostream_worker_redelivered_total',
+    'Frames fetched that were delivered before (nak, or a worker died)',
+  );
 
   const jsm = await nc.jetstreamManager();
   const streamName = await ensureFramesStream(jsm, prefix);
@@ -188,7 +193,10 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
             held.delete(m);
             continue;
           }
-          if (m.redelivered) redelivered++;
+          if (m.redelivered) {
+            redelivered++;
+            mRedelivered.inc();
+          }
           queue.push(m);
           notify();
         }
