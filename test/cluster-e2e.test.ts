@@ -211,6 +211,15 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     }
   });
 
+  it('workers and the trainer stop cleanly on SIGTERM, releasing the lease', async () => {
+    const running = children.filter((c) => c.child.exitCode === null && c.child.signalCode === null);
+    expect(running.length).toBe(2); // w2 and the replacement trainer
+    for (const c of running) c.child.kill('SIGTERM');
+    for (const c of running) expect((await c.done).code).toBe(0);
+    const lease = await (await openHeadsBucket(nc, 'stegostream')).get('trainer-lease');
+    expect(lease?.operation).toBe('DEL');
+  });
+
   it('process with several videos and no --cluster says what to do', async () => {
     const r = await runCli(['process', join(dir, 'warm.mp4'), join(dir, 'main.mp4')]);
     expect(r.code).toBe(1);
