@@ -171,6 +171,24 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     await collector.close();
     const rows = readFileSync(join(dir, 'main.csv'), 'utf8').trim().split('\n').slice(1);
     expect(rows.map((l) => Number(l.split(',')[1]))).toEqual([...Array(MAIN_FRAMES).keys()]);
+
+    // Control over NATS, as in single-process mode: the trainer renames, workers use the new name.
+    const reply = (await nc.request('stegostream.ctl.rename', JSON.stringify({ classId: 0, name: 'sand' }), { timeout: 5000 })).json<{
+      ok: boolean;
+      classes: Array<{ name: string }>;
+    }>();
+    expect(reply.ok).toBe(true);
+    expect(reply.classes[0]?.name).toBe('sand');
+    await until('the renamed head', async () => {
+      const e = await (await openHeadsBucket(nc, 'stegostream')).get(HEAD_KEY);
+      return e !== null && decodeCheckpoint(e.value, 'kv').names[0] === 'sand';
+    });
+    expect(await headVersion()).toBe(second);
+    const status = (await nc.request('stegostream.ctl.status', '', { timeout: 5000 })).json<{
+      ok: boolean;
+      status: { role: string; headVersion: number };
+    }>();
+    expect(status).toMatchObject({ ok: true, status: { role: 'trainer', headVersion: second } });
   });
 
   it('process --cluster splits a folder of videos across the workers and writes one complete stats file per video, in order', async () => {
@@ -208,6 +226,7 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
         .map((l) => JSON.parse(l) as { stream: string; seq: number });
       expect(rows.map((x) => x.seq)).toEqual([...Array(WARM_FRAMES).keys()]);
       expect(rows.every((x) => x.stream === name)).toBe(true);
+      expect(rows.every((x) => (x as unknown as { classes: Array<{ name: string }> }).classes[0]?.name === 'sand')).toBe(true);
     }
   });
 

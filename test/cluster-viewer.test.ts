@@ -26,7 +26,7 @@ describe.skipIf(missing)('collect --viewer-port', () => {
     await server?.dispose();
   });
 
-  it('serves the viewer page and relays stats, legends and overlay frames from NATS', async () => {
+  it('serves the viewer page, relays stats, legends and overlay frames from NATS, and forwards control to the trainer', async () => {
     expect((await fetch(`${viewer.url}/`)).headers.get('content-type')).toContain('text/html');
     expect((await fetch(`${viewer.url}/readyz`)).status).toBe(200);
     const ws = new WebSocket(`${viewer.url.replace('http', 'ws')}/ws`, { headers: { origin: viewer.url } });
@@ -63,6 +63,30 @@ describe.skipIf(missing)('collect --viewer-port', () => {
       classes: [{ id: 0, name: 'sand' }],
     });
     expect(binaries[0]?.subarray(-4)).toEqual(Buffer.from([0xff, 0xd8, 0xff, 0xd9]));
+
+    // A rename from a viewer goes to the trainer on <prefix>.ctl.rename.
+    const asked: unknown[] = [];
+    nc.subscribe('stegostream.ctl.rename', {
+      callback: (_e, m) => (asked.push(m.json()), m.respond(JSON.stringify({ ok: true, verb: 'rename', classes: [] }))),
+    });
+    await nc.flush();
+    ws.send(JSON.stringify({ type: 'control', id: 'r1', verb: 'rename', classId: 0, name: 'seabed' }));
+    await until(() => texts.some((m) => m['type'] === 'control-result') && asked.length > 0);
+    expect(texts.find((m) => m['type'] === 'control-result')).toMatchObject({
+      id: 'r1',
+      ok: true,
+      verb: 'rename',
+      classes: [{ id: 0, name: 'seabed' }],
+    });
+    expect(asked).toEqual([{ classId: 0, name: 'seabed' }]);
+    ws.send(JSON.stringify({ type: 'control', id: 'r2', verb: 'rename', classId: 7, name: 'x' }));
+    await until(() => texts.some((m) => m['id'] === 'r2'));
+    expect(texts.find((m) => m['id'] === 'r2')).toEqual({
+      type: 'error',
+      id: 'r2',
+      code: 'E_CONTROL',
+      message: 'Class id 7 does not exist: the head has 1 classes (ids 0-0).',
+    });
     ws.close();
   });
 });

@@ -1,7 +1,7 @@
 /**
  * A worker's results, on the subjects and in the shapes of the single-process NATS sink
  * (../sinks/nats-publisher.ts): `<prefix>.<stream>.stats` (FrameStats JSON), `.classes` (legend,
- * when the head version changes), `.frames` (overlay JPEG) and `.masks` (label PNG) with the
+ * when the head version or a class name changes), `.frames` (overlay JPEG) and `.masks` (label PNG) with the
  * sink's image headers. Stats messages also carry headers `worker`, `head-version` and `run`
  * (extra, for the collector and operators; consumers of the sink's stats ignore them).
  *
@@ -32,7 +32,8 @@ export interface ResultPublisherOptions {
 }
 
 export class ResultPublisher {
-  private readonly legendVersion = new Map<string, number>();
+  /** Per stream: the legend last announced (head version and names), to announce changes only. */
+  private readonly legendKey = new Map<string, string>();
   private published = 0;
 
   constructor(private readonly options: ResultPublisherOptions) {}
@@ -46,8 +47,9 @@ export class ResultPublisher {
     const { nc, prefix } = this.options;
     const f = seg.frame;
     const stream = f.streamId;
-    if (this.legendVersion.get(stream) !== seg.headVersion) {
-      this.legendVersion.set(stream, seg.headVersion);
+    const key = `${seg.headVersion}\n${seg.classes.map((c) => c.name).join('\n')}`;
+    if (this.legendKey.get(stream) !== key) {
+      this.legendKey.set(stream, key);
       this.legend(stream, seg.classes, seg.headVersion);
     }
     const stats = frameStats(seg);

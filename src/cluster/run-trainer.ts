@@ -19,9 +19,11 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { LearnerClient } from '../learning/learner-client.js';
 import { decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from '../learning/checkpoint.js';
-import type { HeadState } from '../learning/head-state.js';
+import { classInfos, type HeadState } from '../learning/head-state.js';
 import type { LearningOptions } from '../pipeline/learning-options.js';
-import { DEFAULT_PREFIX, serviceEventsSubject } from '../sinks/nats-subjects.js';
+import { DEFAULT_PREFIX, controlSubject, serviceEventsSubject } from '../sinks/nats-subjects.js';
+import { assertClassId, runControl, type ControlHandler } from '../service/control.js';
+import { ControlError } from '../errors.js';
 import { counter, gauge } from '../service/metrics.js';
 import type { Readiness } from '../service/http-server.js';
 import { openHeadsBucket } from './cluster-connection.js';
@@ -110,6 +112,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   let featureFrames = 0;
   let rounds = 0;
   let training = false;
+  let publishing: Promise<void> = Promise.resolve();
   let closing = false;
   let failure: Error | undefined;
   let resolveDone!: () => void;
@@ -120,7 +123,14 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   });
   done.catch(() => undefined);
 
-  async function publish(state: HeadState, reason: string): Promise<void> {
+  /** Publishes one head after another: each write is a compare-and-set on the previous one's revision. */
+  function publish(state: HeadState, reason: string): Promise<void> {
+    const next = publishing.catch(() => undefined).then(() => publishNow(state, reason));
+    publishing = next.catch(() => undefined);
+    return next;
+  }
+
+  async function publishNow(state: HeadState, reason: string): Promise<void> {
     await lease.confirm();
     const bytes = encodeCheckpoint(state);
     const max = nc.info?.max_payload ?? Infinity;
@@ -151,6 +161,72 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
 
   if (initial && initial !== published) await publish(initial, learning.freeze ? 'frozen head from file' : 'head from file');
 
+  // Control on <prefix>.ctl.<verb> (request-reply), as the single-process service answers it:
+  // renames go out as a new revision of the head (same version, new names) that workers swap in.
+  let paused = false;
+  const control: ControlHandler = {
+    renameClass(id, name) {
+      const current = learner?.state.version ? learner.state : published;
+      if (current === undefined || current.version === 0)
+        throw new ControlError('No head yet: the trainer has not fitted the first one. Rename once results come in.');
+      assertClassId(classInfos(current), id);
+      learner?.rename(id, name);
+      const names = [...current.names];
+      names[id] = name;
+      const renamed = { ...current, names };
+      if (learner === undefined) initial = renamed;
+      publish(renamed, `class ${id} renamed`).catch((err: unknown) => fail(err as Error));
+      return classInfos(renamed);
+    },
+    pauseLearning() {
+      paused = true;
+      learner?.pause();
+    },
+    resumeLearning() {
+      paused = false;
+      learner?.resume();
+    },
+    async snapshotHead() {
+      const state = published;
+      if (state === undefined) throw new ControlError('No head yet: nothing to snapshot.');
+      const path = learning.checkpoint ?? '.stegostream/head.ckpt';
+      await mkdir(dirname(path), { recursive: true });
+      await saveCheckpoint(path, state);
+      return { path, version: state.version };
+    },
+    status: () => ({
+      role: 'trainer',
+      trainer: name,
+      headVersion: published?.version ?? 0,
+      featureFrames,
+      rounds,
+      learning: learning.freeze ? 'frozen' : paused ? 'paused' : 'running',
+      classes: published ? classInfos(published) : [],
+    }),
+  };
+  const ctl: Subscription = nc.subscribe(controlSubject(prefix, '*'), {
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      const verb = msg.subject.slice(controlSubject(prefix, '').length);
+      let args: unknown = {};
+      try {
+        if (msg.data.length > 0) args = JSON.parse(Buffer.from(msg.data).toString('utf8'));
+      } catch (e) {
+        msg.respond(
+          Buffer.from(
+            JSON.stringify({
+              ok: false,
+              verb,
+              error: { code: 'E_BAD_JSON', message: `Request body is not valid JSON: ${(e as Error).message}` },
+            }),
+          ),
+        );
+        return;
+      }
+      void runControl(control, verb, args, { logger: log }).then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
+    },
+  });
+
   async function startLearner(dim: number, backboneName: string): Promise<LearnerClient> {
     const l = await LearnerClient.start({
       dim,
@@ -165,6 +241,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       ...(initial ? { initial } : {}),
     });
     log.info({ dim, backbone: backboneName, from: initial?.version ?? 0 }, 'learner started');
+    if (paused) l.pause();
     return l;
   }
 
@@ -236,6 +313,8 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     closingPromise ??= (async () => {
       closing = true;
       sub.unsubscribe();
+      ctl.unsubscribe();
+      await publishing;
       const l = learner ?? (await starting?.catch(() => undefined));
       await l?.close();
       await lease.release();
