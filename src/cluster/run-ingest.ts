@@ -33,6 +33,8 @@ const PUBLISH_BATCH = 4;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2_000;
 const PUBLISH_TIMEOUT_MS = 10_000;
+/** How often each stream's source state is sent again, ms. */
+const STATE_INTERVAL_MS = 5_000;
 /** A full queue is logged at most this often, ms. */
 const LOG_INTERVAL_MS = 10_000;
 
@@ -119,7 +121,23 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
     }
   };
 
-  const built: BuiltSource[] = options.sources.flatMap((s) => buildSources([s.config], s.size, (e) => publishEvent(e), logger));
+  // Each stream's latest state is sent again now and then, so viewers that join later see it.
+  const states = new Map<string, ServiceEvent>();
+  const built: BuiltSource[] = options.sources.flatMap((s) =>
+    buildSources(
+      [s.config],
+      s.size,
+      (e) => {
+        if (e.type === 'source-state') states.set(e.stream, e);
+        publishEvent(e);
+      },
+      logger,
+    ),
+  );
+  const restate = setInterval(() => {
+    for (const e of states.values()) if (e.type === 'source-state' && e.state !== 'stopped') publishEvent(e);
+  }, STATE_INTERVAL_MS);
+  restate.unref();
   const byName = new Map(built.map((b) => [b.name, b]));
 
   const sendEndIfDone = (stream: string): void => {
@@ -244,6 +262,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
   let failure: unknown;
   function finish(err?: unknown): void {
     failure ??= err;
+    clearInterval(restate);
     for (const b of built) b.gate?.close();
     resolveDone(status());
   }

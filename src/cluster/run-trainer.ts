@@ -181,10 +181,12 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     pauseLearning() {
       paused = true;
       learner?.pause();
+      announce();
     },
     resumeLearning() {
       paused = false;
       learner?.resume();
+      announce();
     },
     async snapshotHead() {
       const state = published;
@@ -204,6 +206,13 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       classes: published ? classInfos(published) : [],
     }),
   };
+  // The learning state goes out now and then (and at once on pause/resume), for viewers.
+  const announce = (): void => {
+    const e = { type: 'pipeline', learning: learning.freeze ? 'frozen' : paused ? 'paused' : 'running' };
+    if (!nc.isClosed()) nc.publish(serviceEventsSubject(prefix), Buffer.from(JSON.stringify(e)));
+  };
+  const announcer = setInterval(announce, 5_000);
+  announcer.unref();
   const ctl: Subscription = nc.subscribe(controlSubject(prefix, '*'), {
     callback: (err, msg) => {
       if (err || !msg.reply) return;
@@ -256,7 +265,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   }
 
   async function maybeTrain(l: LearnerClient): Promise<void> {
-    if (training || closing) return;
+    if (training || closing || paused) return;
     if (!l.ready) {
       if (featureFrames < warmupFrames) return;
       training = true;
@@ -314,6 +323,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       closing = true;
       sub.unsubscribe();
       ctl.unsubscribe();
+      clearInterval(announcer);
       await publishing;
       const l = learner ?? (await starting?.catch(() => undefined));
       await l?.close();
