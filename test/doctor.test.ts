@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CLI, runCli, tempDir, type CliResult } from './helpers/cli.js';
 import { freePort, NatsServer, natsServerMissing } from './helpers/nats-server.js';
 import { providerLibraryPresent } from '../src/backbone/execution-device.js';
+import { BUILTIN_NAME } from '../src/backbone/builtin-backbone.js';
 import type { DoctorReport } from '../src/cli/doctor-command.js';
 
 /** `stegostream doctor` as a user runs it, in a child process (dist/cli.js). */
@@ -49,7 +50,7 @@ describe('stegostream doctor', () => {
       ok: true,
       spec: 'builtin',
       device: 'auto',
-      name: 'builtin-filterbank-v1',
+      name: BUILTIN_NAME,
       patchSize: 8,
       inputWidth: 0,
       inputHeight: 0,
@@ -65,7 +66,10 @@ describe('stegostream doctor', () => {
     expect(human.stdout).toMatch(/^ {2}ok {4}ffmpeg {7}\S+ at \S+ffmpeg \(from the PATH\), libx264 yes$/m);
     expect(human.stdout).toMatch(/^ {8}loads {3}cpu {7}a session starts and runs on cpu$/m);
     expect(human.stdout).toMatch(
-      /^ {2}ok {4}backbone {5}builtin-filterbank-v1 \(builtin\): patch 8, dim \d+, input any multiple of 8, keys yes$/m,
+      new RegExp(
+        `^ {2}ok {4}backbone {5}${BUILTIN_NAME.replace(/[.]/g, '\\.')} \\(builtin\\): patch 8, dim \\d+, input any multiple of 8, keys yes$`,
+        'm',
+      ),
     );
     expect(human.stdout).toMatch(/^ {8}provider \w+: /m);
     expect(human.stdout).toMatch(/^ {2}info {2}gpu {10}/m);
