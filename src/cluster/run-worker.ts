@@ -215,13 +215,11 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     else m.term();
   };
 
-  async function processBatch(batch: JsMsg[]): Promise<void> {
-    if (latest !== undefined && latest !== head) {
-      head = latest;
-      mHead.set(head.version);
-      log.info({ headVersion: head.version }, 'head swapped in');
-    }
-    const decoded: Array<{ m: JsMsg; w: WireFrame }> = [];
+  type Decoded = Array<{ m: JsMsg; w: WireFrame }>;
+
+  /** Decodes a batch's frames (libvips threads); messages that are not frames are terminated. */
+  async function decodeBatch(batch: JsMsg[]): Promise<Decoded> {
+    const decoded: Decoded = [];
     await Promise.all(
       batch.map(async (m) => {
         try {
@@ -234,6 +232,15 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
       }),
     );
     decoded.sort((a, b) => a.m.seq - b.m.seq);
+    return decoded;
+  }
+
+  async function processBatch(decoded: Decoded): Promise<void> {
+    if (latest !== undefined && latest !== head) {
+      head = latest;
+      mHead.set(head.version);
+      log.info({ headVersion: head.version }, 'head swapped in');
+    }
     // One backbone call per working size (normally one).
     const groups = new Map<string, Array<{ m: JsMsg; w: WireFrame }>>();
     for (const d of decoded) {
@@ -292,17 +299,26 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     nc.publish(featuresSubject(prefix), data, { headers });
   }
 
+  // The next batch is decoded while the current one runs (when a whole batch is already queued).
   const loop = (async () => {
+    let next: Promise<Decoded> | undefined;
     while (!closing) {
-      if (queue.length === 0) {
-        await waitFor(1000);
-        continue;
+      if (next === undefined) {
+        if (queue.length === 0) {
+          await waitFor(1000);
+          continue;
+        }
+        if (queue.length < batchSize && maxDelayMs > 0) await waitFor(maxDelayMs);
+        const batch = queue.splice(0, batchSize);
+        if (batch.length === 0) continue;
+        next = decodeBatch(batch);
       }
-      if (queue.length < batchSize && maxDelayMs > 0) await waitFor(maxDelayMs);
-      const batch = queue.splice(0, batchSize);
-      if (batch.length === 0) continue;
-      await processBatch(batch);
+      const current = await next;
+      next = queue.length >= batchSize && !closing ? decodeBatch(queue.splice(0, batchSize)) : undefined;
+      await processBatch(current);
     }
+    // A batch decoded ahead goes back to the queue.
+    for (const d of (await next) ?? []) settle(d.m, 'nak');
   })();
 
   let closingPromise: Promise<void> | undefined;
