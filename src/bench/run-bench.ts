@@ -15,6 +15,13 @@ import { probeVideo } from '../internal/probe-video.js';
 import { workingSize } from '../internal/working-size.js';
 import { Backbone } from '../backbone/backbone.js';
 import { runFfmpeg } from '../internal/ffmpeg-process.js';
+import { benchBatching } from './bench-batching.js';
+import { benchLive } from './bench-live.js';
+import { benchCluster } from './bench-cluster.js';
+
+/** Sections, in order; `npm run bench -- process live` runs some. */
+const SECTIONS = ['process', 'batching', 'live', 'cluster'] as const;
+type Section = (typeof SECTIONS)[number];
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const BATCH = 4;
@@ -66,7 +73,7 @@ async function loopVideo(src: string, dst: string, times: number): Promise<void>
   if (error) throw error;
 }
 
-async function main(): Promise<void> {
+async function benchProcess(): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), 'stegostream-bench-'));
   try {
     const video = join(dir, 'dive-1080p.mp4');
@@ -122,7 +129,7 @@ async function main(): Promise<void> {
       },
       learning: { headVersionWithLearning: learnOn.headVersion, roundsEveryFrames: 60 },
     };
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    return result;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -131,6 +138,34 @@ async function main(): Promise<void> {
 function round(v: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
+}
+
+async function main(): Promise<void> {
+  const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const unknown = asked.filter((a) => !(SECTIONS as readonly string[]).includes(a));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown section(s) ${unknown.join(', ')}; sections: ${SECTIONS.join(', ')}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const run: readonly Section[] = asked.length > 0 ? (asked as Section[]) : SECTIONS;
+  const runners: Record<Section, () => Promise<Record<string, unknown>>> = {
+    process: benchProcess,
+    batching: benchBatching,
+    live: benchLive,
+    cluster: benchCluster,
+  };
+  const out: Record<string, unknown> = {};
+  for (const section of run) {
+    log(`== ${section}`);
+    try {
+      out[section] = await runners[section]();
+    } catch (err) {
+      // One section failing (a missing optional tool) must not hide the others' figures.
+      out[section] = { error: err instanceof Error ? err.message : String(err) };
+    }
+  }
+  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 }
 
 await main();
