@@ -88,6 +88,8 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
       '100000',
       '--train-steps',
       '5',
+      '--learn-steps',
+      '5',
       '--lease-ttl',
       '3000',
       '--checkpoint',

@@ -93,7 +93,9 @@ async function ingestAndCollect(nc: NatsConnection, prefix: string, video: strin
 async function clusterFps(url: string, workers: number, warm: string, video: string): Promise<number> {
   const prefix = `bench${workers}`;
   const common = ['--nats', url, '--prefix', prefix];
-  const children = [role(['trainer', ...common, '--warmup-frames', '8', '--train-every', '100000', '--train-steps', '10'])];
+  const children = [
+    role(['trainer', ...common, '--warmup-frames', '8', '--train-every', '100000', '--train-steps', '10', '--learn-steps', '10']),
+  ];
   for (let i = 0; i < workers; i++)
     children.push(role(['worker', ...common, '--no-frames', '--features-every', '4', '--name', `w${i + 1}`]));
   const nc = await connect({ servers: url });

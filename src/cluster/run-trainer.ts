@@ -6,7 +6,8 @@
  * `<PREFIX>_heads` key `head`, after confirming the lease. Workers watch that key.
  *
  * The first head: after `warmupFrames` feature frames, the raw probe is fitted and one training
- * round runs at once (as `process` does after its learning pass); that head is published. Later a
+ * round of `learnSteps` Adam steps runs at once (as `process` does after its learning pass); that
+ * head is published. Later a
  * round runs every `trainEvery` feature frames, while features keep arriving. Versions continue
  * from the head already in the bucket (a restarted or replacement trainer resumes from it), or
  * from `--head`; with `freeze` the loaded head is published and never changed.
@@ -254,9 +255,9 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     return l;
   }
 
-  async function round(l: LearnerClient, kind: string): Promise<HeadState> {
+  async function round(l: LearnerClient, kind: string, steps?: number): Promise<HeadState> {
     const before = l.state.version;
-    const state = await l.runRound(featureFrames);
+    const state = await l.runRound(featureFrames, steps);
     rounds++;
     mRounds.inc({ kind: l.lastRound?.kind ?? kind });
     if (state.version !== before)
@@ -271,7 +272,8 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       training = true;
       try {
         await round(l, 'probe');
-        const state = l.ready ? await round(l, 'train') : l.state;
+        // A long first round (--learn-steps), as after process's learning pass; short ones after.
+        const state = l.ready ? await round(l, 'train', learning.learnSteps) : l.state;
         if (state.version > 0) await publish(state, 'first fit');
       } finally {
         training = false;
