@@ -20,7 +20,7 @@ import { SegmentationEngine } from './segmentation-engine.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { ClassSummary } from './class-summary.js';
 import { InputNotFoundError } from '../errors.js';
-import { addObjects } from './add-objects.js';
+import { ObjectFinder } from './add-objects.js';
 import type { LearningOptions } from './learning-options.js';
 
 export interface ProcessOptions {
@@ -107,6 +107,10 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     info.inputWidth > 0
       ? { width: info.inputWidth, height: info.inputHeight }
       : workingSize(inputSize, info.patchSize, { width: options.width, height: options.height });
+  if (info.inputWidth > 0 && (options.width !== undefined || options.height !== undefined)) {
+    logger.warn({ model: info.name, size }, '--width/--height ignored: the model has a fixed input size');
+    process.stderr.write(`stegostream: --width/--height ignored: ${info.name} takes ${size.width}x${size.height} frames (export it at another size to change that)\n`);
+  }
 
   const learning = options.learning;
   let initial: HeadState | undefined;
@@ -146,6 +150,8 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   if (options.masks) outputs.push(options.masks);
   if (options.stats) outputs.push(options.stats);
 
+  // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
+  const finder = options.objects ? await ObjectFinder.create(info.patchSize, options.threads !== undefined ? { threads: options.threads } : {}) : undefined;
   const engine = await SegmentationEngine.create({
     inference: backbone,
     logger,
@@ -217,7 +223,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
             { size: options.batchSize, maxDelayMs: 0, key: (f) => f.streamId, policy: () => 'wait', queueSize: () => options.batchSize },
             async (batch) => {
               const segs = await engine.process(batch);
-              return options.objects ? segs.map(addObjects(info.patchSize)) : segs;
+              return finder ? finder.add(segs) : segs;
             },
           ),
           concatMap(async (seg) => {
@@ -239,7 +245,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     progress.stop();
     gate.close();
     // Finalise every output whatever happened: a valid file with the frames done so far.
-    const closing = await Promise.allSettled([overlay?.close(), stats?.close(), engine.close(), backbone.close()]);
+    const closing = await Promise.allSettled([overlay?.close(), stats?.close(), engine.close(), backbone.close(), finder?.close()]);
     for (const c of closing) if (c.status === 'rejected' && !runError) runError = c.reason as Error;
   }
   const seconds = (performance.now() - started) / 1000;

@@ -10,7 +10,7 @@ import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import { workingSize } from '../internal/working-size.js';
 import { SegmentationEngine } from '../pipeline/segmentation-engine.js';
-import { addObjects } from '../pipeline/add-objects.js';
+import { ObjectFinder } from '../pipeline/add-objects.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { frameStats } from '../operators/frame-stats.js';
 import { loadCheckpoint } from '../learning/checkpoint.js';
@@ -103,6 +103,10 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   };
 
   let lastHeadVersion = initial?.version ?? 0;
+  // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
+  const finder = config.model.objects
+    ? await ObjectFinder.create(info.patchSize, config.model.threads !== undefined ? { threads: config.model.threads } : {})
+    : undefined;
   const engine = await SegmentationEngine.create({
     inference,
     logger,
@@ -312,7 +316,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
           );
           const segs = await run;
           metrics.stageSeconds.observe({ stage: 'inference' }, (performance.now() - t0) / 1000);
-          return config.model.objects ? segs.map(addObjects(info.patchSize)) : segs;
+          return finder ? finder.add(segs) : segs;
         },
       ),
       concatMap(async (seg) => {
@@ -363,6 +367,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       await inFlight;
       await engine.close().catch((err: unknown) => logger.error({ err }, 'checkpoint on shutdown failed'));
       await inference.close();
+      await finder?.close();
       pub.event({ type: 'pipeline', state: 'stopped' });
       await pub.close();
       await http.close();
