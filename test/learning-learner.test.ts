@@ -183,13 +183,19 @@ describe('OnlineLearner control', () => {
     expect(L.shouldTrain(50)).toBe(true);
   });
 
-  it('skips a round when the bank is too small, keeping the state', () => {
+  it('fits the probe on one frame, and skips training until the bank holds two, keeping the state', () => {
     const L = learner(9);
-    L.observe(world.frameAt(new Rng(6)).feats, N);
-    const s = L.runRound();
-    expect(s.version).toBe(0);
+    const empty = L.runRound();
+    expect(empty.version).toBe(0);
     expect(L.lastRound?.kind).toBe('skipped');
-    expect(L.lastRound?.reason).toBe('the bank holds 1 frame(s) and 128 point(s); need 2 frames and 2 points');
+    expect(L.lastRound?.reason).toBe('the bank holds 0 frame(s) and 0 point(s); need 1 frame(s) and 2 points');
+    L.observe(world.frameAt(new Rng(6)).feats, N);
+    expect(L.runRound().version).toBe(1);
+    expect(L.lastRound?.kind).toBe('probe');
+    const s = L.runRound();
+    expect(s.version).toBe(1);
+    expect(L.lastRound?.kind).toBe('skipped');
+    expect(L.lastRound?.reason).toBe('the bank holds 1 frame(s) and 128 point(s); need 2 frame(s) and 2 points');
   });
 
   it('renames classes, keeps names through rounds and a checkpoint, and a frozen learner stays put', async () => {
