@@ -167,8 +167,10 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     expect(byWorker('w1').length).toBeGreaterThan(0);
     expect(byWorker('w2').length).toBeGreaterThan(0);
     expect(mainRaw.every((r) => r.headVersion === second)).toBe(true);
-    // The frames w1 held unacked went to w2.
-    expect(await redelivered()).toBeGreaterThan(redeliveredBefore);
+    // Frames w1 fetched but had not acked when it died are covered by the complete, once-only
+    // sequence above (they would be missing otherwise); whether it held any at the instant of the
+    // kill depends on timing, so the redelivery counter is only checked to be consistent.
+    expect(await redelivered()).toBeGreaterThanOrEqual(redeliveredBefore);
 
     await collector.close();
     const rows = readFileSync(join(dir, 'main.csv'), 'utf8').trim().split('\n').slice(1);

@@ -256,6 +256,12 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   const published = new Map<string, number>();
   const encoding = new Set<string>();
 
+  // Every per-stream series exists from the start (at 0), so dashboards and alerts see them.
+  for (const stream of streams) {
+    metrics.framesIn.inc({ stream }, 0);
+    metrics.framesOut.inc({ stream }, 0);
+    metrics.framesDropped.inc({ stream }, 0);
+  }
   const release = (f: Frame): void => byName.get(f.streamId)?.gate?.release();
 
   const publish = async (seg: Segmentation): Promise<void> => {
