@@ -2,18 +2,46 @@ import { OnnxGraph, DT } from '../internal/onnx-graph.js';
 import { textureBank } from './builtin-filters.js';
 import { BUILTIN_FEATURE_MEAN, BUILTIN_FEATURE_STD } from './builtin-calibration.js';
 
-export const BUILTIN_NAME = 'builtin-filterbank-v1';
+export const BUILTIN_NAME = 'builtin-filterbank-v2';
 export const BUILTIN_PATCH_SIZE = 8;
 const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
-/** Keeps log() finite on perfectly flat patches. */
-const LOG_EPS = 1e-4;
 
-/** Feature layout per patch, before the 3x3 context copy: colour mean, colour log-variance, texture log-energy at two scales. */
-export const BUILTIN_BASE_DIM = 3 + 3 + 2 * textureBank().kernels.length;
-/** Standardised features, plus one constant channel (see BIAS_CHANNEL). */
-export const BUILTIN_DIM = BUILTIN_BASE_DIM * 2 + 1;
-const FEATURE_DIM = BUILTIN_BASE_DIM * 2;
+/** Raw features per patch, in this order (see buildBuiltinBackbone). */
+export const BUILTIN_FEATURE_NAMES = ['red-green', 'blue-yellow', 'texture', 'log-luminance', 'coarse-texture'] as const;
+/** Raw features per patch. */
+export const BUILTIN_FEATURE_DIM = BUILTIN_FEATURE_NAMES.length;
+/** Standardised features plus one constant channel (see BIAS_CHANNEL). */
+export const BUILTIN_DIM = BUILTIN_FEATURE_DIM + 1;
+
+/**
+ * Chromaticity is opponent colour over (luminance + this), in 0-1 units. Dividing by luminance
+ * makes colour independent of lamp fall-off and shading; the offset only keeps black finite. It is
+ * small because a larger one greys out everything dark (shadowed sand drifted towards the grey of
+ * rock: 0.05 split rock into rock and "rock + shadowed sand" more often than 0.02).
+ */
+const CHROMA_OFFSET = 0.02;
+/**
+ * Texture energy is divided by (luminance + this)^2: it measures contrast, not brightness, so a
+ * surface keeps its texture value in the lamp's fall-off; the offset (a tenth of full scale) keeps
+ * the noise of near-black regions from reading as strong texture.
+ */
+const TEXTURE_LUMINANCE_OFFSET = 0.1;
+/**
+ * Contrast energy at which texture reads 0.5 on its 0-1 scale (e / (e + this)). Set between
+ * smooth surfaces (water, sand: about 0.001-0.003) and textured ones (rock, coral: 0.03-0.3), so
+ * texture says "smooth or textured" and saturates inside each; in log units the within-class
+ * spread of rock and coral was as large as the gap to sand.
+ */
+const TEXTURE_HALF = 0.008;
+/**
+ * Weight of texture energy against colour variance (both 0-1 units) when picking a patch's most
+ * uniform quarter: a quarter next to an edge has little colour variance but some texture energy
+ * leaking in through the filters, and is passed over for one farther away.
+ */
+const QUARTER_TEXTURE_WEIGHT = 4;
+/** Keeps log() finite on black. */
+const LUMINANCE_LOG_OFFSET = 0.02;
 
 export interface BuiltinOptions {
   /** Per-channel standardisation; defaults to the constants calibrated once (builtin-calibration.ts). */
@@ -23,19 +51,31 @@ export interface BuiltinOptions {
 
 /**
  * Builds the built-in backbone: a fixed-weight ONNX graph that needs no download. Per 8x8 patch it
- * gives opponent-colour means and variances and the log energy of a Gabor / difference-of-Gaussian
- * filter bank, plus the same features averaged over the 3x3 neighbourhood of patches (context, as
- * a ViT's attention would give), standardised per channel. It keeps the backbone contract of
- * DESIGN.md: input `image` [B,3,H,W] ImageNet-normalised, outputs `patch_tokens`, `cls_token`
- * and `keys` (the tokens themselves, for LOST). H and W may be any multiple of 8.
+ * gives chromaticity (opponent colour over luminance), texture (Gabor energy over squared
+ * luminance, squashed to 0-1) at two scales and log luminance, standardised per channel and
+ * weighted by group, plus a constant channel. It keeps the backbone contract of DESIGN.md: input
+ * `image` [B,3,H,W] ImageNet-normalised, outputs `patch_tokens`, `cls_token` and `keys` (the
+ * tokens without the constant channel, so that LOST's correlations are centred). H and W may be
+ * any multiple of 8.
+ *
+ * A patch straddling two regions takes its features from its most uniform 4x4 quarter (least
+ * colour variance and texture), so it looks like one of the regions rather than like a blend of
+ * both: blends form clusters of their own ("edge" classes) under k-means.
  */
 export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   const g = new OnnxGraph(BUILTIN_NAME);
   const p = BUILTIN_PATCH_SIZE;
+  const q = p / 2;
+  const F = BUILTIN_FEATURE_DIM;
   const image = g.input('image', DT.FLOAT, ['batch', 3, 'height', 'width']);
+  const c = (v: number): string => g.constF([v], [1]);
+  const i64 = (v: readonly number[]): string => g.constI64(v);
+  const slice = (x: string, from: number, to: number, axis: number): string => g.op1('Slice', [x, i64([from]), i64([to]), i64([axis])]);
+  const pool = (x: string, k: number): string => g.op1('AveragePool', [x], { kernel_shape: [k, k], strides: [k, k] });
+  const square = (x: string): string => g.op1('Mul', [x, x]);
 
-  // ImageNet-normalised input back to 0..1 RGB, then to opponent colour (lum, red-green, blue-yellow),
-  // folded into one 1x1 convolution.
+  // ImageNet-normalised input back to 0..1 RGB, then to opponent colour (luminance, red-green,
+  // blue-yellow), folded into one 1x1 convolution.
   const opp = [
     [1 / 3, 1 / 3, 1 / 3],
     [1, -1, 0],
@@ -50,50 +90,75 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
       b[o] = (b[o] as number) + (row[i] as number) * (IMAGENET_MEAN[i] as number);
     }
   }
-  const colour = g.op1('Conv', [image, g.constF(w, [3, 3, 1, 1]), g.constF(b, [3])]);
-  const lum = g.op1('Slice', [colour, g.constI64([0]), g.constI64([1]), g.constI64([1])]);
+  // Only luminance is needed at full resolution (for fine texture); colour statistics come from
+  // the half-resolution image, which is four times cheaper and loses nothing a 4x4 quarter needs.
+  const lum = g.op1('Conv', [image, g.constF(w.slice(0, 3), [1, 3, 1, 1]), g.constF(b.slice(0, 1), [1])]);
+  const colourHalf = g.op1('Conv', [pool(image, 2), g.constF(w, [3, 3, 1, 1]), g.constF(b, [3])]);
+  const lumHalf = slice(colourHalf, 0, 1, 1);
 
-  // Texture: the same 7x7 bank at full and half resolution (a two-level pyramid).
+  // Texture energy: the Gabor bank, squared and summed over the bank (quadrature pairs make it
+  // phase-invariant; the 1/2 per pair is folded into the kernels), at full and at half resolution.
   const bank = textureBank();
-  const kw = new Float32Array(bank.kernels.length * bank.size * bank.size);
-  bank.kernels.forEach((k, i) => kw.set(Float32Array.from(k.weights), i * bank.size * bank.size));
-  const kernels = g.constF(kw, [bank.kernels.length, 1, bank.size, bank.size]);
+  const k = bank.kernels.length;
+  const kw = new Float32Array(k * bank.size * bank.size);
+  const perPair = Math.sqrt(2 / k);
+  bank.kernels.forEach((kernel, i) =>
+    kw.set(
+      Float32Array.from(kernel.weights, (v) => v * perPair),
+      i * bank.size * bank.size,
+    ),
+  );
+  const kernels = g.constF(kw, [k, 1, bank.size, bank.size]);
   const pad = (bank.size - 1) / 2;
-  // Reflect padding: zero padding would see a step at the image border and light every
-  // border patch up as strong texture.
-  const padSpec = g.constI64([0, 0, pad, pad, 0, 0, pad, pad]);
-  const conv = (x: string): string => g.op1('Conv', [g.op1('Pad', [x, padSpec], { mode: 'reflect' }), kernels]);
-  const square = (x: string): string => g.op1('Mul', [x, x]);
-  const pool = (x: string, k = p): string => g.op1('AveragePool', [x], { kernel_shape: [k, k], strides: [k, k] });
-  const logEps = (x: string): string => g.op1('Log', [g.op1('Add', [x, g.constF([LOG_EPS], [1])])]);
-  const lumHalf = pool(lum, 2);
-  const fine = pool(square(conv(lum)));
-  const coarse = pool(square(conv(lumHalf)), p / 2);
+  // Reflect padding: zero padding would see a step at the image border and light every border
+  // patch up as strong texture.
+  const padSpec = i64([0, 0, pad, pad, 0, 0, pad, pad]);
+  const energy = (x: string): string =>
+    g.op1('ReduceSumSquare', [g.op1('Conv', [g.op1('Pad', [x, padSpec], { mode: 'reflect' }), kernels])], { axes: [1], keepdims: 1 });
+  const fine = energy(lum);
+  const coarse = energy(lumHalf);
 
-  const colMean = pool(colour);
-  const colVar = g.op1('Relu', [g.op1('Sub', [pool(g.op1('Mul', [colour, colour])), g.op1('Mul', [colMean, colMean])])]);
-  const base = g.op1('Concat', [colMean, logEps(colVar), logEps(fine), logEps(coarse)], { axis: 1 });
-  const context = g.op1('AveragePool', [base], { kernel_shape: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], count_include_pad: 0 });
-  const feats = g.op1('Concat', [base, context], { axis: 1 });
+  // Statistics per 4x4 quarter: colour mean, colour mean square, texture energy (fine, coarse).
+  const quarters = g.op1('Concat', [pool(colourHalf, q / 2), pool(square(colourHalf), q / 2), pool(fine, q), pool(coarse, q / 2)], {
+    axis: 1,
+  });
+  const S = 8;
+  // [B, S, H/4, W/4] -> [B, 4 quarters, S, patches].
+  const byQuarter = g.op1('Reshape', [g.op1('SpaceToDepth', [quarters], { blocksize: 2 }), i64([0, 4, S, -1])]);
+  const mean3 = slice(byQuarter, 0, 3, 2);
+  const variance = g.op1('ReduceSum', [g.op1('Sub', [slice(byQuarter, 3, 6, 2), square(mean3)]), i64([2])], { keepdims: 1 });
+  const unevenness = g.op1('Add', [variance, g.op1('Mul', [slice(byQuarter, 6, 7, 2), c(QUARTER_TEXTURE_WEIGHT)])]);
+  const pick = g.op1('Expand', [g.op1('ArgMin', [unevenness], { axis: 1, keepdims: 1 }), i64([1, 1, S, 1])]);
+  const chosen = g.op1('Squeeze', [g.op1('GatherElements', [byQuarter, pick], { axis: 1 }), i64([1])]); // [B, S, N]
+
+  const L = slice(chosen, 0, 1, 1);
+  const chroma = g.op1('Div', [slice(chosen, 1, 3, 1), g.op1('Add', [L, c(CHROMA_OFFSET)])]);
+  const contrastScale = square(g.op1('Add', [L, c(TEXTURE_LUMINANCE_OFFSET)]));
+  const squash = (e: string): string => {
+    const contrast = g.op1('Div', [e, contrastScale]);
+    return g.op1('Div', [contrast, g.op1('Add', [contrast, c(TEXTURE_HALF)])]);
+  };
+  const logL = g.op1('Log', [g.op1('Add', [g.op1('Relu', [L]), c(LUMINANCE_LOG_OFFSET)])]);
+  const raw = g.op1('Concat', [chroma, squash(slice(chosen, 6, 7, 1)), logL, squash(slice(chosen, 7, 8, 1))], { axis: 1 });
 
   const mean = options.mean ?? BUILTIN_FEATURE_MEAN;
   const std = options.std ?? BUILTIN_FEATURE_STD;
   const weights = groupWeights();
   const inv = Float32Array.from(std, (s, i) => (weights[i] as number) / Math.max(s, 1e-6));
-  const standardised = g.op1('Mul', [g.op1('Sub', [feats, g.constF(mean, [1, FEATURE_DIM, 1, 1])]), g.constF(inv, [1, FEATURE_DIM, 1, 1])]);
-  // Standardised features of the most common look (e.g. open sand) lie near the origin, where
-  // cosine similarity turns noise into direction. A constant channel keeps them away from it.
-  const zero = g.op1('Mul', [g.op1('Slice', [standardised, g.constI64([0]), g.constI64([1]), g.constI64([1])]), g.constF([0], [1])]);
-  const bias = g.op1('Add', [zero, g.constF([BIAS_CHANNEL], [1])]);
-  const standard = g.op1('Concat', [standardised, bias], { axis: 1 });
+  const standard = g.op1('Mul', [g.op1('Sub', [raw, g.constF(mean, [1, F, 1])]), g.constF(inv, [1, F, 1])]);
+  // Standardised features of the most common look (open water, open sand) lie near the origin,
+  // where cosine similarity turns noise into direction. A constant channel keeps them away from it.
+  const first = slice(standard, 0, 1, 1);
+  const zero = g.op1('Sub', [first, first]); // [B, 1, N] of +0 (x * 0 would give -0 for negative x)
+  const tokens = g.op1('Concat', [standard, g.op1('Add', [zero, c(BIAS_CHANNEL)])], { axis: 1 });
+  const keys = g.op1('Concat', [standard, zero], { axis: 1 });
 
-  const flat = g.op1('Reshape', [standard, g.constI64([0, BUILTIN_DIM, -1])]);
   g.output('patch_tokens', DT.FLOAT, ['batch', 'patches', BUILTIN_DIM]);
   g.output('cls_token', DT.FLOAT, ['batch', BUILTIN_DIM]);
   g.output('keys', DT.FLOAT, ['batch', 'patches', BUILTIN_DIM]);
-  const tokens = g.op1('Transpose', [flat], { perm: [0, 2, 1] }, 'patch_tokens');
-  g.op1('ReduceMean', [tokens], { axes: [1], keepdims: 0 }, 'cls_token');
-  g.op1('Identity', [tokens], {}, 'keys');
+  const patchTokens = g.op1('Transpose', [tokens], { perm: [0, 2, 1] }, 'patch_tokens');
+  g.op1('ReduceMean', [patchTokens], { axes: [1], keepdims: 0 }, 'cls_token');
+  g.op1('Transpose', [keys], { perm: [0, 2, 1] }, 'keys');
 
   return g.toBytes({
     name: BUILTIN_NAME,
@@ -105,26 +170,39 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   });
 }
 
+/**
+ * Weight of chromaticity (shared by its two channels). Colour is what tells the scene's classes
+ * apart best and is the most stable within a class once divided by luminance, so it dominates:
+ * about three times the texture weight (at 4 fish were often merged into sand, at 8 no better).
+ */
+const CHROMA_WEIGHT = 6;
+/**
+ * Weight of fine texture: the only cue between sand and coral of the sand's colour (the 'hard'
+ * scene), and a second one between rock and sand. 1.5 lost coral in 'hard' more often, 2.5 let
+ * textured edges form classes of their own.
+ */
+const TEXTURE_WEIGHT = 2;
+/**
+ * Weight of log luminance: low, since brightness follows the lamps and the water's depth
+ * gradient more than the material (at 1, k-means split the water into lighter and darker halves).
+ */
+const LUMINANCE_WEIGHT = 0.3;
+/** Weight of the coarse texture: a hint for larger structure; higher, it merely adds noise. */
+const COARSE_TEXTURE_WEIGHT = 0.5;
 
 /**
- * After standardisation every channel has unit variance, so the 20 texture channels would
- * outweigh the 3 colour means in cosine similarity. Scale the groups so colour, colour variance
- * and each texture scale carry comparable weight.
+ * Per-channel weights applied after standardisation (BUILTIN_FEATURE_NAMES order): after it every
+ * channel has unit variance, and these set how much each cue counts in cosine similarity.
  */
 export function groupWeights(): Float32Array {
-  const t = textureBank().kernels.length;
-  const base = [...COLOUR_WEIGHTS.map((w) => w * COLOUR_WEIGHT), ...Array(3).fill(1), ...Array(2 * t).fill(Math.sqrt(3 / t))];
-  return Float32Array.from([...base, ...base.map((w) => w * CONTEXT_WEIGHT)]);
+  const perChroma = CHROMA_WEIGHT / Math.SQRT2;
+  return Float32Array.from([perChroma, perChroma, TEXTURE_WEIGHT, LUMINANCE_WEIGHT, COARSE_TEXTURE_WEIGHT]);
 }
 
-/** Weight of the 3x3-neighbourhood copy relative to the patch's own features. */
-const CONTEXT_WEIGHT = Number(process.env['STEGO_CTX'] ?? 1);
-
-/** Value of the constant channel, in standard deviations. */
-const BIAS_CHANNEL = Number(process.env['STEGO_BIAS'] ?? 3);
-
-/** Relative weights of luminance, red-green and blue-yellow: luminance varies most with light. */
-const COLOUR_WEIGHTS = (process.env['STEGO_CW3'] ?? '0.5,1,1').split(',').map(Number);
-
-/** Weight of each colour-mean channel relative to a colour-variance channel. */
-const COLOUR_WEIGHT = 6;
+/**
+ * Value of the constant channel, in weighted standard deviations. Large against the features'
+ * spread (classes lie some 5-15 units apart), so cosine similarity behaves like Euclidean distance
+ * and does not crowd classes that share a direction (sand and fish are both "more yellow than
+ * average"); k-means found the classes less often at 12, far less at 2-6.
+ */
+const BIAS_CHANNEL = 20;

@@ -1,7 +1,9 @@
 /**
- * Per-channel mean and standard deviation of the built-in backbone's raw features, measured once
- * by scripts/calibrate-builtin.mjs over generated scenes (easy and hard, 3 seeds) and real ROV
- * footage (MBARI Ventana dive 4361), so that no channel dominates cosine similarity by its scale.
+ * Per-channel mean and standard deviation of the built-in backbone's raw features (in the order of
+ * BUILTIN_FEATURE_NAMES), measured by scripts/calibrate-builtin.mjs over generated scenes (easy and
+ * hard, 3 seeds, 2 frames each) and real ROV footage (MBARI Ventana dive 4361, 3 clips, 3 frames
+ * each), so that no channel dominates cosine similarity by its scale. Re-run the script after any
+ * change to the features and paste its output here.
  */
-export const BUILTIN_FEATURE_MEAN = Float32Array.from([0.28652, -0.057049, 0.00099176, -7.4266, -8.5917, -8.37, -7.7401, -7.7198, -7.6321, -7.5946, -7.3905, -7.3565, -7.6345, -7.599, -6.9067, -8.2863, -7.7978, -7.7854, -7.6309, -7.5845, -7.3217, -7.2809, -7.632, -7.5931, -6.9117, -8.2267, 0.28652, -0.057035, 0.00092541, -7.4247, -8.5905, -8.369, -7.738, -7.7172, -7.6284, -7.5909, -7.3885, -7.3538, -7.631, -7.5955, -6.9037, -8.2851, -7.7961, -7.7828, -7.6273, -7.5806, -7.3209, -7.2783, -7.6288, -7.5896, -6.9099, -8.2251]);
-export const BUILTIN_FEATURE_STD = Float32Array.from([0.18267, 0.11153, 0.12175, 1.5891, 1.1585, 1.2532, 1.5118, 1.5306, 1.5221, 1.5329, 1.6446, 1.6609, 1.4862, 1.4987, 1.8955, 1.0436, 1.5049, 1.517, 1.534, 1.5299, 1.749, 1.7448, 1.5121, 1.5087, 1.8854, 1.1461, 0.1786, 0.10737, 0.11641, 1.3794, 0.88458, 0.9673, 1.2509, 1.2638, 1.3094, 1.3192, 1.4456, 1.4598, 1.2676, 1.2781, 1.6634, 0.91756, 1.2449, 1.2464, 1.3206, 1.3085, 1.533, 1.5294, 1.2892, 1.2774, 1.6672, 0.98126]);
+export const BUILTIN_FEATURE_MEAN = Float32Array.from([-0.15761, 0.030269, 0.19516, -1.5124, 0.21432]);
+export const BUILTIN_FEATURE_STD = Float32Array.from([0.30713, 0.36933, 0.24586, 1.1923, 0.26901]);

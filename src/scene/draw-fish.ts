@@ -21,7 +21,8 @@ export function drawFish(view: Canvas, fish: FishSpec, t: number, ox: number, oy
   const cy = fish.y0 + fish.bobAmp * Math.sin((2 * Math.PI * t) / fish.bobPeriod + fish.phase) - oy;
   const dir = fish.speed >= 0 ? 1 : -1;
   const a = fish.length * 0.36;
-  const b = a * 0.42;
+  // Deep-bodied, so most of a fish fills whole 8x8 patches rather than straddling them.
+  const b = a * 0.48;
   const tailStart = -a * 0.82;
   const tailEnd = -a * 1.45;
   const wag = Math.sin(2 * Math.PI * fish.wagRate * t + fish.phase) * 0.5 * b;
@@ -56,8 +57,9 @@ export function drawFish(view: Canvas, fish: FishSpec, t: number, ox: number, oy
       let g: number;
       let bl: number;
       if (body >= tail) {
-        // Countershading: dark back, pale belly, and a soft highlight on the flank.
-        const k = 0.72 + 0.3 * (ly / b) + 0.18 * Math.max(0, 1 - e * 1.4);
+        // Countershading: darker back, paler belly, and a soft highlight on the flank; gentle, so a
+        // fish reads as one smooth yellow body rather than as texture.
+        const k = 0.82 + 0.15 * (ly / b) + 0.1 * Math.max(0, 1 - e * 1.4);
         const stripe = Math.abs(lx - a * 0.15) < a * 0.11;
         const eye = Math.hypot(lx - a * 0.58, ly + b * 0.18);
         if (eye < b * 0.2) {

@@ -19,8 +19,8 @@ const RAY_MASK = RAY_SIZE - 1;
 /** Caustics fade out this far down the view (fraction of its height), sun shafts further. */
 const CAUSTIC_DEPTH = 0.5;
 const RAY_DEPTH = 0.9;
-/** Peak light added, in 0-255 levels. */
-const CAUSTIC_GAIN = 70;
+/** Peak light added, in 0-255 levels: enough to see, not so much that open water turns to texture. */
+const CAUSTIC_GAIN = 40;
 const RAY_GAIN = 26;
 
 export interface FrameLight {
@@ -89,14 +89,17 @@ export function createFrameLight(g: WorldGeometry, snow: readonly SnowSpec[], se
   };
 }
 
-/** The lamps: an off-centre radial falloff, aimed a little below the middle of the view. */
+/**
+ * The lamps: an off-centre radial falloff, aimed a little below the middle of the view. Gentle
+ * (0.8-1.06), so that near and far sand still look like one material.
+ */
 function lampFalloff(W: number, H: number): Float32Array {
   const gain = new Float32Array(W * H);
   for (let y = 0; y < H; y++) {
     const dy = (y + 0.5 - 0.6 * H) / (0.75 * H);
     for (let x = 0; x < W; x++) {
       const dx = (x + 0.5 - 0.5 * W) / (0.62 * W);
-      gain[y * W + x] = Math.max(0.6, 1.1 - 0.4 * (dx * dx + dy * dy));
+      gain[y * W + x] = Math.max(0.8, 1.06 - 0.22 * (dx * dx + dy * dy));
     }
   }
   return gain;

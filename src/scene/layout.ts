@@ -127,10 +127,13 @@ export function groundDepth(geometry: WorldGeometry, y: number): number {
   return Math.max(0.015, (y - geometry.horizonTop) / (geometry.height - geometry.horizonTop));
 }
 
-/** Share of water haze over something at ground depth d: far things fade into the blue. */
+/**
+ * Share of water haze over something at ground depth d: far things fade into the blue, but only
+ * so far (at most 22%), so that far sand still has the colour of sand.
+ */
 export function hazeAt(depth: number): number {
   const far = 1 - Math.min(1, depth);
-  return 0.6 * far * far * far;
+  return 0.22 * far * far * far;
 }
 
 function planGeometry(o: ResolvedSceneOptions): WorldGeometry {
@@ -143,8 +146,7 @@ function planGeometry(o: ResolvedSceneOptions): WorldGeometry {
   // Two long swells and a short one: distant dunes, not a ruler line.
   const waves = [0.022, 0.012, 0.005].map((amp, k) => ({
     amp: amp * height,
-    freq:
-      ((k === 0 ? uniform(rng, 0.6, 1.4) : k === 1 ? uniform(rng, 2, 3.5) : uniform(rng, 7, 11)) * 2 * Math.PI) / width,
+    freq: ((k === 0 ? uniform(rng, 0.6, 1.4) : k === 1 ? uniform(rng, 2, 3.5) : uniform(rng, 7, 11)) * 2 * Math.PI) / width,
     phase: rng() * 2 * Math.PI,
   }));
   const horizon = new Float32Array(width);
@@ -217,11 +219,12 @@ function planObjects(g: WorldGeometry, palette: Palette, rng: Rng): SeafloorObje
 
 function planFish(g: WorldGeometry, palette: Palette, rng: Rng): FishSpec[] {
   const H = g.viewHeight;
-  const count = Math.max(3, Math.round((7 * g.viewWidth) / H));
+  const count = Math.max(3, Math.round((6 * g.viewWidth) / H));
   const fish: FishSpec[] = [];
   for (let i = 0; i < count; i++) {
     const colours = pick(rng, palette.fish);
-    const length = H * uniform(rng, 0.13, 0.2);
+    // Large enough for fish to cover about 3% of a frame: a class, not a speckle.
+    const length = H * uniform(rng, 0.17, 0.24);
     fish.push({
       x0: rng() * (g.width + 4 * length),
       // Mostly open water, a few low over the reef.
@@ -239,8 +242,9 @@ function planFish(g: WorldGeometry, palette: Palette, rng: Rng): FishSpec[] {
   return fish;
 }
 
+/** Marine snow: sparse and faint, a hint of particles rather than a texture over the water. */
 function planSnow(g: WorldGeometry, rng: Rng): SnowSpec[] {
-  const count = Math.round((g.viewWidth * g.viewHeight) / (1000 * g.unit * g.unit));
+  const count = Math.round((g.viewWidth * g.viewHeight) / (2000 * g.unit * g.unit));
   const snow: SnowSpec[] = [];
   for (let i = 0; i < count; i++) {
     const near = rng();
@@ -250,7 +254,7 @@ function planSnow(g: WorldGeometry, rng: Rng): SnowSpec[] {
       vx: uniform(rng, -0.012, 0.012),
       vy: uniform(rng, 0.004, 0.025),
       radius: g.unit * (0.5 + 1.3 * near * near),
-      brightness: uniform(rng, 35, 95) * (0.6 + 0.4 * near),
+      brightness: uniform(rng, 20, 55) * (0.6 + 0.4 * near),
       parallax: 0.3 + 0.9 * near,
     });
   }

@@ -38,7 +38,8 @@ export function paintBackdrop(c: Canvas, g: WorldGeometry, palette: Palette, see
     const z = 1 / depth;
     const haze = hazeAt(depth);
     const ripplePx = (depth * depth * groundSpan) / RIPPLES_PER_DEPTH;
-    const rippleAmp = 0.13 * smoothstep(MIN_RIPPLE_PX, MIN_RIPPLE_PX * 3, ripplePx);
+    // Low ripples: sand stays smooth next to rock and coral at every distance.
+    const rippleAmp = 0.06 * smoothstep(MIN_RIPPLE_PX, MIN_RIPPLE_PX * 3, ripplePx);
 
     for (let x = 0; x < W; x++) {
       const i = y * W + x;

@@ -14,14 +14,7 @@ import { contactShadow, diffuse, type Textures } from './textures.js';
 
 export function paintCoral(c: Canvas, coral: CoralSpec, unit: number, tex: Textures, palette: Palette): void {
   const shadowRy = coral.size * (coral.form === 'branch' ? 0.25 : 0.3);
-  contactShadow(
-    c,
-    coral.x,
-    coral.baseY + 0.05 * coral.size,
-    coral.size * 1.25,
-    shadowRy,
-    0.45 * (1 - hazeAt(coral.depth)),
-  );
+  contactShadow(c, coral.x, coral.baseY + 0.05 * coral.size, coral.size * 1.25, shadowRy, 0.3 * (1 - hazeAt(coral.depth)));
   if (coral.form === 'branch') paintBranching(c, coral, unit, palette);
   else paintDome(c, coral, unit, tex, palette);
 }
@@ -122,14 +115,7 @@ function growBranches(rng: Rng, coral: CoralSpec): Segment[] {
       grow(bx, by, a, len * uniform(rng, 0.68, 0.85), thick * 0.85, level + 1);
     }
   };
-  grow(
-    coral.x,
-    coral.baseY + coral.size * 0.05,
-    -Math.PI / 2 + uniform(rng, -0.2, 0.2),
-    coral.size * 0.3,
-    coral.size * 0.1,
-    0,
-  );
+  grow(coral.x, coral.baseY + coral.size * 0.05, -Math.PI / 2 + uniform(rng, -0.2, 0.2), coral.size * 0.3, coral.size * 0.1, 0);
   return segments;
 }
 

@@ -32,7 +32,8 @@ export function paintRock(c: Canvas, rock: RockSpec, unit: number, tex: Textures
   const edgeScale = Math.sqrt(rx * ry);
   const blotch = 6 * unit * (0.6 + 0.6 * rock.depth);
 
-  contactShadow(c, cx, rock.baseY + 0.1 * ry, rx * 1.3, ry * 0.4, 0.5 * (1 - haze));
+  // A light shadow: deeply shaded sand loses its colour and would pass for rock.
+  contactShadow(c, cx, rock.baseY + 0.1 * ry, rx * 1.3, ry * 0.4, 0.3 * (1 - haze));
 
   const x0 = Math.max(0, Math.floor(cx - rx * 1.4));
   const x1 = Math.min(c.width - 1, Math.ceil(cx + rx * 1.4));
@@ -63,7 +64,8 @@ export function paintRock(c: Canvas, rock: RockSpec, unit: number, tex: Textures
       const nx = ex / r - bx;
       const ny = (ey / r) * 1.2 - by;
       const nz = h * 1.1 + 0.15;
-      const light = 0.45 + 0.75 * diffuse(nx, ny, nz);
+      // Ambient-heavy light: the blotches and cracks, not the shading, make a rock's look.
+      const light = 0.6 + 0.5 * diffuse(nx, ny, nz);
       const occlusion = 1 - 0.3 * smoothstep(cy, foot, py);
       const blot = 0.7 + 0.55 * n0;
       const crackN = fbm(tex.detail, tx * 0.7, ty * 0.7, 2);

@@ -30,28 +30,31 @@ export interface Palette {
 const SAND: Rgb = [188, 172, 128];
 
 const EASY: Palette = {
-  waterTop: [72, 168, 176],
-  waterDeep: [12, 62, 92],
+  // Deep water is the surface water in less light (same hue), so water is one colour, lit or not.
+  waterTop: [56, 140, 166],
+  waterDeep: [30, 76, 90],
   sand: SAND,
   sandPatch: [164, 156, 116],
+  // Slate-blue basalt: greyer than water, bluer than sand, so rock is a colour of its own.
   rocks: [
-    [142, 130, 114],
-    [126, 122, 114],
-    [150, 132, 110],
-    [118, 112, 104],
+    [76, 86, 110],
+    [70, 80, 102],
+    [82, 90, 114],
+    [72, 84, 106],
   ],
   // One hue family per class: an unsupervised method finds what looks alike, so a class
   // painted in four unrelated colours would be four classes to it (and to a marine scientist).
   corals: [
     [214, 88, 136],
-    [198, 74, 150],
-    [226, 104, 124],
-    [206, 84, 112],
+    [206, 82, 132],
+    [222, 96, 140],
+    [200, 80, 128],
   ],
+  // Yellow fish with a darker band of the same hue.
   fish: [
-    { body: [244, 204, 40], stripe: [36, 42, 70] },
-    { body: [236, 186, 36], stripe: [246, 246, 240] },
-    { body: [250, 222, 80], stripe: [24, 92, 164] },
+    { body: [246, 200, 40], stripe: [196, 156, 30] },
+    { body: [240, 190, 36], stripe: [190, 148, 28] },
+    { body: [250, 210, 50], stripe: [200, 164, 38] },
   ],
   coralMatchesSand: false,
 };
