@@ -60,7 +60,9 @@ export interface BuiltinOptions {
  *
  * A patch straddling two regions takes its features from its most uniform 4x4 quarter (least
  * colour variance and texture), so it looks like one of the regions rather than like a blend of
- * both: blends form clusters of their own ("edge" classes) under k-means.
+ * both: blends form clusters of their own ("edge" classes) under k-means. For the same reason
+ * there is no copy of the features averaged over neighbouring patches (v1 had one): it gave the
+ * water around every fish and along the horizon a look of its own, a halo class.
  */
 export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   const g = new OnnxGraph(BUILTIN_NAME);
