@@ -10,7 +10,10 @@ const variant = process.argv[2] ?? 'hard';
 const seeds = (process.argv[3] ?? '1,2,3').split(',').map(Number);
 const rounds = Number(process.argv[4] ?? 3);
 const steps = Number(process.argv[5] ?? 40);
-const K = 5, W = 448, H = 256, FRAMES = 24;
+const K = 5,
+  W = 448,
+  H = 256,
+  FRAMES = 24;
 const bb = await Backbone.load('builtin');
 const seg = await Segmenter.create();
 
@@ -26,9 +29,12 @@ async function score(em, frames, head) {
 for (const seed of seeds) {
   const sc = createScene({ width: W, height: H, seed, variant });
   const frames = [];
-  for (let i = 0; i < FRAMES; i++) { const r = sc.render(i * 5); frames.push({ f: { streamId: 's', seq: i, pts: i, width: W, height: H, rgb: r.rgb, capturedAt: 0 }, gt: r.labels }); }
+  for (let i = 0; i < FRAMES; i++) {
+    const r = sc.render(i * 5);
+    frames.push({ f: { streamId: 's', seq: i, pts: i, width: W, height: H, rgb: r.rgb, capturedAt: 0 }, gt: r.labels });
+  }
   const em = [];
-  for (let i = 0; i < FRAMES; i += 4) em.push(...await bb.embed(frames.slice(i, i + 4).map((x) => x.f)));
+  for (let i = 0; i < FRAMES; i += 4) em.push(...(await bb.embed(frames.slice(i, i + 4).map((x) => x.f))));
   const learner = new OnlineLearner({ dim: bb.info.dim, k: K, seed: 1, train: { everyFrames: 1, steps }, bank: { capacityFrames: 256 } });
   for (const e of em) learner.observe(e.patchTokens, e.gridH * e.gridW);
   learner.runRound();

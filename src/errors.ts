@@ -28,11 +28,7 @@ export class StegoError extends Error {
   readonly code: ErrorCode;
   readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -72,11 +68,10 @@ export class InputNotVideoError extends StegoError {
 /** Decoding failed part-way; frames before the failure were processed and kept. */
 export class DecodeError extends StegoError {
   constructor(input: string, framesDecoded: number, stderrTail: string, cause?: unknown) {
-    super(
-      'E_DECODE',
-      `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold those frames. ffmpeg said: ${stderrTail}`,
-      { cause, details: { input, framesDecoded, stderrTail } },
-    );
+    super('E_DECODE', `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold those frames. ffmpeg said: ${stderrTail}`, {
+      cause,
+      details: { input, framesDecoded, stderrTail },
+    });
   }
 }
 

@@ -71,7 +71,9 @@ describe('stegostream eval', () => {
       const png = decode(readFileSync(join(masks, f)));
       const rgb = Buffer.alloc(png.width * png.height * 3);
       (png.data as Uint8Array).forEach((v, i) => rgb.set(SCENE_CLASSES[v]!.color, i * 3));
-      await sharp(rgb, { raw: { width: png.width, height: png.height, channels: 3 } }).png().toFile(join(rgbMasks, f));
+      await sharp(rgb, { raw: { width: png.width, height: png.height, channels: 3 } })
+        .png()
+        .toFile(join(rgbMasks, f));
     }
     const palette = join(dir, 'palette.json');
     writeFileSync(palette, JSON.stringify(SCENE_CLASSES.map((c) => c.color)));
@@ -94,7 +96,9 @@ describe('stegostream eval', () => {
     unlinkSync(join(few, 'frame_0002.png'));
     const r = await runCli(['eval', images, few, '--pred', join(dir, 'pred')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`Cannot evaluate: no ground-truth mask for image "frame_0002.png" in "${few}" (expected frame_0002.png) [E_EVAL_INPUT]`);
+    expect(r.stderr).toContain(
+      `Cannot evaluate: no ground-truth mask for image "frame_0002.png" in "${few}" (expected frame_0002.png) [E_EVAL_INPUT]`,
+    );
   });
 });
 

@@ -148,181 +148,152 @@ torch.save({'teacher': wrapped, 'iteration': 3}, out + '/dinov2_tiny_teacher.pth
 torch.save(vit(32, 2, 14, 37, v2=True, regs=4), out + '/dinov2_tiny_reg4.pth')
 `;
 
-describe.skipIf(problem !== undefined)(
-  `tools/export_dino.py${problem === undefined ? '' : ` (skipped: ${problem})`}`,
-  () => {
-    let dir = '';
-    let tiny: Run;
+describe.skipIf(problem !== undefined)(`tools/export_dino.py${problem === undefined ? '' : ` (skipped: ${problem})`}`, () => {
+  let dir = '';
+  let tiny: Run;
 
-    beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'export-dino-'));
-      const [exported, made] = await Promise.all([
-        exportOk([
-          '--random-tiny',
-          '--height',
-          '64',
-          '--width',
-          '96',
-          '--out',
-          join(dir, 'tiny.onnx'),
-          '--reference',
-          join(dir, 'tiny.bin'),
-        ]),
-        run(['-c', MAKE_CHECKPOINTS, dir]),
-      ]);
-      if (made.code !== 0) throw new Error(`writing test checkpoints failed:\n${made.stderr}`);
-      tiny = exported;
-    });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'export-dino-'));
+    const [exported, made] = await Promise.all([
+      exportOk(['--random-tiny', '--height', '64', '--width', '96', '--out', join(dir, 'tiny.onnx'), '--reference', join(dir, 'tiny.bin')]),
+      run(['-c', MAKE_CHECKPOINTS, dir]),
+    ]);
+    if (made.code !== 0) throw new Error(`writing test checkpoints failed:\n${made.stderr}`);
+    tiny = exported;
+  });
 
-    afterAll(async () => {
-      if (dir !== '') await rm(dir, { recursive: true, force: true });
-    });
+  afterAll(async () => {
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
 
-    it('exports the tiny random ViT and onnxruntime matches torch within 1e-4 on every output', async () => {
-      const diff = await parity(join(dir, 'tiny.onnx'), join(dir, 'tiny.bin'));
-      for (const name of OUTPUTS) expect(diff[name], name).toBeLessThanOrEqual(PARITY);
-    });
+  it('exports the tiny random ViT and onnxruntime matches torch within 1e-4 on every output', async () => {
+    const diff = await parity(join(dir, 'tiny.onnx'), join(dir, 'tiny.bin'));
+    for (const name of OUTPUTS) expect(diff[name], name).toBeLessThanOrEqual(PARITY);
+  });
 
-    it('keeps the contract: input image [B,3,H,W], outputs patch_tokens [B,N,C], cls_token [B,C], keys [B,N,C]', async () => {
-      const ref = await readReference(join(dir, 'tiny.bin'));
-      expect(tensor(ref, 'image').shape).toEqual([2, 3, 64, 96]);
-      const session = await ort.InferenceSession.create(join(dir, 'tiny.onnx'));
-      try {
-        expect(session.inputNames).toEqual(['image']);
-        expect(session.outputNames).toEqual(['patch_tokens', 'cls_token', 'keys']);
-        // Batch is dynamic: one image alone gives the first rows of the batch-2 reference.
-        const image = tensor(ref, 'image');
-        const one = image.data.subarray(0, 3 * 64 * 96);
-        const res = await session.run({ image: new ort.Tensor('float32', one, [1, 3, 64, 96]) });
-        expect(res.patch_tokens?.dims).toEqual([1, 96, 32]);
-        expect(res.cls_token?.dims).toEqual([1, 32]);
-        expect(res.keys?.dims).toEqual([1, 96, 32]);
-        const first = tensor(ref, 'patch_tokens').data.subarray(0, 96 * 32);
-        expect(maxAbsDiff(res.patch_tokens?.data as Float32Array, first)).toBeLessThanOrEqual(PARITY);
-      } finally {
-        await session.release();
-      }
-      expect(tiny.stdout).toContain('output  keys          float32 [B,96,32]');
-      expect(tiny.stderr).toContain('position embeddings 28x28 -> 8x12 (bicubic, once)');
-    });
+  it('keeps the contract: input image [B,3,H,W], outputs patch_tokens [B,N,C], cls_token [B,C], keys [B,N,C]', async () => {
+    const ref = await readReference(join(dir, 'tiny.bin'));
+    expect(tensor(ref, 'image').shape).toEqual([2, 3, 64, 96]);
+    const session = await ort.InferenceSession.create(join(dir, 'tiny.onnx'));
+    try {
+      expect(session.inputNames).toEqual(['image']);
+      expect(session.outputNames).toEqual(['patch_tokens', 'cls_token', 'keys']);
+      // Batch is dynamic: one image alone gives the first rows of the batch-2 reference.
+      const image = tensor(ref, 'image');
+      const one = image.data.subarray(0, 3 * 64 * 96);
+      const res = await session.run({ image: new ort.Tensor('float32', one, [1, 3, 64, 96]) });
+      expect(res.patch_tokens?.dims).toEqual([1, 96, 32]);
+      expect(res.cls_token?.dims).toEqual([1, 32]);
+      expect(res.keys?.dims).toEqual([1, 96, 32]);
+      const first = tensor(ref, 'patch_tokens').data.subarray(0, 96 * 32);
+      expect(maxAbsDiff(res.patch_tokens?.data as Float32Array, first)).toBeLessThanOrEqual(PARITY);
+    } finally {
+      await session.release();
+    }
+    expect(tiny.stdout).toContain('output  keys          float32 [B,96,32]');
+    expect(tiny.stderr).toContain('position embeddings 28x28 -> 8x12 (bicubic, once)');
+  });
 
-    it('writes the metadata the backbone loader reads', async () => {
-      const meta = await metadata(join(dir, 'tiny.onnx'));
-      expect(meta).toMatchObject({
-        patch_size: '8',
-        embed_dim: '32',
-        input_height: '64',
-        input_width: '96',
-        name: 'random_tiny_p8',
-        family: 'dino',
-        num_register_tokens: '0',
-        weights_dtype: 'float32',
-      });
-      expect(JSON.parse(meta.mean ?? '')).toEqual([0.485, 0.456, 0.406]);
-      expect(JSON.parse(meta.std ?? '')).toEqual([0.229, 0.224, 0.225]);
+  it('writes the metadata the backbone loader reads', async () => {
+    const meta = await metadata(join(dir, 'tiny.onnx'));
+    expect(meta).toMatchObject({
+      patch_size: '8',
+      embed_dim: '32',
+      input_height: '64',
+      input_width: '96',
+      name: 'random_tiny_p8',
+      family: 'dino',
+      num_register_tokens: '0',
+      weights_dtype: 'float32',
     });
+    expect(JSON.parse(meta.mean ?? '')).toEqual([0.485, 0.456, 0.406]);
+    expect(JSON.parse(meta.std ?? '')).toEqual([0.229, 0.224, 0.225]);
+  });
 
-    it('refuses a checkpoint with a missing block, naming the missing keys and the fix', async () => {
-      const res = await run([
-        SCRIPT,
-        join(dir, 'dino_missing_block.pth'),
-        '--heads',
-        '2',
-        '--out',
-        join(dir, 'broken.onnx'),
-      ]);
-      expect(res.code).toBe(2);
-      expect(res.stderr).toContain(
-        'export_dino: error: checkpoint "dino_missing_block.pth" does not fit DINO custom ViT/8 (embed dim 32, depth 3, heads 2, MLP 128, position grid 28x28):\n' +
-          '  missing keys (12): blocks.1.norm1.weight, blocks.1.norm1.bias, blocks.1.attn.qkv.weight, blocks.1.attn.qkv.bias, ' +
-          'blocks.1.attn.proj.weight, blocks.1.attn.proj.bias, blocks.1.norm2.weight, blocks.1.norm2.bias, ' +
-          'blocks.1.mlp.fc1.weight, blocks.1.mlp.fc1.bias, blocks.1.mlp.fc2.weight, blocks.1.mlp.fc2.bias\n' +
-          'Fix: give a ViT backbone checkpoint as the DINO/DINOv2 authors publish it',
-      );
-      expect(res.stderr).not.toContain('Traceback');
-    });
+  it('refuses a checkpoint with a missing block, naming the missing keys and the fix', async () => {
+    const res = await run([SCRIPT, join(dir, 'dino_missing_block.pth'), '--heads', '2', '--out', join(dir, 'broken.onnx')]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain(
+      'export_dino: error: checkpoint "dino_missing_block.pth" does not fit DINO custom ViT/8 (embed dim 32, depth 3, heads 2, MLP 128, position grid 28x28):\n' +
+        '  missing keys (12): blocks.1.norm1.weight, blocks.1.norm1.bias, blocks.1.attn.qkv.weight, blocks.1.attn.qkv.bias, ' +
+        'blocks.1.attn.proj.weight, blocks.1.attn.proj.bias, blocks.1.norm2.weight, blocks.1.norm2.bias, ' +
+        'blocks.1.mlp.fc1.weight, blocks.1.mlp.fc1.bias, blocks.1.mlp.fc2.weight, blocks.1.mlp.fc2.bias\n' +
+        'Fix: give a ViT backbone checkpoint as the DINO/DINOv2 authors publish it',
+    );
+    expect(res.stderr).not.toContain('Traceback');
+  });
 
-    it('refuses a forced architecture the checkpoint does not have, naming the mismatched shapes', async () => {
-      const res = await run([
-        SCRIPT,
-        join(dir, 'dino_missing_block.pth'),
-        '--arch',
-        'vit_small',
-        '--out',
-        join(dir, 'broken.onnx'),
-      ]);
-      expect(res.code).toBe(2);
-      expect(res.stderr).toContain('does not fit DINO vit_small/8 (embed dim 384, depth 12, heads 6');
-      expect(res.stderr).toContain('missing keys (120): blocks.1.norm1.weight');
-      expect(res.stderr).toContain('cls_token (checkpoint [1,1,32], model [1,1,384])');
-    });
+  it('refuses a forced architecture the checkpoint does not have, naming the mismatched shapes', async () => {
+    const res = await run([SCRIPT, join(dir, 'dino_missing_block.pth'), '--arch', 'vit_small', '--out', join(dir, 'broken.onnx')]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('does not fit DINO vit_small/8 (embed dim 384, depth 12, heads 6');
+    expect(res.stderr).toContain('missing keys (120): blocks.1.norm1.weight');
+    expect(res.stderr).toContain('cls_token (checkpoint [1,1,32], model [1,1,384])');
+  });
 
-    it('loads a DINOv2-layout teacher checkpoint (LayerScale, mask_token, module.backbone. prefix) and matches torch', async () => {
-      const out = join(dir, 'v2.onnx');
-      const ref = join(dir, 'v2.bin');
-      const res = await exportOk([
-        join(dir, 'dinov2_tiny_teacher.pth'),
-        '--heads',
-        '2',
-        '--height',
-        '56',
-        '--width',
-        '84',
-        '--out',
-        out,
-        '--reference',
-        ref,
-      ]);
-      expect(res.stderr).toContain("using the state dict under 'teacher'");
-      expect(res.stderr).toContain("dropping 1 tensors outside 'backbone.' (dino_head)");
-      const diff = await parity(out, ref);
-      for (const name of OUTPUTS) expect(diff[name], name).toBeLessThanOrEqual(PARITY);
-      expect(await metadata(out)).toMatchObject({
-        name: 'dinov2_vit32x2_p14',
-        family: 'dinov2',
-        patch_size: '14',
-        input_height: '56',
-      });
+  it('loads a DINOv2-layout teacher checkpoint (LayerScale, mask_token, module.backbone. prefix) and matches torch', async () => {
+    const out = join(dir, 'v2.onnx');
+    const ref = join(dir, 'v2.bin');
+    const res = await exportOk([
+      join(dir, 'dinov2_tiny_teacher.pth'),
+      '--heads',
+      '2',
+      '--height',
+      '56',
+      '--width',
+      '84',
+      '--out',
+      out,
+      '--reference',
+      ref,
+    ]);
+    expect(res.stderr).toContain("using the state dict under 'teacher'");
+    expect(res.stderr).toContain("dropping 1 tensors outside 'backbone.' (dino_head)");
+    const diff = await parity(out, ref);
+    for (const name of OUTPUTS) expect(diff[name], name).toBeLessThanOrEqual(PARITY);
+    expect(await metadata(out)).toMatchObject({
+      name: 'dinov2_vit32x2_p14',
+      family: 'dinov2',
+      patch_size: '14',
+      input_height: '56',
     });
+  });
 
-    it('drops DINOv2 register tokens from patch_tokens and keys', async () => {
-      const out = join(dir, 'v2reg.onnx');
-      const ref = join(dir, 'v2reg.bin');
-      await exportOk([
-        join(dir, 'dinov2_tiny_reg4.pth'),
-        '--heads',
-        '2',
-        '--height',
-        '56',
-        '--width',
-        '84',
-        '--out',
-        out,
-        '--reference',
-        ref,
-      ]);
-      const diff = await parity(out, ref);
-      for (const name of OUTPUTS) expect(diff[name], name).toBeLessThanOrEqual(PARITY);
-      const shapes = await readReference(ref);
-      expect(tensor(shapes, 'patch_tokens').shape).toEqual([2, 24, 32]);
-      expect(tensor(shapes, 'keys').shape).toEqual([2, 24, 32]);
-      expect(await metadata(out)).toMatchObject({ name: 'dinov2_vit32x2_p14_reg4', num_register_tokens: '4' });
-    });
+  it('drops DINOv2 register tokens from patch_tokens and keys', async () => {
+    const out = join(dir, 'v2reg.onnx');
+    const ref = join(dir, 'v2reg.bin');
+    await exportOk([
+      join(dir, 'dinov2_tiny_reg4.pth'),
+      '--heads',
+      '2',
+      '--height',
+      '56',
+      '--width',
+      '84',
+      '--out',
+      out,
+      '--reference',
+      ref,
+    ]);
+    const diff = await parity(out, ref);
+    for (const name of OUTPUTS) expect(diff[name], name).toBeLessThanOrEqual(PARITY);
+    const shapes = await readReference(ref);
+    expect(tensor(shapes, 'patch_tokens').shape).toEqual([2, 24, 32]);
+    expect(tensor(shapes, 'keys').shape).toEqual([2, 24, 32]);
+    expect(await metadata(out)).toMatchObject({ name: 'dinov2_vit32x2_p14_reg4', num_register_tokens: '4' });
+  });
 
-    it('refuses an input size that is not a multiple of the patch size', async () => {
-      const res = await run([SCRIPT, '--random-tiny', '--height', '60', '--out', join(dir, 'bad.onnx')]);
-      expect(res.code).toBe(2);
-      expect(res.stderr).toContain(
-        'export_dino: error: --height 60 and --width 224 must be multiples of the patch size 8 (e.g. 56x224).',
-      );
-    });
+  it('refuses an input size that is not a multiple of the patch size', async () => {
+    const res = await run([SCRIPT, '--random-tiny', '--height', '60', '--out', join(dir, 'bad.onnx')]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('export_dino: error: --height 60 and --width 224 must be multiples of the patch size 8 (e.g. 56x224).');
+  });
 
-    it('exports float16 weights behind float32 input and outputs (--fp16)', async () => {
-      const out = join(dir, 'tiny16.onnx');
-      await exportOk(['--random-tiny', '--height', '64', '--width', '96', '--fp16', '--out', out]);
-      const diff = await parity(out, join(dir, 'tiny.bin'));
-      for (const name of OUTPUTS) expect(diff[name], name).toBeLessThan(2e-2);
-      expect(await metadata(out)).toMatchObject({ weights_dtype: 'float16' });
-    });
-  },
-);
+  it('exports float16 weights behind float32 input and outputs (--fp16)', async () => {
+    const out = join(dir, 'tiny16.onnx');
+    await exportOk(['--random-tiny', '--height', '64', '--width', '96', '--fp16', '--out', out]);
+    const diff = await parity(out, join(dir, 'tiny.bin'));
+    for (const name of OUTPUTS) expect(diff[name], name).toBeLessThan(2e-2);
+    expect(await metadata(out)).toMatchObject({ weights_dtype: 'float16' });
+  });
+});

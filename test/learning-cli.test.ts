@@ -32,12 +32,27 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
     // No temp files left next to it (atomic write = temp + rename).
     expect(readdirSync(join(dir, 'state'))).toEqual(['head.ckpt']);
 
-    const r2 = await runCli(['process', video, '--checkpoint', ckpt, '--resume', '--train-every', '4', '--stats', join(dir, 'b.csv'), ...FAST]);
+    const r2 = await runCli([
+      'process',
+      video,
+      '--checkpoint',
+      ckpt,
+      '--resume',
+      '--train-every',
+      '4',
+      '--stats',
+      join(dir, 'b.csv'),
+      ...FAST,
+    ]);
     expect(r2.code).toBe(0);
     const s2 = await loadCheckpoint(ckpt);
     expect(s2.version).toBeGreaterThan(s1.version);
     expect(s2.names).toEqual(s1.names);
-    const versions = readFileSync(join(dir, 'b.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[3]));
+    const versions = readFileSync(join(dir, 'b.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => Number(l.split(',')[3]));
     expect(versions[0]).toBe(s1.version);
   });
 
@@ -49,7 +64,12 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
       const stats = join(dir, `frozen-${tag}.csv`);
       const r = await runCli(['process', video, '--head', ckpt, '--freeze', '--masks', masks, '--stats', stats, '--classes', '5']);
       expect(r.code).toBe(0);
-      return { stats: readFileSync(stats, 'utf8'), masks: readdirSync(masks).sort().map((f) => readFileSync(join(masks, f))) };
+      return {
+        stats: readFileSync(stats, 'utf8'),
+        masks: readdirSync(masks)
+          .sort()
+          .map((f) => readFileSync(join(masks, f))),
+      };
     };
     const a = await run('a');
     const b = await run('b');

@@ -7,7 +7,14 @@ function rand(rng: Rng, len: number): Float32Array {
 }
 
 /** Reference: out[i][j] += Σ_p A(i, p)·B(p, j) with accessors, in float64. */
-function naive(n: number, k: number, m: number, A: (i: number, p: number) => number, B: (p: number, j: number) => number, out: Float32Array): number[] {
+function naive(
+  n: number,
+  k: number,
+  m: number,
+  A: (i: number, p: number) => number,
+  B: (p: number, j: number) => number,
+  out: Float32Array,
+): number[] {
   const res: number[] = [];
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < m; j++) {
@@ -40,20 +47,50 @@ describe('gemm kernels (every remainder of the unrolled loops)', () => {
       const init = rand(rng, n * m);
       const nn = init.slice();
       gemmNN(a, b, nn, n, k, m);
-      expectClose(nn, naive(n, k, m, (i, p) => a[i * k + p]!, (p, j) => b[p * m + j]!, init));
+      expectClose(
+        nn,
+        naive(
+          n,
+          k,
+          m,
+          (i, p) => a[i * k + p]!,
+          (p, j) => b[p * m + j]!,
+          init,
+        ),
+      );
 
       // aᵀ·g with a [k×n] stored row-major, g [k×m]: out [n×m]
       const at = rand(rng, k * n);
       const g = rand(rng, k * m);
       const tn = init.slice();
       gemmTN(at, g, tn, k, n, m);
-      expectClose(tn, naive(n, k, m, (i, p) => at[p * n + i]!, (p, j) => g[p * m + j]!, init));
+      expectClose(
+        tn,
+        naive(
+          n,
+          k,
+          m,
+          (i, p) => at[p * n + i]!,
+          (p, j) => g[p * m + j]!,
+          init,
+        ),
+      );
 
       // a·bᵀ with b [m×k]
       const bt = rand(rng, m * k);
       const nt = init.slice();
       gemmNT(a, bt, nt, n, k, m);
-      expectClose(nt, naive(n, k, m, (i, p) => a[i * k + p]!, (p, j) => bt[j * k + p]!, init));
+      expectClose(
+        nt,
+        naive(
+          n,
+          k,
+          m,
+          (i, p) => a[i * k + p]!,
+          (p, j) => bt[j * k + p]!,
+          init,
+        ),
+      );
     });
   }
 });

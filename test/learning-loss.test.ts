@@ -59,7 +59,10 @@ function smoothAt(head: HeadWeights, pairs: Array<[Float32Array, Float32Array]>,
 }
 
 /** The first test case (by seed) at which the loss is smooth; fails the test if none in 500. */
-function smoothCase<T>(make: (seed: number) => T, pairsOf: (c: T) => { head: HeadWeights; pairs: Array<[Float32Array, Float32Array]>; P: number }): T {
+function smoothCase<T>(
+  make: (seed: number) => T,
+  pairsOf: (c: T) => { head: HeadWeights; pairs: Array<[Float32Array, Float32Array]>; P: number },
+): T {
   for (let seed = 1; seed <= 500; seed++) {
     const c = make(seed);
     const { head, pairs, P } = pairsOf(c);
@@ -224,7 +227,10 @@ describe('Adam', () => {
     const fa = randomFeats(rng, P, C);
     const fb = randomFeats(rng, P, C);
     const head = initHead(C, D, 1);
-    const adam = new Adam(headTensors(head).map((t) => t.length), { lr: 1e-2 });
+    const adam = new Adam(
+      headTensors(head).map((t) => t.length),
+      { lr: 1e-2 },
+    );
     const grads = zeroHead(C, D);
     const loss = (): number => correlationLoss(head, fa, fb, P, { shift: 0.1 }, undefined);
     const before = loss();

@@ -126,10 +126,7 @@ describe('live URL and backoff (no ffmpeg)', () => {
       return [r.kind, r.inputOptions];
     };
     expect(args({ url: 'rtsp://cam/stream' })).toEqual(['rtsp', [...common, '-rtsp_transport', 'tcp', ...probe]]);
-    expect(args({ url: 'rtsp://cam/stream', transport: 'udp' })).toEqual([
-      'rtsp',
-      [...common, '-rtsp_transport', 'udp', ...probe],
-    ]);
+    expect(args({ url: 'rtsp://cam/stream', transport: 'udp' })).toEqual(['rtsp', [...common, '-rtsp_transport', 'udp', ...probe]]);
     expect(args({ url: 'rtp://0.0.0.0:5600' })).toEqual(['rtp', [...common, ...sdp, ...probe]]);
     expect(args({ url: '/x/bluerov.sdp' })).toEqual(['sdp-file', [...common, ...sdp, ...probe]]);
     expect(args({ url: 'udp://@:1234' })).toEqual(['udp', [...common, '-f', 'mpegts', '-overrun_nonfatal', '1', ...probe]]);
@@ -358,127 +355,115 @@ describe('liveSource with real ffmpeg senders', () => {
     expect((f.at(-1)!.pts - f[0]!.pts) / (f.length - 1)).toBeGreaterThan(1.5 / 15);
   });
 
-  it(
-    'survives the sender dying and coming back: stalled, retrying with growing delays, live again',
-    { timeout: TEST_MS },
-    async () => {
-      const port = await freeUdpPort();
-      const p = pusher(StreamPusher.start({ kind: 'mpegts-udp', port }));
-      const w = watch({
-        url: `udp://127.0.0.1:${port}`,
-        streamId: 'rov',
-        stallTimeoutMs: 1500,
-        backoff: { initialMs: 200, maxMs: 5000, factor: 2, jitter: 0.2, resetAfterMs: 600 },
-      });
-      // Live long enough for the backoff to start over (a first connection may have stalled while
-      // the sender started up): 600 ms of frames from the current connection.
-      const liveFor = (ms: number): boolean => {
-        const first = w.frames[w.of('live').at(-1)?.framesAt ?? Infinity];
-        return first !== undefined && w.frames.at(-1)!.capturedAt - first.capturedAt >= ms;
-      };
-      await w.until('600 ms of frames', () => liveFor(600));
-      await p.stop();
-      const mark = w.states.length;
-      const after = (): StateAt[] => w.states.slice(mark);
-      const retries = (): StateAt[] => after().filter((s) => s.state === 'retrying');
-      await w.until('two retries', () => retries().length >= 2);
-      // Frames still in ffmpeg's buffers when the sender stopped came before the stall.
-      const before = after()[0]!.framesAt;
-      p.start();
-      await w.until('live again', () => after().some((s) => s.state === 'live'));
-      await w.until('frames resuming', () => w.frames.length >= before + 8);
-      w.sub.unsubscribe();
+  it('survives the sender dying and coming back: stalled, retrying with growing delays, live again', { timeout: TEST_MS }, async () => {
+    const port = await freeUdpPort();
+    const p = pusher(StreamPusher.start({ kind: 'mpegts-udp', port }));
+    const w = watch({
+      url: `udp://127.0.0.1:${port}`,
+      streamId: 'rov',
+      stallTimeoutMs: 1500,
+      backoff: { initialMs: 200, maxMs: 5000, factor: 2, jitter: 0.2, resetAfterMs: 600 },
+    });
+    // Live long enough for the backoff to start over (a first connection may have stalled while
+    // the sender started up): 600 ms of frames from the current connection.
+    const liveFor = (ms: number): boolean => {
+      const first = w.frames[w.of('live').at(-1)?.framesAt ?? Infinity];
+      return first !== undefined && w.frames.at(-1)!.capturedAt - first.capturedAt >= ms;
+    };
+    await w.until('600 ms of frames', () => liveFor(600));
+    await p.stop();
+    const mark = w.states.length;
+    const after = (): StateAt[] => w.states.slice(mark);
+    const retries = (): StateAt[] => after().filter((s) => s.state === 'retrying');
+    await w.until('two retries', () => retries().length >= 2);
+    // Frames still in ffmpeg's buffers when the sender stopped came before the stall.
+    const before = after()[0]!.framesAt;
+    p.start();
+    await w.until('live again', () => after().some((s) => s.state === 'live'));
+    await w.until('frames resuming', () => w.frames.length >= before + 8);
+    w.sub.unsubscribe();
 
-      expect(
-        after()
-          .slice(0, 3)
-          .map((s) => [s.state, s.detail]),
-      ).toEqual([
-        ['stalled', 'no frame for 1500 ms'],
-        ['retrying', 'no frame for 1500 ms.'],
-        ['connecting', `udp://127.0.0.1:${port}`],
-      ]);
-      const [r1, r2] = retries();
-      expect([r1!.attempt, r2!.attempt]).toEqual([1, 2]);
-      expect(r2!.delayMs!).toBeGreaterThan(r1!.delayMs!);
-      expect(w.states.at(-1)).toMatchObject({
-        state: 'stopped',
-        detail: 'unsubscribed',
-      });
-      // seq continues and pts stays increasing across the reconnect (expectGoodFrames checks both);
-      // the gap in pts is the outage, at least the stall timeout.
-      expectGoodFrames(w.frames, 'rov');
-      expect(w.frames[before]!.pts - w.frames[before - 1]!.pts).toBeGreaterThan(1.5);
-    },
-  );
+    expect(
+      after()
+        .slice(0, 3)
+        .map((s) => [s.state, s.detail]),
+    ).toEqual([
+      ['stalled', 'no frame for 1500 ms'],
+      ['retrying', 'no frame for 1500 ms.'],
+      ['connecting', `udp://127.0.0.1:${port}`],
+    ]);
+    const [r1, r2] = retries();
+    expect([r1!.attempt, r2!.attempt]).toEqual([1, 2]);
+    expect(r2!.delayMs!).toBeGreaterThan(r1!.delayMs!);
+    expect(w.states.at(-1)).toMatchObject({
+      state: 'stopped',
+      detail: 'unsubscribed',
+    });
+    // seq continues and pts stays increasing across the reconnect (expectGoodFrames checks both);
+    // the gap in pts is the outage, at least the stall timeout.
+    expectGoodFrames(w.frames, 'rov');
+    expect(w.frames[before]!.pts - w.frames[before - 1]!.pts).toBeGreaterThan(1.5);
+  });
 
-  it(
-    'keeps a good stream delivering while another points at a dead port, which never busy-loops',
-    { timeout: TEST_MS },
-    async () => {
-      const goodPort = await freeUdpPort();
-      const deadPort = await freeTcpPort();
-      pusher(StreamPusher.start({ kind: 'mpegts-udp', port: goodPort }));
-      const bad = watch({
-        url: `rtsp://127.0.0.1:${deadPort}/x`,
-        streamId: 'bad',
-        backoff: { initialMs: 100, jitter: 0 },
-      });
-      const good = watch({
-        url: `udp://127.0.0.1:${goodPort}`,
-        streamId: 'good',
-      });
-      cleanups.push(() => bad.sub.unsubscribe());
-      await good.until('20 frames', () => good.frames.length >= 20);
-      await bad.until('3 retries', () => bad.of('retrying').length >= 3);
-      good.sub.unsubscribe();
-      bad.sub.unsubscribe();
+  it('keeps a good stream delivering while another points at a dead port, which never busy-loops', { timeout: TEST_MS }, async () => {
+    const goodPort = await freeUdpPort();
+    const deadPort = await freeTcpPort();
+    pusher(StreamPusher.start({ kind: 'mpegts-udp', port: goodPort }));
+    const bad = watch({
+      url: `rtsp://127.0.0.1:${deadPort}/x`,
+      streamId: 'bad',
+      backoff: { initialMs: 100, jitter: 0 },
+    });
+    const good = watch({
+      url: `udp://127.0.0.1:${goodPort}`,
+      streamId: 'good',
+    });
+    cleanups.push(() => bad.sub.unsubscribe());
+    await good.until('20 frames', () => good.frames.length >= 20);
+    await bad.until('3 retries', () => bad.of('retrying').length >= 3);
+    good.sub.unsubscribe();
+    bad.sub.unsubscribe();
 
-      expectGoodFrames(good.frames, 'good');
-      expect(good.of('retrying')).toEqual([]);
-      expect(bad.frames).toEqual([]);
-      expect(bad.of('live')).toEqual([]);
-      expect(
-        bad
-          .of('retrying')
-          .slice(0, 3)
-          .map((s) => s.delayMs),
-      ).toEqual([100, 200, 400]);
-      expect(bad.of('retrying')[0]?.detail).toContain('Connection refused');
-      // ffmpeg fails at once, yet each new connection waits out the delay announced before it.
-      const retrying = bad.of('retrying');
-      const connecting = bad.of('connecting');
-      for (let i = 0; i < 2; i++) {
-        expect(connecting[i + 1]!.at - retrying[i]!.at).toBeGreaterThanOrEqual(retrying[i]!.delayMs! - 2);
-      }
-    },
-  );
+    expectGoodFrames(good.frames, 'good');
+    expect(good.of('retrying')).toEqual([]);
+    expect(bad.frames).toEqual([]);
+    expect(bad.of('live')).toEqual([]);
+    expect(
+      bad
+        .of('retrying')
+        .slice(0, 3)
+        .map((s) => s.delayMs),
+    ).toEqual([100, 200, 400]);
+    expect(bad.of('retrying')[0]?.detail).toContain('Connection refused');
+    // ffmpeg fails at once, yet each new connection waits out the delay announced before it.
+    const retrying = bad.of('retrying');
+    const connecting = bad.of('connecting');
+    for (let i = 0; i < 2; i++) {
+      expect(connecting[i + 1]!.at - retrying[i]!.at).toBeGreaterThanOrEqual(retrying[i]!.delayMs! - 2);
+    }
+  });
 
-  it(
-    "errors with SourceError once maxRetries is exhausted, with ffmpeg's words and no password",
-    { timeout: TEST_MS },
-    async () => {
-      const port = await freeTcpPort();
-      const w = watch({
-        url: `rtsp://viewer:hunter2@127.0.0.1:${port}/x`,
-        streamId: 'cam',
-        maxRetries: 2,
-        backoff: { initialMs: 20, jitter: 0 },
-      });
-      await w.until('the error', () => w.error !== undefined);
-      w.sub.unsubscribe();
-      expect(w.error).toBeInstanceOf(SourceError);
-      const message = (w.error as SourceError).message;
-      expect(message).toMatch(
-        new RegExp(
-          `^Stream "cam" \\(rtsp://viewer:\\*\\*\\*@127\\.0\\.0\\.1:${port}/x\\): gave up after 2 retries; last failure: ${FAILED}\\. ffmpeg said: .*Connection refused`,
-        ),
-      );
-      expect(message).not.toContain('hunter2');
-      expect(w.names()).toBe('connecting,retrying,connecting,retrying,connecting,stopped');
-      expect(w.states.at(-1)?.detail).toMatch(new RegExp(`^gave up after 2 retries; last failure: ${FAILED}\\.$`));
-    },
-  );
+  it("errors with SourceError once maxRetries is exhausted, with ffmpeg's words and no password", { timeout: TEST_MS }, async () => {
+    const port = await freeTcpPort();
+    const w = watch({
+      url: `rtsp://viewer:hunter2@127.0.0.1:${port}/x`,
+      streamId: 'cam',
+      maxRetries: 2,
+      backoff: { initialMs: 20, jitter: 0 },
+    });
+    await w.until('the error', () => w.error !== undefined);
+    w.sub.unsubscribe();
+    expect(w.error).toBeInstanceOf(SourceError);
+    const message = (w.error as SourceError).message;
+    expect(message).toMatch(
+      new RegExp(
+        `^Stream "cam" \\(rtsp://viewer:\\*\\*\\*@127\\.0\\.0\\.1:${port}/x\\): gave up after 2 retries; last failure: ${FAILED}\\. ffmpeg said: .*Connection refused`,
+      ),
+    );
+    expect(message).not.toContain('hunter2');
+    expect(w.names()).toBe('connecting,retrying,connecting,retrying,connecting,stopped');
+    expect(w.states.at(-1)?.detail).toMatch(new RegExp(`^gave up after 2 retries; last failure: ${FAILED}\\.$`));
+  });
 
   it('stops ffmpeg and timers on unsubscribe, once, however often it is called', { timeout: TEST_MS }, async () => {
     const port = await freeUdpPort();

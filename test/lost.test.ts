@@ -69,13 +69,7 @@ function rectMask(gridH: number, gridW: number, r: Rect): Uint8Array {
  * diagonal, count of positive entries, ascending order with ties by index), seed expansion over
  * the k lowest-degree patches, M = Σ A[similars, :], 4-connected component of M > 0 holding the seed.
  */
-function naiveLost(
-  keys: Float32Array,
-  gridH: number,
-  gridW: number,
-  dim: number,
-  k: number,
-): { seed: number; mask: Uint8Array } {
+function naiveLost(keys: Float32Array, gridH: number, gridW: number, dim: number, k: number): { seed: number; mask: Uint8Array } {
   const n = gridH * gridW;
   const A = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
@@ -90,9 +84,7 @@ function naiveLost(
     for (let j = 0; j < n; j++) if (j !== i && (A[i * n + j] as number) > 0) d++;
     return d;
   });
-  const order = Array.from({ length: n }, (_, i) => i).sort(
-    (a, b) => (degree[a] as number) - (degree[b] as number) || a - b,
-  );
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (degree[a] as number) - (degree[b] as number) || a - b);
   const seed = order[0] as number;
   const similars = order.slice(0, k).filter((p) => (A[seed * n + p] as number) > 0);
   const M = Array.from({ length: n }, (_, j) => similars.reduce((acc, s) => acc + (A[s * n + j] as number), 0));
@@ -103,12 +95,7 @@ function naiveLost(
     const p = stack.pop() as number;
     const y = Math.floor(p / gridW);
     const x = p % gridW;
-    const next = [
-      x > 0 ? p - 1 : -1,
-      x + 1 < gridW ? p + 1 : -1,
-      y > 0 ? p - gridW : -1,
-      y + 1 < gridH ? p + gridW : -1,
-    ];
+    const next = [x > 0 ? p - 1 : -1, x + 1 < gridW ? p + 1 : -1, y > 0 ? p - gridW : -1, y + 1 < gridH ? p + gridW : -1];
     for (const q of next) {
       if (q >= 0 && mask[q] === 0 && (M[q] as number) > 0) {
         mask[q] = 1;
@@ -195,14 +182,7 @@ describe('lostBox', () => {
     const [gridH, gridW, dim] = [16, 16, 12];
     const rand = normals(9);
     const noise = Float32Array.from({ length: gridH * gridW * dim }, () => rand());
-    const object = sceneKeys(
-      gridH,
-      gridW,
-      unit(dim, { 0: 1 }),
-      unit(dim, { 0: -1, 1: 0.5 }),
-      [{ y0: 4, x0: 4, y1: 9, x1: 10 }],
-      0.1,
-    );
+    const object = sceneKeys(gridH, gridW, unit(dim, { 0: 1 }), unit(dim, { 0: -1, 1: 0.5 }), [{ y0: 4, x0: 4, y1: 9, x1: 10 }], 0.1);
     const noiseScore = lostBox(noise, gridH, gridW, dim, 8).score;
     const objectScore = lostBox(object, gridH, gridW, dim, 8).score;
     expect(objectScore).toBeGreaterThan(0.8);
@@ -213,9 +193,7 @@ describe('lostBox', () => {
     expect(() => lostBox(new Float32Array(47), 6, 8, 1, 8)).toThrow(
       'Expected gridH*gridW*dim = 48*1 = 48 values for keys but received 47 of type number',
     );
-    expect(() => lostBox(new Float32Array(48), 0, 8, 6, 8)).toThrow(
-      'Expected a positive integer for gridH but received 0 of type number',
-    );
+    expect(() => lostBox(new Float32Array(48), 0, 8, 6, 8)).toThrow('Expected a positive integer for gridH but received 0 of type number');
     expect(() => lostBox(new Float32Array(48), 6, 8, 1, 8, { k: 2.5 })).toThrow(
       'Expected a positive integer for opts.k but received 2.5 of type number',
     );

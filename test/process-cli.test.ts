@@ -51,7 +51,10 @@ describe('stegostream process on a recorded video', () => {
     const out = join(dir, 'every.mp4');
     const r = await runCli(['process', video, '--every', '3', '--stats', stats, '--out', out, ...FAST]);
     expect(r.code).toBe(0);
-    const rows = readFileSync(stats, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { seq: number; pts: number; classes: unknown[]; headVersion: number });
+    const rows = readFileSync(stats, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; pts: number; classes: unknown[]; headVersion: number });
     expect(rows.length).toBe(FRAMES / 3);
     expect(rows.map((x) => x.seq)).toEqual([...Array(FRAMES / 3).keys()]);
     // every 3rd frame at 12 fps: pts step 0.25 s
@@ -99,7 +102,9 @@ describe('stegostream process on bad input', () => {
     writeFileSync(empty, '');
     const r = await runCli(['process', empty]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`Cannot process "${empty}": the file is empty (0 bytes). Give a video file with at least one frame. [E_INPUT_EMPTY]`);
+    expect(r.stderr).toContain(
+      `Cannot process "${empty}": the file is empty (0 bytes). Give a video file with at least one frame. [E_INPUT_EMPTY]`,
+    );
   });
 
   it('not a video', async () => {
@@ -107,7 +112,9 @@ describe('stegostream process on bad input', () => {
     writeFileSync(text, 'dive log: 12 fish, 3 rocks\n'.repeat(50));
     const r = await runCli(['process', text, '--stats', join(dir, 'x.csv')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`Cannot process "${text.replace(/[.]/g, '\\.')}": ffmpeg finds no video stream in it \\(is it a video\\?\\)`));
+    expect(r.stderr).toMatch(
+      new RegExp(`Cannot process "${text.replace(/[.]/g, '\\.')}": ffmpeg finds no video stream in it \\(is it a video\\?\\)`),
+    );
     expect(r.stderr).toContain('E_INPUT_NOT_VIDEO');
   });
 
@@ -135,7 +142,9 @@ describe('stegostream process on bad input', () => {
     lavfiVideo(v, { seconds: 1 });
     const r = await runCli(['process', v, '--out', join(dir, 'no', 'such', 'dir', 'seg.mp4')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/Cannot write output ".*seg\.mp4": folder .* does not exist or is not writable\. Choose a writable path\. \[E_OUTPUT_UNWRITABLE\]/);
+    expect(r.stderr).toMatch(
+      /Cannot write output ".*seg\.mp4": folder .* does not exist or is not writable\. Choose a writable path\. \[E_OUTPUT_UNWRITABLE\]/,
+    );
     const ro = join(dir, 'readonly');
     mkdirSync(ro);
     chmodSync(ro, 0o500);

@@ -127,11 +127,24 @@ describe.skipIf(missing !== undefined)('nats publisher', () => {
     const control = fakeControl();
     const pub = publisher({ prefix: 'site1.stego', control: control.handler });
     await pub.ready();
-    pub.classes('cam1', [{ id: 0, name: 'class 0', color: [30, 90, 160] }, { id: 1, name: 'class 1', color: [220, 190, 120] }], 5);
+    pub.classes(
+      'cam1',
+      [
+        { id: 0, name: 'class 0', color: [30, 90, 160] },
+        { id: 1, name: 'class 1', color: [220, 190, 120] },
+      ],
+      5,
+    );
     const nc = await client();
     const legends = await collect(nc, 'site1.stego.cam1.classes');
     const ask = async (verb: string, body?: unknown): Promise<unknown> =>
-      json(await nc.request(`site1.stego.ctl.${verb}`, body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)), { timeout: 2_000 }));
+      json(
+        await nc.request(
+          `site1.stego.ctl.${verb}`,
+          body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
+          { timeout: 2_000 },
+        ),
+      );
 
     await expect(ask('rename', { classId: 1, name: 'sand' })).resolves.toEqual({
       ok: true,
@@ -151,7 +164,10 @@ describe.skipIf(missing !== undefined)('nats publisher', () => {
     await expect(ask('explode')).resolves.toEqual({
       ok: false,
       verb: 'explode',
-      error: { code: 'E_CONTROL', message: 'Unknown control verb "explode" of type string. Expected one of: rename, pause, resume, snapshot, status.' },
+      error: {
+        code: 'E_CONTROL',
+        message: 'Unknown control verb "explode" of type string. Expected one of: rename, pause, resume, snapshot, status.',
+      },
     });
     await expect(ask('rename', '{"classId":')).resolves.toEqual({
       ok: false,
@@ -242,7 +258,9 @@ describe.skipIf(missing !== undefined)('nats publisher', () => {
     const { bufferedBytes, dropped } = pub.status();
     expect(bufferedBytes).toBe(bytes);
     expect(dropped).toBe(20 - fits);
-    expect(await pub.registry.metrics()).toContain(`stegostream_nats_messages_dropped_total{channel="stats",reason="buffer-full"} ${dropped}`);
+    expect(await pub.registry.metrics()).toContain(
+      `stegostream_nats_messages_dropped_total{channel="stats",reason="buffer-full"} ${dropped}`,
+    );
     await pub.close();
     await expect(ready).rejects.toThrow('NATS publisher closed before it connected');
   });
@@ -260,7 +278,9 @@ describe.skipIf(missing !== undefined)('nats publisher', () => {
   });
 
   it('checks options at call time', () => {
-    expect(() => natsPublisher({ servers: [] })).toThrow('Expected NATS server URL(s) like "nats://127.0.0.1:4222" for servers but received  of type object');
+    expect(() => natsPublisher({ servers: [] })).toThrow(
+      'Expected NATS server URL(s) like "nats://127.0.0.1:4222" for servers but received  of type object',
+    );
     expect(() => natsPublisher({ servers: server.url, prefix: 'a..b' })).toThrow(
       'Expected NATS subject prefix like "stegostream" or "site1.stego" (tokens of A-Z a-z 0-9 _ -, joined by dots) for prefix but received "a..b" of type string',
     );

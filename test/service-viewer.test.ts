@@ -151,9 +151,9 @@ describe.skipIf(missing !== undefined)('viewer page in headless Chromium', () =>
     const fish = two.locator('#legend input[data-class-id="4"]');
     await fish.fill('forbidden');
     await fish.press('Enter');
-    await expect.poll(() => two.locator('#toast .toast').textContent()).toBe(
-      'Rename refused: Name "forbidden" is reserved. Choose another name.',
-    );
+    await expect
+      .poll(() => two.locator('#toast .toast').textContent())
+      .toBe('Rename refused: Name "forbidden" is reserved. Choose another name.');
     expect(await fish.inputValue()).toBe('fish');
     expect(await one.locator('#legend input[data-class-id="4"]').inputValue()).toBe('fish');
 

@@ -187,9 +187,7 @@ describe('ws hub', () => {
     expect(raw.subarray(4 + n)).toEqual(jpeg);
     expect(c.images[1]!.header).toMatchObject({ channel: 'masks', mime: 'image/png' });
     expect(c.images[1]!.bytes.toString()).toBe('png');
-    expect(() => decodeImageMessage(Buffer.from([0, 0, 1, 0, 1]))).toThrow(
-      'Image message header length 256 exceeds the message (5 bytes)',
-    );
+    expect(() => decodeImageMessage(Buffer.from([0, 0, 1, 0, 1]))).toThrow('Image message header length 256 exceeds the message (5 bytes)');
   });
 
   it('drops frames, never stats, for a client that stops reading, without slowing anyone', async () => {
@@ -310,7 +308,10 @@ describe('ws hub', () => {
       learning: 'paused',
     });
     await expect(a.request({ type: 'control', id: 3, verb: 'resume' })).resolves.toMatchObject({ learning: 'running' });
-    await expect(a.request({ type: 'control', id: 4, verb: 'snapshot' })).resolves.toMatchObject({ path: 'heads/head-v3.json', version: 3 });
+    await expect(a.request({ type: 'control', id: 4, verb: 'snapshot' })).resolves.toMatchObject({
+      path: 'heads/head-v3.json',
+      version: 3,
+    });
     await expect(a.request({ type: 'control', id: 5, verb: 'status' })).resolves.toMatchObject({ status: { learning: 'running' } });
     expect(control.calls).toEqual(['rename 2 sea grass', 'pause', 'resume']);
 

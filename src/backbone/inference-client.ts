@@ -22,7 +22,10 @@ export interface InferenceResult {
  */
 export class InferenceClient {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: Extract<InferenceReply, { type: 'result' }>) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: Extract<InferenceReply, { type: 'result' }>) => void; reject: (e: Error) => void }
+  >();
   private sentHeadVersion = -1;
   private readonly inFlight = new Set<Promise<unknown>>();
   private failure: Error | undefined;

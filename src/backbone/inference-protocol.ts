@@ -36,4 +36,10 @@ export type InferenceReply =
       readonly backboneMs: number;
       readonly segmentMs: number;
     }
-  | { readonly type: 'error'; readonly id?: number; readonly message: string; readonly code?: string; readonly details?: Record<string, unknown> };
+  | {
+      readonly type: 'error';
+      readonly id?: number;
+      readonly message: string;
+      readonly code?: string;
+      readonly details?: Record<string, unknown>;
+    };

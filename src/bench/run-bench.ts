@@ -59,7 +59,14 @@ async function decodeFps(path: string, width: number, height: number): Promise<n
   return n / ((performance.now() - t0) / 1000);
 }
 
-async function backboneFps(backbone: Backbone, path: string, width: number, height: number, batch: number, rounds: number): Promise<number> {
+async function backboneFps(
+  backbone: Backbone,
+  path: string,
+  width: number,
+  height: number,
+  batch: number,
+  rounds: number,
+): Promise<number> {
   const frames = await firstValueFrom(fileSource({ path, width, height }).pipe(take(batch), toArray()));
   await backbone.embed(frames); // warm-up
   const t0 = performance.now();
@@ -68,7 +75,13 @@ async function backboneFps(backbone: Backbone, path: string, width: number, heig
 }
 
 async function loopVideo(src: string, dst: string, times: number): Promise<void> {
-  const run = runFfmpeg({ input: src, inputOptions: ['-stream_loop', String(times - 1)], outputOptions: ['-y', '-c', 'copy'], format: 'mp4', output: dst });
+  const run = runFfmpeg({
+    input: src,
+    inputOptions: ['-stream_loop', String(times - 1)],
+    outputOptions: ['-y', '-c', 'copy'],
+    format: 'mp4',
+    output: dst,
+  });
   const { error } = await run.done;
   if (error) throw error;
 }

@@ -59,11 +59,24 @@ export function addLearningOptions(cmd: Command): Command {
     .option('--code-dim <d>', 'code dimension of the head', positiveInt('--code-dim'), LEARNING_DEFAULTS.codeDim)
     .option('--train-every <frames>', 'a training round every N frames', positiveInt('--train-every'), LEARNING_DEFAULTS.trainEvery)
     .option('--train-steps <n>', 'Adam steps per online round', positiveInt('--train-steps'), LEARNING_DEFAULTS.trainSteps)
-    .option('--learn-steps <n>', 'Adam steps of the round that ends the learning pass', positiveInt('--learn-steps'), LEARNING_DEFAULTS.learnSteps)
+    .option(
+      '--learn-steps <n>',
+      'Adam steps of the round that ends the learning pass',
+      positiveInt('--learn-steps'),
+      LEARNING_DEFAULTS.learnSteps,
+    )
     .option('--bank-frames <n>', 'feature bank size in frames', positiveInt('--bank-frames'), LEARNING_DEFAULTS.bankFrames)
-    .option('--learn-frames <n>', 'frames of the learning pass before output starts (0: none)', nonNegativeInt('--learn-frames'), LEARNING_DEFAULTS.learnFrames)
+    .option(
+      '--learn-frames <n>',
+      'frames of the learning pass before output starts (0: none)',
+      nonNegativeInt('--learn-frames'),
+      LEARNING_DEFAULTS.learnFrames,
+    )
     .option('--seed <n>', 'random seed (learning is reproducible for a seed)', integer('--seed'), LEARNING_DEFAULTS.seed)
-    .option('--checkpoint <file>', `head checkpoint written after each round and at the end (default ${DEFAULT_STATE_DIR}/head.ckpt when --resume)`)
+    .option(
+      '--checkpoint <file>',
+      `head checkpoint written after each round and at the end (default ${DEFAULT_STATE_DIR}/head.ckpt when --resume)`,
+    )
     .option('--resume', 'start from the checkpoint file', false)
     .option('--head <file>', 'start from this head checkpoint')
     .option('--freeze', 'keep the loaded head fixed (reproducible output); needs --head or --resume', false)
@@ -88,12 +101,16 @@ export interface LearningFlags {
 }
 
 export function learningFrom(flags: LearningFlags): LearningOptions {
-  if (flags.freeze && !flags.head && !flags.resume) throw new BadOptionError('--freeze', 'a head to freeze: add --head FILE or --resume', true);
+  if (flags.freeze && !flags.head && !flags.resume)
+    throw new BadOptionError('--freeze', 'a head to freeze: add --head FILE or --resume', true);
   const checkpoint = flags.checkpoint ?? (flags.resume ? `${DEFAULT_STATE_DIR}/head.ckpt` : undefined);
   let names: string[] | undefined;
   if (flags.names) {
     try {
-      names = readFileSync(flags.names, 'utf8').split('\n').map((s) => s.trim()).filter((s) => s !== '');
+      names = readFileSync(flags.names, 'utf8')
+        .split('\n')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
     } catch {
       throw new BadOptionError('--names', 'a readable text file with one class name per line', flags.names);
     }

@@ -6,7 +6,14 @@ import { createLogger } from '../internal/logger.js';
 import { createScene } from '../scene/render-scene.js';
 import { writeSceneVideo } from '../scene/write-scene-files.js';
 import { ConfusionMatrix } from '../eval/segmentation-metrics.js';
-import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
+import {
+  addLearningOptions,
+  addModelOptions,
+  learningFrom,
+  modelOptionsFrom,
+  type LearningFlags,
+  type ModelFlags,
+} from './common-options.js';
 import { oneOf, positiveInt } from './parse-options.js';
 import { printResult } from './process-command.js';
 import { interruptSignal } from './interrupt.js';
@@ -28,7 +35,12 @@ export function registerDemo(program: Command): void {
     .description('render the built-in dive scene (with its ground truth), segment it, and score the result')
     .option('--out-dir <dir>', 'where the demo files go', 'stegostream-demo')
     .option('--frames <n>', 'length of the scene in frames', positiveInt('--frames'), 150)
-    .option('--variant <easy|hard>', 'hard: coral the colour of sand, told apart only by texture', oneOf('--variant', ['easy', 'hard'] as const), 'easy')
+    .option(
+      '--variant <easy|hard>',
+      'hard: coral the colour of sand, told apart only by texture',
+      oneOf('--variant', ['easy', 'hard'] as const),
+      'easy',
+    )
     .option('--scene-seed <n>', 'layout of the scene', positiveInt('--scene-seed'), 7);
   addModelOptions(cmd);
   addLearningOptions(cmd);

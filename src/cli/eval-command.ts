@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import { formatEval, runEval } from '../eval/run-eval.js';
 import { runProcess } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
-import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
+import {
+  addLearningOptions,
+  addModelOptions,
+  learningFrom,
+  modelOptionsFrom,
+  type LearningFlags,
+  type ModelFlags,
+} from './common-options.js';
 import { integer } from './parse-options.js';
 
 interface EvalFlags extends LearningFlags, ModelFlags {
@@ -39,7 +46,7 @@ export function registerEval(program: Command): void {
           masks: tmp,
           ...modelOptionsFrom(flags),
           every: 1,
-            objects: false,
+          objects: false,
           progress: true,
           learning: learningFrom(flags),
           logger: createLogger(flags.logLevel),

@@ -4,7 +4,8 @@ import { InvalidArgumentError } from 'commander';
 export function positiveInt(name: string): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`Expected positive integer for ${name} but received "${v}"`);
+    if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < 1)
+      throw new InvalidArgumentError(`Expected positive integer for ${name} but received "${v}"`);
     return n;
   };
 }
@@ -12,7 +13,8 @@ export function positiveInt(name: string): (v: string) => number {
 export function nonNegativeInt(name: string): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!/^\d+$/.test(v) || !Number.isInteger(n)) throw new InvalidArgumentError(`Expected non-negative integer for ${name} but received "${v}"`);
+    if (!/^\d+$/.test(v) || !Number.isInteger(n))
+      throw new InvalidArgumentError(`Expected non-negative integer for ${name} but received "${v}"`);
     return n;
   };
 }
@@ -28,14 +30,16 @@ export function integer(name: string): (v: string) => number {
 export function sizeArg(name: string): (v: string) => { width: number; height: number } {
   return (v) => {
     const m = /^(\d+)x(\d+)$/.exec(v);
-    if (!m || Number(m[1]) < 2 || Number(m[2]) < 2) throw new InvalidArgumentError(`Expected WIDTHxHEIGHT (e.g. 1280x720) for ${name} but received "${v}"`);
+    if (!m || Number(m[1]) < 2 || Number(m[2]) < 2)
+      throw new InvalidArgumentError(`Expected WIDTHxHEIGHT (e.g. 1280x720) for ${name} but received "${v}"`);
     return { width: Number(m[1]), height: Number(m[2]) };
   };
 }
 
 export function oneOf<T extends string>(name: string, values: readonly T[]): (v: string) => T {
   return (v) => {
-    if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`Expected one of ${values.join(', ')} for ${name} but received "${v}"`);
+    if (!(values as readonly string[]).includes(v))
+      throw new InvalidArgumentError(`Expected one of ${values.join(', ')} for ${name} but received "${v}"`);
     return v as T;
   };
 }

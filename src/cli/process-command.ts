@@ -1,7 +1,14 @@
 import type { Command } from 'commander';
 import { runProcess, type ProcessResult } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
-import { addLearningOptions, addModelOptions, learningFrom, modelOptionsFrom, type LearningFlags, type ModelFlags } from './common-options.js';
+import {
+  addLearningOptions,
+  addModelOptions,
+  learningFrom,
+  modelOptionsFrom,
+  type LearningFlags,
+  type ModelFlags,
+} from './common-options.js';
 import { positiveInt, sizeArg } from './parse-options.js';
 import { interruptSignal } from './interrupt.js';
 import { BadOptionError } from '../errors.js';
@@ -23,7 +30,10 @@ export function registerProcess(program: Command): void {
   const cmd = program
     .command('process')
     .description('segment a recorded video (or a folder of images): overlay video, label maps, per-frame statistics and a summary')
-    .argument('<input...>', 'video file (mp4, mov, mkv, ts, avi; H.264, HEVC, ...) or folder of images; with --cluster, any number of videos or folders of videos')
+    .argument(
+      '<input...>',
+      'video file (mp4, mov, mkv, ts, avi; H.264, HEVC, ...) or folder of images; with --cluster, any number of videos or folders of videos',
+    )
     .option('-o, --out <file.mp4>', 'overlay video (class colours over the picture), same frame count and rate as the input')
     .option('--out-size <WxH>', "overlay video size (default: the input's)", sizeArg('--out-size'))
     .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it)')
@@ -31,7 +41,10 @@ export function registerProcess(program: Command): void {
     .option('--every <n>', 'keep every n-th frame', positiveInt('--every'), 1)
     .option('--no-progress', 'no progress bar or progress lines')
     .option('--json', 'print the result as JSON on stdout', false)
-    .option('--cluster <nats-url>', 'split the videos across cluster workers on this NATS server: one stats file per video (docs/scaling.md)')
+    .option(
+      '--cluster <nats-url>',
+      'split the videos across cluster workers on this NATS server: one stats file per video (docs/scaling.md)',
+    )
     .option('--cluster-prefix <prefix>', 'subject prefix of the cluster', 'stegostream');
   addModelOptions(cmd);
   addLearningOptions(cmd);
@@ -67,7 +80,12 @@ export function registerProcess(program: Command): void {
 
 /** `process --cluster`: ingest here, segment on the cluster's workers, collect the stats back. */
 async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
-  if (flags.out || flags.masks) throw new BadOptionError(flags.out ? '--out' : '--masks', 'no overlay video or masks with --cluster (workers publish them on <prefix>.<stream>.frames / .masks)', flags.out ?? flags.masks);
+  if (flags.out || flags.masks)
+    throw new BadOptionError(
+      flags.out ? '--out' : '--masks',
+      'no overlay video or masks with --cluster (workers publish them on <prefix>.<stream>.frames / .masks)',
+      flags.out ?? flags.masks,
+    );
   const { signal, dispose } = interruptSignal();
   try {
     const r = await runProcessCluster({
@@ -93,7 +111,18 @@ async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: R
 export function printResult(r: ProcessResult, json: boolean): void {
   if (json) {
     process.stdout.write(
-      JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, headVersion: r.headVersion, backbone: r.backbone, classes: r.shares, outputs: r.outputs, error: r.error?.message, maxRssMiB: process.resourceUsage().maxRSS / 1024 }) + '\n',
+      JSON.stringify({
+        frames: r.frames,
+        seconds: r.seconds,
+        fps: r.fps,
+        interrupted: r.interrupted,
+        headVersion: r.headVersion,
+        backbone: r.backbone,
+        classes: r.shares,
+        outputs: r.outputs,
+        error: r.error?.message,
+        maxRssMiB: process.resourceUsage().maxRSS / 1024,
+      }) + '\n',
     );
     return;
   }

@@ -13,7 +13,13 @@ export type MaskPalette = Map<string, number>;
  * palette (colour -> id); with `palette` 'auto', each new colour gets the next id, consistently
  * across files through the shared map.
  */
-export async function readLabelMask(path: string, width: number, height: number, palette?: MaskPalette | 'auto', auto?: MaskPalette): Promise<Uint8Array> {
+export async function readLabelMask(
+  path: string,
+  width: number,
+  height: number,
+  palette?: MaskPalette | 'auto',
+  auto?: MaskPalette,
+): Promise<Uint8Array> {
   let w: number;
   let h: number;
   let ids: Uint8Array;
@@ -80,6 +86,7 @@ export async function readPalette(path: string): Promise<MaskPalette> {
       map.set(parts.slice(1, 4).join(','), Number(parts[0]));
     }
   }
-  if (map.size === 0) throw new EvalInputError(`palette file "${path}" lists no colours (JSON {"r,g,b": id}, [[r,g,b],...] or CSV id,r,g,b)`);
+  if (map.size === 0)
+    throw new EvalInputError(`palette file "${path}" lists no colours (JSON {"r,g,b": id}, [[r,g,b],...] or CSV id,r,g,b)`);
   return map;
 }

@@ -58,7 +58,9 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     if (!predPath) throw new EvalInputError(`no prediction for image "${basename(img)}" in "${options.predictions}"`);
     const png = decode(await readFile(predPath));
     if (!png.palette && png.channels !== 1) {
-      throw new EvalInputError(`prediction "${predPath}" is not a label map: expected an indexed or 8-bit grey PNG (as process --masks writes)`);
+      throw new EvalInputError(
+        `prediction "${predPath}" is not a label map: expected an indexed or 8-bit grey PNG (as process --masks writes)`,
+      );
     }
     const pred = Uint8Array.from(png.data as Uint8Array);
     const gt = await readLabelMask(gtPath, png.width, png.height, palette, auto);
@@ -78,7 +80,8 @@ export function formatEval(r: EvalResult): string {
     `images: ${r.images}   mIoU: ${(r.mIoU * 100).toFixed(1)}%   pixel accuracy: ${(r.pixelAccuracy * 100).toFixed(1)}%`,
     `${'id'.padStart(3)}  ${'class'.padEnd(w)}  ${'IoU'.padStart(6)}  cluster`,
     ...r.perClass.map(
-      (c) => `${String(c.id).padStart(3)}  ${c.name.padEnd(w)}  ${Number.isNaN(c.iou) ? '     -' : `${(c.iou * 100).toFixed(1).padStart(5)}%`}  ${c.cluster >= 0 ? c.cluster : '-'}`,
+      (c) =>
+        `${String(c.id).padStart(3)}  ${c.name.padEnd(w)}  ${Number.isNaN(c.iou) ? '     -' : `${(c.iou * 100).toFixed(1).padStart(5)}%`}  ${c.cluster >= 0 ? c.cluster : '-'}`,
     ),
   ].join('\n');
 }

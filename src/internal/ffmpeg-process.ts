@@ -132,7 +132,11 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
   return {
     stdout,
     done,
-    stderrTail: () => tail.filter((l) => l.trim() !== '').slice(-6).join(' | '),
+    stderrTail: () =>
+      tail
+        .filter((l) => l.trim() !== '')
+        .slice(-6)
+        .join(' | '),
     stop,
   };
 }

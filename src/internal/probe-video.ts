@@ -32,7 +32,16 @@ export function probeVideo(path: string): Promise<VideoInfo> {
           reject(new InputNotFoundError(path, 'video file'));
           return;
         }
-        reject(new InputNotVideoError(path, msg.split('\n').filter((l) => l.trim()).slice(-2).join(' | ')));
+        reject(
+          new InputNotVideoError(
+            path,
+            msg
+              .split('\n')
+              .filter((l) => l.trim())
+              .slice(-2)
+              .join(' | '),
+          ),
+        );
         return;
       }
       const v = data.streams.find((s) => s.codec_type === 'video');

@@ -6,11 +6,7 @@ import type { Readable } from 'node:stream';
  * the next frame the stream stays paused, which is what gives ffmpeg backpressure.
  * A trailing partial frame is reported through `onPartial` and dropped.
  */
-export async function* readRawFrames(
-  stream: Readable,
-  frameBytes: number,
-  onPartial?: (bytes: number) => void,
-): AsyncGenerator<Buffer> {
+export async function* readRawFrames(stream: Readable, frameBytes: number, onPartial?: (bytes: number) => void): AsyncGenerator<Buffer> {
   let frame = Buffer.allocUnsafe(frameBytes);
   let filled = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {

@@ -13,7 +13,10 @@ export function workingSize(
   requested: { width?: number | undefined; height?: number | undefined } = {},
 ): { width: number; height: number } {
   const round = (v: number): number => Math.max(patchSize, Math.round(v / patchSize) * patchSize);
-  for (const [name, v] of [['width', requested.width], ['height', requested.height]] as const) {
+  for (const [name, v] of [
+    ['width', requested.width],
+    ['height', requested.height],
+  ] as const) {
     if (v !== undefined && (!Number.isInteger(v) || v < patchSize || v % patchSize !== 0)) {
       throw new BadOptionError(`--${name}`, `a positive multiple of the patch size ${patchSize}`, v);
     }

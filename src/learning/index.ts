@@ -1,14 +1,7 @@
 /** Public API of the online STEGO learning core: values, then types. */
 export { Adam, DEFAULT_LR } from './adam.js';
 export { alignByAssignments, alignCentroids } from './align-classes.js';
-export {
-  CHECKPOINT_FORMAT,
-  CHECKPOINT_MAGIC,
-  decodeCheckpoint,
-  encodeCheckpoint,
-  loadCheckpoint,
-  saveCheckpoint,
-} from './checkpoint.js';
+export { CHECKPOINT_FORMAT, CHECKPOINT_MAGIC, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 export { assignCodes, classifyFeatures, stateCodes } from './cluster-probe.js';
 export {
   codePairLoss,
@@ -19,12 +12,7 @@ export {
   pointwiseCentre,
   stegoLoss,
 } from './correlation-loss.js';
-export {
-  DEFAULT_BANK_CAPACITY_FRAMES,
-  DEFAULT_BANK_POINTS_PER_FRAME,
-  FeatureBank,
-  featureBankBytes,
-} from './feature-bank.js';
+export { DEFAULT_BANK_CAPACITY_FRAMES, DEFAULT_BANK_POINTS_PER_FRAME, FeatureBank, featureBankBytes } from './feature-bank.js';
 export { CLASS_PALETTE, centroidDim, classColor, classInfos, defaultClassColors, defaultClassNames } from './head-state.js';
 export { hungarianMatch } from './hungarian-match.js';
 export { principalBasis } from './principal-basis.js';
@@ -48,14 +36,7 @@ export { DEFAULT_BATCH_IMAGES, DEFAULT_KNN_K, DEFAULT_POINTS_PER_IMAGE, DEFAULT_
 export type { AdamOptions } from './adam.js';
 export type { Alignment, CentroidAlignment } from './align-classes.js';
 export type { CheckpointExpectations } from './checkpoint.js';
-export type {
-  CodePairLoss,
-  PairKinds,
-  PairLossOptions,
-  StegoBatch,
-  StegoLossConfig,
-  StegoLossResult,
-} from './correlation-loss.js';
+export type { CodePairLoss, PairKinds, PairLossOptions, StegoBatch, StegoLossConfig, StegoLossResult } from './correlation-loss.js';
 export type { BankMode, FeatureBankOptions } from './feature-bank.js';
 export type { HeadState, Rgb } from './head-state.js';
 export type { OnlineLearnerOptions, RoundReport } from './online-learner.js';

@@ -17,7 +17,10 @@ import { DEFAULT_BANK_POINTS_PER_FRAME } from './feature-bank.js';
 export class LearnerClient {
   private readonly worker: Worker;
   private current: HeadState;
-  private readonly pending = new Map<number, { resolve: (s: { state: HeadState; report: RoundReport | undefined }) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (s: { state: HeadState; report: RoundReport | undefined }) => void; reject: (e: Error) => void }
+  >();
   private nextId = 1;
   private framesAtLastRound = 0;
   private isPaused = false;

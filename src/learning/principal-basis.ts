@@ -39,16 +39,11 @@ function orthonormalise(q: Float64Array, rows: number, cols: number, rng: Rng): 
  * principal subspace of n rows of `data` [n×C], each row first L2-normalised (cosine geometry).
  * D <= C. Deterministic for a seed.
  */
-export function principalBasis(
-  data: Float32Array,
-  n: number,
-  C: number,
-  D: number,
-  opts: { seed: number; iters?: number },
-): Float32Array {
+export function principalBasis(data: Float32Array, n: number, C: number, D: number, opts: { seed: number; iters?: number }): Float32Array {
   if (!Number.isInteger(D) || D < 1 || D > C) throw new BadOptionError('principal basis D', `integer in [1, ${C}]`, D);
   if (!Number.isInteger(n) || n < 1) throw new BadOptionError('principal basis n', 'positive integer', n);
-  if (data.length < n * C) throw new BadOptionError('principal basis data', `a Float32Array of at least ${n}×${C} values`, `length ${data.length}`);
+  if (data.length < n * C)
+    throw new BadOptionError('principal basis data', `a Float32Array of at least ${n}×${C} values`, `length ${data.length}`);
   // M = Σ u uᵀ / n over unit rows u; symmetric, filled on the upper triangle then mirrored.
   const M = new Float64Array(C * C);
   const u = new Float64Array(C);

@@ -76,13 +76,7 @@ export class Rng {
  * Writes `m` distinct integers drawn uniformly from [0, n) into `out` (m <= n), by a partial
  * Fisher-Yates shuffle over `scratch` (length >= n, contents overwritten).
  */
-export function sampleWithoutReplacement(
-  rng: Rng,
-  n: number,
-  m: number,
-  out: Uint32Array | Int32Array,
-  scratch: Uint32Array,
-): void {
+export function sampleWithoutReplacement(rng: Rng, n: number, m: number, out: Uint32Array | Int32Array, scratch: Uint32Array): void {
   for (let i = 0; i < n; i++) scratch[i] = i;
   for (let i = 0; i < m; i++) {
     const j = i + rng.int(n - i);

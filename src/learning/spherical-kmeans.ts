@@ -61,13 +61,7 @@ function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, d: number
  * Clusters n points [n×d] (any norm; they are normalised internally) into k unit centroids.
  * Throws BadOptionError when n < k or the options are out of range.
  */
-export function sphericalKmeans(
-  data: Float32Array,
-  n: number,
-  d: number,
-  k: number,
-  opts: SphericalKmeansOptions,
-): SphericalKmeansResult {
+export function sphericalKmeans(data: Float32Array, n: number, d: number, k: number, opts: SphericalKmeansOptions): SphericalKmeansResult {
   for (const [name, v] of [
     ['kmeans n', n],
     ['kmeans d', d],
@@ -84,7 +78,8 @@ export function sphericalKmeans(
 
   const x = normaliseRowsCopy(data, n, d);
   if (opts.init !== undefined) {
-    if (opts.init.length !== k * d) throw new BadOptionError('kmeans init', `a Float32Array of ${k}×${d} values`, `length ${opts.init.length}`);
+    if (opts.init.length !== k * d)
+      throw new BadOptionError('kmeans init', `a Float32Array of ${k}×${d} values`, `length ${opts.init.length}`);
     return lloyd(x, n, d, k, normaliseRowsCopy(opts.init, k, d), iters);
   }
   const rng = new Rng(opts.seed);
@@ -131,14 +126,7 @@ function seedPlusPlus(x: Float32Array, n: number, d: number, k: number, rng: Rng
   return c;
 }
 
-function lloyd(
-  x: Float32Array,
-  n: number,
-  d: number,
-  k: number,
-  centroids: Float32Array,
-  iters: number,
-): SphericalKmeansResult {
+function lloyd(x: Float32Array, n: number, d: number, k: number, centroids: Float32Array, iters: number): SphericalKmeansResult {
   const assign = new Int32Array(n).fill(-1);
   const sim = new Float64Array(n);
   const sums = new Float64Array(k * d);

@@ -151,11 +151,7 @@ export function headForward(w: HeadWeights, feats: Float32Array, n: number): Flo
 }
 
 /** Forward pass keeping the hidden activations for `headBackward`. */
-export function headForwardCached(
-  w: HeadWeights,
-  feats: Float32Array,
-  n: number,
-): { code: Float32Array; cache: HeadCache } {
+export function headForwardCached(w: HeadWeights, feats: Float32Array, n: number): { code: Float32Array; cache: HeadCache } {
   checkFeats(w, feats, n);
   const C = w.inDim;
   const D = w.codeDim;

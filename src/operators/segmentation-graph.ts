@@ -37,11 +37,11 @@ export function buildSegmentationGraph(withHead: boolean): Uint8Array {
   const simsT = g.op1('Transpose', [sims], { perm: [0, 2, 1] }); // [B,K,N]
   // grid gives (B, C, gh, gw); the maps need (B, K, gh, gw): take K from the centroids' shape.
   const k = g.op1('Slice', [g.op1('Shape', [centroids]), g.constI64([0]), g.constI64([1])]);
-  const mapShape = g.op1('Concat', [
-    g.op1('Slice', [grid, g.constI64([0]), g.constI64([1])]),
-    k,
-    g.op1('Slice', [grid, g.constI64([2]), g.constI64([4])]),
-  ], { axis: 0 });
+  const mapShape = g.op1(
+    'Concat',
+    [g.op1('Slice', [grid, g.constI64([0]), g.constI64([1])]), k, g.op1('Slice', [grid, g.constI64([2]), g.constI64([4])])],
+    { axis: 0 },
+  );
   const maps = g.op1('Reshape', [simsT, mapShape]);
   const up = g.op1('Resize', [maps, '', '', outSize], { mode: 'linear', coordinate_transformation_mode: 'half_pixel' });
   const arg = g.op1('ArgMax', [up], { axis: 1, keepdims: 0 });

@@ -27,8 +27,8 @@ export class Segmenter {
   static async create(threads?: number): Promise<Segmenter> {
     const opts: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
-    // ffmpeg and the learner share the cores: idle ORT threads must sleep, not spin.
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      // ffmpeg and the learner share the cores: idle ORT threads must sleep, not spin.
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       executionProviders: ['cpu'],
       ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
     };

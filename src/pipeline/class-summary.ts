@@ -24,7 +24,10 @@ export class ClassSummary {
   table(classes: readonly ClassInfo[]): string {
     const rows = this.rows(classes);
     const w = Math.max(5, ...rows.map((r) => r.name.length));
-    const lines = [`${'id'.padStart(3)}  ${'class'.padEnd(w)}  share`, ...rows.map((r) => `${String(r.id).padStart(3)}  ${r.name.padEnd(w)}  ${(r.share * 100).toFixed(1).padStart(5)}%`)];
+    const lines = [
+      `${'id'.padStart(3)}  ${'class'.padEnd(w)}  share`,
+      ...rows.map((r) => `${String(r.id).padStart(3)}  ${r.name.padEnd(w)}  ${(r.share * 100).toFixed(1).padStart(5)}%`),
+    ];
     return lines.join('\n');
   }
 }

@@ -52,7 +52,9 @@ export class ProgressReporter {
     if (now - this.lastLine >= PLAIN_PROGRESS_INTERVAL_MS) {
       this.lastLine = now;
       const eta = this.total !== undefined && this.fps > 0 ? ` eta ${Math.max(0, (this.total - this.done) / this.fps).toFixed(0)}s` : '';
-      process.stderr.write(`${this.label}: ${this.done}${this.total !== undefined ? `/${this.total}` : ''} frames, ${this.fps.toFixed(1)} fps${eta}\n`);
+      process.stderr.write(
+        `${this.label}: ${this.done}${this.total !== undefined ? `/${this.total}` : ''} frames, ${this.fps.toFixed(1)} fps${eta}\n`,
+      );
     }
   }
 

@@ -109,7 +109,9 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
       : workingSize(inputSize, info.patchSize, { width: options.width, height: options.height });
   if (info.inputWidth > 0 && (options.width !== undefined || options.height !== undefined)) {
     logger.warn({ model: info.name, size }, '--width/--height ignored: the model has a fixed input size');
-    process.stderr.write(`stegostream: --width/--height ignored: ${info.name} takes ${size.width}x${size.height} frames (export it at another size to change that)\n`);
+    process.stderr.write(
+      `stegostream: --width/--height ignored: ${info.name} takes ${size.width}x${size.height} frames (export it at another size to change that)\n`,
+    );
   }
 
   const learning = options.learning;
@@ -151,7 +153,9 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   if (options.stats) outputs.push(options.stats);
 
   // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
-  const finder = options.objects ? await ObjectFinder.create(info.patchSize, options.threads !== undefined ? { threads: options.threads } : {}) : undefined;
+  const finder = options.objects
+    ? await ObjectFinder.create(info.patchSize, options.threads !== undefined ? { threads: options.threads } : {})
+    : undefined;
   const engine = await SegmentationEngine.create({
     inference: backbone,
     logger,

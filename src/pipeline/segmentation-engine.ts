@@ -167,7 +167,13 @@ export class SegmentationEngine {
         this.nextHead = state;
         const r = this.learner.lastRound;
         this.options.logger?.info(
-          { headVersion: state.version, kind: r?.kind, ms: r ? Math.round(r.ms) : undefined, meanCosine: r?.meanCosine, alignScore: r?.alignScore },
+          {
+            headVersion: state.version,
+            kind: r?.kind,
+            ms: r ? Math.round(r.ms) : undefined,
+            meanCosine: r?.meanCosine,
+            alignScore: r?.alignScore,
+          },
           'head trained',
         );
       },

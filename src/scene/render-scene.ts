@@ -58,8 +58,7 @@ export function createScene(options: SceneOptions): Scene {
   return Object.freeze({
     classNames: SCENE_CLASS_NAMES,
     render(frameIndex: number): SceneFrame {
-      if (!Number.isInteger(frameIndex) || frameIndex < 0)
-        throw new BadOptionError('frameIndex', 'integer >= 0', frameIndex);
+      if (!Number.isInteger(frameIndex) || frameIndex < 0) throw new BadOptionError('frameIndex', 'integer >= 0', frameIndex);
       const t = frameIndex / o.fps;
       const { ox, oy } = cameraOffset(g, t);
       const rgb = Buffer.allocUnsafe(W * H * 3);

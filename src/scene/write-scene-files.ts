@@ -75,13 +75,7 @@ export async function writeSceneImages(dir: string, options: SceneImagesOptions)
     const mask = join(maskDir, name);
     await Promise.all([
       writePng(image, frame.rgb, frame.width, frame.height, 3),
-      writePng(
-        mask,
-        Buffer.from(frame.labels.buffer, frame.labels.byteOffset, frame.labels.length),
-        frame.width,
-        frame.height,
-        1,
-      ),
+      writePng(mask, Buffer.from(frame.labels.buffer, frame.labels.byteOffset, frame.labels.length), frame.width, frame.height, 1),
     ]);
     images.push(image);
     masks.push(mask);
@@ -135,18 +129,7 @@ export async function writeSceneVideo(path: string, options: SceneVideoOptions):
   const bin = process.env['FFMPEG_PATH'] ?? 'ffmpeg';
   const args = [
     ...['-hide_banner', '-loglevel', 'error', '-y'],
-    ...[
-      '-f',
-      'rawvideo',
-      '-pix_fmt',
-      'rgb24',
-      '-s',
-      `${scene.width}x${scene.height}`,
-      '-r',
-      String(scene.fps),
-      '-i',
-      'pipe:0',
-    ],
+    ...['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${scene.width}x${scene.height}`, '-r', String(scene.fps), '-i', 'pipe:0'],
     ...['-an', '-c:v', codec === 'hevc' ? 'libx265' : 'libx264', '-crf', String(crf), '-pix_fmt', pixFmt],
     // x265 logs a banner per run unless told not to; hvc1 makes .mp4/.mov HEVC play on Apple devices.
     ...(codec === 'hevc' ? ['-x265-params', 'log-level=error'] : []),

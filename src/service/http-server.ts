@@ -90,7 +90,10 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
       case '/':
       case '/index.html':
         res.setHeader('Cache-Control', 'no-cache');
-        res.setHeader('Content-Security-Policy', "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'");
+        res.setHeader(
+          'Content-Security-Policy',
+          "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
+        );
         send(res, 200, 'text/html; charset=utf-8', viewer);
         return;
       case '/metrics': {

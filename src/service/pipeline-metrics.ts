@@ -13,9 +13,24 @@ export class PipelineMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.framesIn = new Counter({ name: 'stegostream_frames_in_total', help: 'Frames received from each source', labelNames: ['stream'], registers });
-    this.framesOut = new Counter({ name: 'stegostream_frames_out_total', help: 'Frames segmented and published', labelNames: ['stream'], registers });
-    this.framesDropped = new Counter({ name: 'stegostream_frames_dropped_total', help: 'Frames dropped by a full queue (latest frame wins)', labelNames: ['stream'], registers });
+    this.framesIn = new Counter({
+      name: 'stegostream_frames_in_total',
+      help: 'Frames received from each source',
+      labelNames: ['stream'],
+      registers,
+    });
+    this.framesOut = new Counter({
+      name: 'stegostream_frames_out_total',
+      help: 'Frames segmented and published',
+      labelNames: ['stream'],
+      registers,
+    });
+    this.framesDropped = new Counter({
+      name: 'stegostream_frames_dropped_total',
+      help: 'Frames dropped by a full queue (latest frame wins)',
+      labelNames: ['stream'],
+      registers,
+    });
     this.stageSeconds = new Histogram({
       name: 'stegostream_stage_seconds',
       help: 'Time per batch in each stage',
@@ -30,8 +45,18 @@ export class PipelineMetrics {
       buckets: [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
       registers,
     });
-    this.batchSize = new Histogram({ name: 'stegostream_batch_size', help: 'Frames per backbone call', buckets: [1, 2, 3, 4, 6, 8, 12, 16, 32], registers });
+    this.batchSize = new Histogram({
+      name: 'stegostream_batch_size',
+      help: 'Frames per backbone call',
+      buckets: [1, 2, 3, 4, 6, 8, 12, 16, 32],
+      registers,
+    });
     this.headVersion = new Gauge({ name: 'stegostream_head_version', help: 'Version of the segmentation head in use', registers });
-    this.fps = new Gauge({ name: 'stegostream_stream_fps', help: 'Frames per second published, per stream (last second)', labelNames: ['stream'], registers });
+    this.fps = new Gauge({
+      name: 'stegostream_stream_fps',
+      help: 'Frames per second published, per stream (last second)',
+      labelNames: ['stream'],
+      registers,
+    });
   }
 }

@@ -242,7 +242,9 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
         args = JSON.parse(Buffer.from(msg.data).toString('utf8'));
       } catch (err) {
         mControl.inc({ verb, outcome: 'error' });
-        msg.respond(json({ ok: false, verb, error: { code: 'E_BAD_JSON', message: `Request body is not valid JSON: ${(err as Error).message}` } }));
+        msg.respond(
+          json({ ok: false, verb, error: { code: 'E_BAD_JSON', message: `Request body is not valid JSON: ${(err as Error).message}` } }),
+        );
         return;
       }
     }
@@ -408,7 +410,10 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
         if (held.length > 0) log.warn({ messages: held.length }, 'closing with messages held while disconnected; they are lost');
         let timer: NodeJS.Timeout | undefined;
         const drained = await Promise.race([
-          c.drain().then(() => true, () => false),
+          c.drain().then(
+            () => true,
+            () => false,
+          ),
           new Promise<boolean>((resolve) => {
             timer = setTimeout(() => resolve(false), drainTimeoutMs);
           }),
@@ -427,7 +432,9 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
 function jetStreamConfig(prefix: string, o: NatsJetStreamOptions): Partial<StreamConfig> & { name: string; subjects: string[] } {
   const name = o.stream ?? DEFAULT_JETSTREAM_STREAM;
   if (!/^[^\s.*>/\\]+$/.test(name)) {
-    throw new ConfigError('nats.jetstream', [`stream: expected a name without spaces, ".", "*", ">", "/" or "\\", received ${JSON.stringify(name)}`]);
+    throw new ConfigError('nats.jetstream', [
+      `stream: expected a name without spaces, ".", "*", ">", "/" or "\\", received ${JSON.stringify(name)}`,
+    ]);
   }
   const maxAgeMs = positiveInt('jetstream.maxAgeMs', o.maxAgeMs, DEFAULT_JETSTREAM_MAX_AGE_MS);
   const maxBytes = positiveInt('jetstream.maxBytes', o.maxBytes, DEFAULT_JETSTREAM_MAX_BYTES);

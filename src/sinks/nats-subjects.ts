@@ -26,7 +26,11 @@ export function subjectToken(name: string): string {
 /** Throws BadOptionError unless `prefix` is dot-separated tokens of [A-Za-z0-9_-]. */
 export function checkPrefix(prefix: string): string {
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
-    throw new BadOptionError('prefix', 'NATS subject prefix like "stegostream" or "site1.stego" (tokens of A-Z a-z 0-9 _ -, joined by dots)', prefix);
+    throw new BadOptionError(
+      'prefix',
+      'NATS subject prefix like "stegostream" or "site1.stego" (tokens of A-Z a-z 0-9 _ -, joined by dots)',
+      prefix,
+    );
   }
   return prefix;
 }

@@ -103,9 +103,7 @@ export class OverlayVideoWriter {
   async write(seg: Segmentation): Promise<void> {
     if (this.closing) return;
     const { width, height } = this.options;
-    const buf = this.options.background
-      ? paintMaskRgba(seg, OVERLAY_ALPHA)
-      : blendOverlay(seg, OVERLAY_ALPHA);
+    const buf = this.options.background ? paintMaskRgba(seg, OVERLAY_ALPHA) : blendOverlay(seg, OVERLAY_ALPHA);
     if (buf.length !== width * height * (this.options.background ? 4 : 3)) throw new Error('overlay frame size mismatch');
     this.frames++;
     if (!this.stdin.write(buf)) {

@@ -15,7 +15,8 @@ export function statsFilePublisher(pathTemplate: string, logger: Logger): LivePu
   const log = logger.child({ stage: 'stats-file' });
   // A path that failed is logged once and then skipped: the pipeline calls at frame rate.
   const failed = new Set<string>();
-  const pathFor = (stream: string): string => (pathTemplate.includes('{stream}') ? pathTemplate.replaceAll('{stream}', stream) : pathTemplate);
+  const pathFor = (stream: string): string =>
+    pathTemplate.includes('{stream}') ? pathTemplate.replaceAll('{stream}', stream) : pathTemplate;
   let closed = false;
 
   return {

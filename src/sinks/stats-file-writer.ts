@@ -31,7 +31,10 @@ export class StatsFileWriter {
   private failure: Error | undefined;
   private closed = false;
 
-  private constructor(private readonly path: string, out: WriteStream) {
+  private constructor(
+    private readonly path: string,
+    out: WriteStream,
+  ) {
     this.format = statsFormatFor(path);
     this.out = out;
     out.on('error', (err) => {

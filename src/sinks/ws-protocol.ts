@@ -44,7 +44,10 @@ const subscribeSchema = z.strictObject({
   type: z.literal('subscribe'),
   id: z.union([z.string().max(128), z.number()]).optional(),
   streams: z.array(z.string().min(1).max(256)).max(1024).default([ALL_STREAMS]),
-  channels: z.array(z.enum(CHANNELS)).max(CHANNELS.length * 2).default([...DEFAULT_CHANNELS]),
+  channels: z
+    .array(z.enum(CHANNELS))
+    .max(CHANNELS.length * 2)
+    .default([...DEFAULT_CHANNELS]),
 });
 
 const controlSchema = z.looseObject({

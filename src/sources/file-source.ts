@@ -7,7 +7,8 @@ import { parseShowinfoPts, readRawFrames } from '../internal/raw-frame-reader.js
 import type { FlowGate } from '../internal/flow-gate.js';
 
 /** ffmpeg stderr lines that mean the decoder met damaged data (it conceals and goes on). */
-const DAMAGE_PATTERN = /error while decoding|corrupt|concealing|Invalid NAL|non-existing PPS|decode_slice_header error|Packet corrupt|missing picture/i;
+const DAMAGE_PATTERN =
+  /error while decoding|corrupt|concealing|Invalid NAL|non-existing PPS|decode_slice_header error|Packet corrupt|missing picture/i;
 
 export interface FileSourceOptions {
   /** Any file ffmpeg reads (mp4, mov, mkv, ts, avi; H.264, HEVC, ...). */
@@ -40,7 +41,11 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
   const every = options.every ?? 1;
   const streamId = options.streamId ?? 'video';
   if (typeof path !== 'string' || path === '') throw new BadOptionError('path', 'a file path', path);
-  for (const [name, v] of [['width', width], ['height', height], ['every', every]] as const) {
+  for (const [name, v] of [
+    ['width', width],
+    ['height', height],
+    ['every', every],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new BadOptionError(name, 'positive integer', v);
   }
   assertVideoFile(path);

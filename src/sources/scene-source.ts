@@ -43,8 +43,7 @@ export const DEFAULT_SCENE_CLIP_FRAMES = 300;
 export function sceneSource(options: SceneSourceOptions): Observable<Frame> {
   const scene = resolveSceneOptions(options);
   const streamId = options.streamId ?? DEFAULT_SCENE_STREAM_ID;
-  if (typeof streamId !== 'string' || streamId === '')
-    throw new BadOptionError('streamId', 'non-empty string', streamId);
+  if (typeof streamId !== 'string' || streamId === '') throw new BadOptionError('streamId', 'non-empty string', streamId);
   const loop = expectBoolean('loop', options.loop ?? false);
   const realtime = expectBoolean('realtime', options.realtime ?? false);
   const clip =
@@ -105,9 +104,7 @@ export function sceneSource(options: SceneSourceOptions): Observable<Frame> {
           return;
         }
         const { width, height, rgb } = renderer.render(seq % clip);
-        subscriber.next(
-          Object.freeze({ streamId, seq, pts: seq / scene.fps, width, height, rgb, capturedAt: Date.now() }),
-        );
+        subscriber.next(Object.freeze({ streamId, seq, pts: seq / scene.fps, width, height, rgb, capturedAt: Date.now() }));
         if (stopped) return;
       }
       subscriber.complete();

@@ -17,7 +17,11 @@ export interface CliResult {
 }
 
 export function startCli(args: readonly string[], cwd?: string): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_LEVEL: 'warn' },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -36,17 +40,25 @@ export async function tempDir(prefix = 'stegostream-test-'): Promise<string> {
 
 /** Frames in a video as ffprobe counts them by decoding (not the container's claim). */
 export function countFrames(path: string): number {
-  const r = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', path], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    'ffprobe',
+    ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', path],
+    {
+      encoding: 'utf8',
+    },
+  );
   if (r.status !== 0) throw new Error(`ffprobe failed on ${path}: ${r.stderr}`);
   return Number(r.stdout.trim().split(/\s+/)[0]);
 }
 
 export function videoInfo(path: string): { width: number; height: number; fps: string } {
-  const r = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,r_frame_rate', '-of', 'json', path], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    'ffprobe',
+    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,r_frame_rate', '-of', 'json', path],
+    {
+      encoding: 'utf8',
+    },
+  );
   if (r.status !== 0) throw new Error(`ffprobe failed on ${path}: ${r.stderr}`);
   const s = (JSON.parse(r.stdout) as { streams: { width: number; height: number; r_frame_rate: string }[] }).streams[0];
   if (!s) throw new Error(`no video stream in ${path}`);
@@ -54,12 +66,27 @@ export function videoInfo(path: string): { width: number; height: number; fps: s
 }
 
 /** A lavfi test video made by ffmpeg itself. */
-export function lavfiVideo(path: string, opts: { size?: string; rate?: number; seconds?: number; codec?: string; pixFmt?: string } = {}): void {
+export function lavfiVideo(
+  path: string,
+  opts: { size?: string; rate?: number; seconds?: number; codec?: string; pixFmt?: string } = {},
+): void {
   const r = spawnSync(
     'ffmpeg',
     [
-      '-v', 'error', '-y', '-f', 'lavfi', '-i', `testsrc2=size=${opts.size ?? '320x240'}:rate=${opts.rate ?? 15}`,
-      '-t', String(opts.seconds ?? 2), '-c:v', opts.codec ?? 'libx264', '-pix_fmt', opts.pixFmt ?? 'yuv420p', path,
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=size=${opts.size ?? '320x240'}:rate=${opts.rate ?? 15}`,
+      '-t',
+      String(opts.seconds ?? 2),
+      '-c:v',
+      opts.codec ?? 'libx264',
+      '-pix_fmt',
+      opts.pixFmt ?? 'yuv420p',
+      path,
     ],
     { encoding: 'utf8' },
   );

@@ -63,7 +63,10 @@ export class NatsServer {
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       let ready = false;
-      const timer = setTimeout(() => fail(new Error(`nats-server not ready after ${START_TIMEOUT_MS} ms:\n${this.stderr}`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => fail(new Error(`nats-server not ready after ${START_TIMEOUT_MS} ms:\n${this.stderr}`)),
+        START_TIMEOUT_MS,
+      );
       const fail = (err: Error): void => {
         if (ready) return;
         clearTimeout(timer);
