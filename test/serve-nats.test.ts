@@ -87,7 +87,12 @@ sinks:
     const s = json(stats[0]!) as FrameStats;
     expect(s).toMatchObject({ stream: 'reef', classes: [{ name: 'water' }, { name: 'sand' }, { name: 'rock' }, { name: 'coral' }] });
     expect(s.headVersion).toBeGreaterThanOrEqual(1);
-    const f = frames[0]!;
+    // A frame is published after its stats (its JPEG is encoded first), so the subscription may
+    // have started between the two: compare a frame whose stats this subscriber received.
+    const seqOf = (m: (typeof frames)[number]): number => Number(m.headers?.get('seq'));
+    const statSeqs = (): Set<number> => new Set(stats.map((m) => (json(m) as FrameStats).seq));
+    await expect.poll(() => frames.some((m) => statSeqs().has(seqOf(m))), { timeout: WAIT_MS }).toBe(true);
+    const f = frames.find((m) => statSeqs().has(seqOf(m)))!;
     expect(Buffer.from(f.data).subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
     expect(f.headers?.get('stream')).toBe('reef');
     expect(f.headers?.get('content-type')).toBe('image/jpeg');
@@ -157,7 +162,14 @@ sinks:
 
     await expect(ask('pause')).resolves.toEqual({ ok: true, verb: 'pause', learning: 'paused' });
     await expect.poll(() => events.some((m) => (json(m) as { learning?: string }).learning === 'paused')).toBe(true);
-    expect(wsGot).toContainEqual({ type: 'event', event: { type: 'pipeline', learning: 'paused' } });
+    await expect
+      .poll(
+        () => wsGot.some((m) => m.type === 'event' && JSON.stringify(m.event) === JSON.stringify({ type: 'pipeline', learning: 'paused' })),
+        {
+          timeout: WAIT_MS,
+        },
+      )
+      .toBe(true);
     const status = (await ask('status')) as { ok: boolean; status: { learning: string; headVersion: number } };
     expect(status).toMatchObject({
       ok: true,
