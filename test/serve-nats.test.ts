@@ -141,7 +141,7 @@ sinks:
     ws.on('message', (d: Buffer, isBinary) => void (isBinary || wsGot.push(JSON.parse(d.toString('utf8')) as ServerMessage)));
     await new Promise((resolve) => ws!.once('open', resolve));
     ws.send(JSON.stringify({ type: 'subscribe', streams: ['*'], channels: ['classes', 'events'] }));
-    await expect.poll(() => wsGot.some((m) => m.type === 'classes')).toBe(true);
+    await expect.poll(() => wsGot.some((m) => m.type === 'classes'), { timeout: WAIT_MS }).toBe(true);
 
     const renamed = (await ask('rename', { classId: 1, name: 'sand dune' })) as {
       ok: boolean;
@@ -157,11 +157,13 @@ sinks:
       .toBe(true);
     // Stats of later frames carry the new name.
     const later = await collect(c, 'stegostream.reef.stats');
-    await expect.poll(() => later.length, { timeout: WAIT_MS }).toBeGreaterThan(0);
-    expect((json(later.at(-1)!) as FrameStats).classes[1]?.name).toBe('sand dune');
+    // (a batch already in flight at the rename may still carry the old name)
+    await expect
+      .poll(() => later.length > 0 && (json(later.at(-1)!) as FrameStats).classes[1]?.name === 'sand dune', { timeout: WAIT_MS })
+      .toBe(true);
 
     await expect(ask('pause')).resolves.toEqual({ ok: true, verb: 'pause', learning: 'paused' });
-    await expect.poll(() => events.some((m) => (json(m) as { learning?: string }).learning === 'paused')).toBe(true);
+    await expect.poll(() => events.some((m) => (json(m) as { learning?: string }).learning === 'paused'), { timeout: WAIT_MS }).toBe(true);
     await expect
       .poll(
         () => wsGot.some((m) => m.type === 'event' && JSON.stringify(m.event) === JSON.stringify({ type: 'pipeline', learning: 'paused' })),
@@ -179,7 +181,9 @@ sinks:
     await expect(ask('resume')).resolves.toEqual({ ok: true, verb: 'resume', learning: 'running' });
 
     const snap = (await ask('snapshot')) as { ok: boolean; path: string; version: number };
-    expect(snap).toEqual({ ok: true, verb: 'snapshot', path: checkpoint, version: status.status.headVersion });
+    expect(snap).toMatchObject({ ok: true, verb: 'snapshot', path: checkpoint });
+    // Learning resumed just before, so a round may have finished in between.
+    expect(snap.version).toBeGreaterThanOrEqual(status.status.headVersion);
     expect(existsSync(checkpoint)).toBe(true);
 
     await expect(ask('explode', {})).resolves.toEqual({
