@@ -1,5 +1,8 @@
 // Compares the learned STEGO head with k-means on raw features on generated scenes.
-// Run after npm run build: node scripts/learned-vs-kmeans.mjs [easy|hard] [seeds] [rounds] [steps]
+// Run after npm run build: node scripts/learned-vs-kmeans.mjs [easy|hard] [seeds] [rounds] [steps] [train-json]
+//   steps: Adam steps per round, or a comma list for the rounds in turn (the product: 60,10,10);
+//   train-json: extra learner train options, e.g. '{"shiftQuantile":0.8}'.
+// Prints per round the mIoU and the share of pixels that kept their class id ("kept").
 import { Backbone } from '../dist/backbone/backbone.js';
 import { Segmenter } from '../dist/operators/segmenter.js';
 import { createScene } from '../dist/scene/render-scene.js';
@@ -9,7 +12,9 @@ import { ConfusionMatrix } from '../dist/eval/segmentation-metrics.js';
 const variant = process.argv[2] ?? 'hard';
 const seeds = (process.argv[3] ?? '1,2,3').split(',').map(Number);
 const rounds = Number(process.argv[4] ?? 3);
-const steps = Number(process.argv[5] ?? 40);
+const stepList = (process.argv[5] ?? '40').split(',').map(Number);
+const stepsOf = (r) => stepList[Math.min(r, stepList.length - 1)];
+const trainExtra = JSON.parse(process.argv[6] ?? '{}');
 const K = 5,
   W = 448,
   H = 256,
@@ -19,11 +24,23 @@ const seg = await Segmenter.create();
 
 async function score(em, frames, head) {
   const cm = new ConfusionMatrix(K, 5);
+  const all = [];
   for (let i = 0; i < em.length; i += 4) {
     const labs = await seg.segment(em.slice(i, i + 4), head, H, W);
     labs.forEach((l, j) => cm.add(l, frames[i + j].gt));
+    all.push(...labs);
   }
-  return cm.score().mIoU;
+  return { mIoU: cm.score().mIoU, labels: all };
+}
+
+function kept(a, b) {
+  let same = 0;
+  let total = 0;
+  a.forEach((x, i) => {
+    for (let j = 0; j < x.length; j++) same += x[j] === b[i][j] ? 1 : 0;
+    total += x.length;
+  });
+  return same / total;
 }
 
 for (const seed of seeds) {
@@ -35,15 +52,24 @@ for (const seed of seeds) {
   }
   const em = [];
   for (let i = 0; i < FRAMES; i += 4) em.push(...(await bb.embed(frames.slice(i, i + 4).map((x) => x.f))));
-  const learner = new OnlineLearner({ dim: bb.info.dim, k: K, seed: 1, train: { everyFrames: 1, steps }, bank: { capacityFrames: 256 } });
+  const learner = new OnlineLearner({
+    dim: bb.info.dim,
+    k: K,
+    seed: 1,
+    train: { everyFrames: 1, steps: stepsOf(0), ...trainExtra },
+    bank: { capacityFrames: 256 },
+  });
   for (const e of em) learner.observe(e.patchTokens, e.gridH * e.gridW);
   learner.runRound();
-  const raw = await score(em, frames, learner.state);
-  const out = [`${variant} seed ${seed}: k-means raw ${raw.toFixed(3)}`];
+  let prev = await score(em, frames, learner.state);
+  const out = [`${variant} seed ${seed}: k-means raw ${prev.mIoU.toFixed(3)}`];
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
-    learner.runRound();
-    out.push(`r${r + 1} ${(await score(em, frames, learner.state)).toFixed(3)} (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+    learner.runRound(undefined, stepsOf(r));
+    const s = ((performance.now() - t0) / 1000).toFixed(1);
+    const cur = await score(em, frames, learner.state);
+    out.push(`r${r + 1} ${cur.mIoU.toFixed(3)} (${s}s, kept ${kept(prev.labels, cur.labels).toFixed(3)})`);
+    prev = cur;
   }
   console.log(out.join('  '));
 }

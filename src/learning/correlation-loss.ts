@@ -139,14 +139,7 @@ export function codePairLoss(
 }
 
 /** dx_i += (du_i - (du_i·u_i)·u_i) / |x_i|: the Jacobian of x/|x| applied to du. */
-function backNormalise(
-  du: Float32Array,
-  unit: Float32Array,
-  norms: Float32Array,
-  n: number,
-  d: number,
-  dx: Float32Array,
-): void {
+function backNormalise(du: Float32Array, unit: Float32Array, norms: Float32Array, n: number, d: number, dx: Float32Array): void {
   for (let i = 0; i < n; i++) {
     const o = i * d;
     let dot = 0;
@@ -216,6 +209,10 @@ export interface PairKinds<T> {
 }
 
 export const DEFAULT_PAIR_WEIGHTS: PairKinds<number> = Object.freeze({ random: 0.63, knn: 0.25, self: 0.67 });
+/**
+ * STEGO's fixed shifts (tuned for DINO features on COCO-Stuff), the default. `shiftQuantile`
+ * (train-round.ts) sets them from the feature correlations instead.
+ */
 export const DEFAULT_PAIR_SHIFTS: PairKinds<number> = Object.freeze({ random: 0.46, knn: 0.12, self: 0.18 });
 
 export interface StegoLossConfig {
@@ -248,17 +245,63 @@ export interface StegoLossResult {
 }
 
 /**
+ * Feature correlations of one centring group (the anchors paired with rows of `other`), centred
+ * pointwise when asked: exactly the F' the loss compares with the shift.
+ */
+function groupCorrelations(
+  batch: StegoBatch,
+  C: number,
+  pairs: ReadonlyArray<{ a: number; other: Float32Array; otherIdx: number }>,
+  pointwise: boolean,
+): Float32Array[] {
+  const P = batch.points;
+  const rowsOf = (x: Float32Array, img: number): Float32Array => x.subarray(img * P * C, (img + 1) * P * C);
+  const Fs = pairs.map((p) => featureCorrelation(rowsOf(batch.anchors, p.a), P, rowsOf(p.other, p.otherIdx), P, C));
+  if (pointwise) pointwiseCentre(Fs, P, P);
+  return Fs;
+}
+
+/**
+ * The centred feature correlations F' of every pair of a minibatch, per pair kind, grouped as
+ * `stegoLoss` groups them (for setting shifts from the data, `train-round.ts`).
+ */
+export function batchCorrelations(batch: StegoBatch, C: number, pointwise: boolean): PairKinds<Float32Array[]> {
+  const imgs = Array.from({ length: batch.images }, (_, a) => a);
+  const random: Float32Array[] = [];
+  for (let r = 0; r < batch.randomRounds; r++) {
+    random.push(
+      ...groupCorrelations(
+        batch,
+        C,
+        imgs.map((a) => ({ a, other: batch.random, otherIdx: r * batch.images + a })),
+        pointwise,
+      ),
+    );
+  }
+  return {
+    self: groupCorrelations(
+      batch,
+      C,
+      imgs.map((a) => ({ a, other: batch.anchors, otherIdx: a })),
+      pointwise,
+    ),
+    knn: groupCorrelations(
+      batch,
+      C,
+      imgs.map((a) => ({ a, other: batch.knn, otherIdx: a })),
+      pointwise,
+    ),
+    random,
+  };
+}
+
+/**
  * The full STEGO objective on a minibatch, as the reference computes it: the anchor's codes are
  * shared by its self, knn and random pairs; each kind's loss is the mean over its pairs (and
  * random rounds); centring groups are per kind (per round for random). Adds the gradient into
  * `grads` when given.
  */
-export function stegoLoss(
-  head: HeadWeights,
-  batch: StegoBatch,
-  cfg: StegoLossConfig,
-  grads?: HeadWeights,
-): StegoLossResult {
+export function stegoLoss(head: HeadWeights, batch: StegoBatch, cfg: StegoLossConfig, grads?: HeadWeights): StegoLossResult {
   const C = head.inDim;
   const D = head.codeDim;
   const B = batch.images;
@@ -267,7 +310,6 @@ export function stegoLoss(
   checkRows('batch.anchors', batch.anchors, B * P, C);
   checkRows('batch.knn', batch.knn, B * P, C);
   checkRows('batch.random', batch.random, R * B * P, C);
-  const rowsOf = (x: Float32Array, img: number): Float32Array => x.subarray(img * P * C, (img + 1) * P * C);
   const codesOf = (x: Float32Array, img: number): Float32Array => x.subarray(img * P * D, (img + 1) * P * D);
 
   const anc = headForwardCached(head, batch.anchors, B * P);
@@ -283,25 +325,13 @@ export function stegoLoss(
     pairs: Array<{ a: number; other: Float32Array; otherCode: Float32Array; dOther: Float32Array | null; otherIdx: number }>,
     scale: number,
   ): { loss: number; meanS: number } => {
-    const Fs = pairs.map((p) => featureCorrelation(rowsOf(batch.anchors, p.a), P, rowsOf(p.other, p.otherIdx), P, C));
-    if (cfg.pointwise) pointwiseCentre(Fs, P, P);
+    const Fs = groupCorrelations(batch, C, pairs, cfg.pointwise);
     let loss = 0;
     let meanS = 0;
     pairs.forEach((p, idx) => {
       const dA = dAnc ? codesOf(dAnc, p.a) : null;
       const dB = p.dOther ? codesOf(p.dOther, p.otherIdx) : null;
-      const r = codePairLoss(
-        codesOf(anc.code, p.a),
-        P,
-        codesOf(p.otherCode, p.otherIdx),
-        P,
-        D,
-        Fs[idx]!,
-        cfg.shifts[kind],
-        scale,
-        dA,
-        dB,
-      );
+      const r = codePairLoss(codesOf(anc.code, p.a), P, codesOf(p.otherCode, p.otherIdx), P, D, Fs[idx]!, cfg.shifts[kind], scale, dA, dB);
       loss += r.loss;
       meanS += r.meanS;
     });

@@ -16,16 +16,11 @@ import { Adam } from './adam.js';
 import { alignByAssignments, alignCentroids } from './align-classes.js';
 import { assignCodes, stateCodes } from './cluster-probe.js';
 import type { PairKinds } from './correlation-loss.js';
-import {
-  DEFAULT_BANK_CAPACITY_FRAMES,
-  DEFAULT_BANK_POINTS_PER_FRAME,
-  FeatureBank,
-  type BankMode,
-} from './feature-bank.js';
+import { DEFAULT_BANK_CAPACITY_FRAMES, DEFAULT_BANK_POINTS_PER_FRAME, FeatureBank, type BankMode } from './feature-bank.js';
 import { centroidDim, defaultClassColors, defaultClassNames, type HeadState } from './head-state.js';
 import { principalBasis } from './principal-basis.js';
 import { Rng } from './rng.js';
-import { sphericalKmeans } from './spherical-kmeans.js';
+import { sphericalKmeans, type SphericalKmeansResult } from './spherical-kmeans.js';
 import { DEFAULT_CODE_DIM, headForward, headTensors, initHead, type HeadWeights } from './stego-head.js';
 import { trainRound, type TrainRoundStats } from './train-round.js';
 
@@ -66,7 +61,14 @@ export interface OnlineLearnerOptions {
     /** Default 5e-4. */
     readonly lr?: number;
     readonly weights?: Partial<PairKinds<number>>;
+    /** Fixed shifts per pair kind; default STEGO's (`DEFAULT_PAIR_SHIFTS`) unless `shiftQuantile` is set. */
     readonly shifts?: Partial<PairKinds<number>>;
+    /**
+     * Data-driven shift for the kinds `shifts` does not fix: this quantile of the (centred)
+     * feature correlations of pairs drawn from the bank, measured at the start of each round.
+     * Off by default; see `TrainRoundOptions.shiftQuantile` for when it helps.
+     */
+    readonly shiftQuantile?: number;
     /** Default true. */
     readonly pointwise?: boolean;
     /**
@@ -82,7 +84,12 @@ export interface OnlineLearnerOptions {
     readonly maxPoints?: number;
     /** Default 50. */
     readonly iters?: number;
-    /** k-means++ starts; default 2. The previous centroids are tried as one more start. */
+    /**
+     * k-means++ starts, each on an even subsample of at most 2048 fit points, the best one
+     * refined on all of them. Default 16 for a fit with nothing to start from (the raw probe,
+     * the first head), 4 when the previous centroids live in the same space: those are tried as
+     * one more start (on all points) and usually win, which also keeps class ids stable.
+     */
     readonly restarts?: number;
   };
   readonly seed: number;
@@ -112,6 +119,11 @@ export interface RoundReport {
 }
 
 export const DEFAULT_FIT_MAX_POINTS = 8192;
+/** k-means++ starts of a centroid fit without, and with, previous centroids to warm-start from. */
+const COLD_FIT_RESTARTS = 16;
+const WARM_FIT_RESTARTS = 4;
+/** Points each k-means++ start runs on (an even subsample); the best start is refined on all. */
+const RESTART_POINTS = 2048;
 /** Points the PCA initialisation of the first head looks at. */
 const PCA_MAX_POINTS = 4096;
 
@@ -312,6 +324,7 @@ export class OnlineLearner {
         ...(t.randomPairs === undefined ? {} : { randomPairs: t.randomPairs }),
         ...(t.weights === undefined ? {} : { weights: t.weights }),
         ...(t.shifts === undefined ? {} : { shifts: t.shifts }),
+        ...(t.shiftQuantile === undefined ? {} : { shiftQuantile: t.shiftQuantile }),
         ...(t.pointwise === undefined ? {} : { pointwise: t.pointwise }),
       });
       weights = res.head;
@@ -406,7 +419,24 @@ export class OnlineLearner {
   ): { centroids: Float32Array; assignments: Int32Array; objective: number } {
     const iters = this.opts.fit?.iters;
     const base = { seed: rng.u32(), ...(iters === undefined ? {} : { iters }) };
-    let best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts: this.opts.fit?.restarts ?? 2 });
+    // k-means++ starts land in poor optima often enough on trained codes (a class split in two
+    // while two others share a cluster; seen on 1 of 5 generated scenes with 2 starts), and a
+    // cold fit decides the partition every later round warm-starts from. So: many starts, each
+    // on an even subsample of the points (cheap), and the best one refined on all of them.
+    const restarts = this.opts.fit?.restarts ?? (previous ? WARM_FIT_RESTARTS : COLD_FIT_RESTARTS);
+    let best: SphericalKmeansResult;
+    if (n >= 2 * RESTART_POINTS) {
+      const m = RESTART_POINTS;
+      const sub = new Float32Array(m * D);
+      for (let i = 0; i < m; i++) {
+        const src = Math.floor((i * n) / m);
+        sub.set(codes.subarray(src * D, (src + 1) * D), i * D);
+      }
+      const start = sphericalKmeans(sub, m, D, this.K, { ...base, restarts });
+      best = sphericalKmeans(codes, n, D, this.K, { ...base, init: start.centroids });
+    } else {
+      best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts });
+    }
     if (previous) {
       const warm = sphericalKmeans(codes, n, D, this.K, { ...base, init: previous });
       if (warm.objective >= best.objective) best = warm;
