@@ -32,3 +32,12 @@ export function parseShowinfoPts(line: string): number | undefined {
   const m = /pts_time:\s*(-?[\d.]+(?:e-?\d+)?)/.exec(line);
   return m?.[1] === undefined ? undefined : Number(m[1]);
 }
+
+/** Frame index `n` and `pts_time` from one ffmpeg showinfo line; undefined for other lines. */
+export function parseShowinfo(line: string): { n: number; pts: number } | undefined {
+  if (!line.includes('Parsed_showinfo')) return undefined;
+  const n = / n:\s*(\d+)/.exec(line);
+  const t = /pts_time:\s*(-?[\d.]+(?:e-?\d+)?)/.exec(line);
+  if (n?.[1] === undefined || t?.[1] === undefined) return undefined;
+  return { n: Number(n[1]), pts: Number(t[1]) };
+}

@@ -14,6 +14,12 @@ export interface BatchInferOptions<T> {
   readonly queueSize: (key: string) => number;
   /** Called with each item the policy dropped (release gate credits, count). */
   readonly onDrop?: (item: T) => void;
+  /**
+   * Only full batches until the input ends (lossless file processing): batch composition then
+   * does not depend on timing, so results are reproducible bit for bit (ONNX Runtime's sums can
+   * differ in the last bit between batch sizes).
+   */
+  readonly fullBatches?: boolean;
   /** Counters per stream, filled in as items pass. */
   readonly counters?: Map<string, StageCounters>;
 }
@@ -78,6 +84,7 @@ export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T
           }
           return;
         }
+        if (queued < size && !inputDone && options.fullBatches) return;
         if (queued < size && !inputDone && maxDelayMs > 0) {
           timer ??= setTimeout(() => {
             timer = undefined;

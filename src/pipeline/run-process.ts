@@ -224,7 +224,14 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
         makeSource(gate).pipe(
           takeUntil(abort$),
           batchInfer<Frame, Segmentation>(
-            { size: options.batchSize, maxDelayMs: 0, key: (f) => f.streamId, policy: () => 'wait', queueSize: () => options.batchSize },
+            {
+              size: options.batchSize,
+              maxDelayMs: 0,
+              fullBatches: true,
+              key: (f) => f.streamId,
+              policy: () => 'wait',
+              queueSize: () => options.batchSize,
+            },
             async (batch) => {
               const segs = await engine.process(batch);
               return finder ? finder.add(segs) : segs;

@@ -3,10 +3,13 @@ import { statSync } from 'node:fs';
 import type { Frame } from '../types.js';
 import { BadOptionError, DamagedInputError, DecodeError, InputEmptyError, InputNotFoundError, InputNotVideoError } from '../errors.js';
 import { runFfmpeg } from '../internal/ffmpeg-process.js';
-import { parseShowinfoPts, readRawFrames } from '../internal/raw-frame-reader.js';
+import { parseShowinfo, readRawFrames } from '../internal/raw-frame-reader.js';
 import type { FlowGate } from '../internal/flow-gate.js';
 
 /** ffmpeg stderr lines that mean the decoder met damaged data (it conceals and goes on). */
+/** Longest wait for a frame's showinfo line before its pts is extrapolated, ms. */
+const PTS_WAIT_MS = 2000;
+
 const DAMAGE_PATTERN =
   /error while decoding|corrupt|concealing|Invalid NAL|non-existing PPS|decode_slice_header error|Packet corrupt|missing picture/i;
 
@@ -52,7 +55,10 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
 
   return new Observable<Frame>((subscriber) => {
     let closed = false;
-    const ptsQueue: number[] = [];
+    // pts by showinfo frame index: stderr and stdout are read independently, so a frame can
+    // arrive before or after its showinfo line; matching by index keeps them paired.
+    const ptsByN = new Map<number, number>();
+    let ptsWaiter: (() => void) | undefined;
     let seq = 0;
     const damage = { errors: 0, firstAt: -1, sample: '' };
     const filter = [every > 1 ? `select=not(mod(n\\,${every}))` : '', `scale=${width}:${height}:flags=area`, 'showinfo']
@@ -63,9 +69,11 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
       outputOptions: ['-map', '0:v:0', '-vf', filter, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-an', '-sn', '-dn'],
       format: 'rawvideo',
       onStderr: (line) => {
-        const pts = parseShowinfoPts(line);
-        if (pts !== undefined) ptsQueue.push(pts);
-        else if (DAMAGE_PATTERN.test(line)) {
+        const info = parseShowinfo(line);
+        if (info !== undefined) {
+          ptsByN.set(info.n, info.pts);
+          ptsWaiter?.();
+        } else if (DAMAGE_PATTERN.test(line)) {
           if (damage.errors === 0) {
             damage.firstAt = seq;
             damage.sample = line.trim();
@@ -76,6 +84,28 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
     });
     const frameBytes = width * height * 3;
     const fallbackFps = options.fps ?? 30;
+
+    let ended = false;
+    void run.done.then(() => {
+      ended = true;
+      ptsWaiter?.();
+    });
+    /** The pts of frame n: waits for its showinfo line (bounded), undefined if it never comes. */
+    const ptsOf = async (n: number): Promise<number | undefined> => {
+      const deadline = Date.now() + PTS_WAIT_MS;
+      while (!ptsByN.has(n) && !ended && !closed && Date.now() < deadline) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 50);
+          ptsWaiter = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+      const pts = ptsByN.get(n);
+      ptsByN.delete(n);
+      return pts;
+    };
 
     (async () => {
       let lastPts = -1;
@@ -90,7 +120,7 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
         }
         // showinfo's line for a frame is written before the frame reaches the pipe; when it
         // has not been read yet, extrapolate from the previous frame.
-        const pts = ptsQueue.shift() ?? (lastPts >= 0 ? lastPts + every / fallbackFps : (seq * every) / fallbackFps);
+        const pts = (await ptsOf(seq)) ?? (lastPts >= 0 ? lastPts + every / fallbackFps : (seq * every) / fallbackFps);
         lastPts = pts;
         subscriber.next({ streamId, seq, pts, width, height, rgb, capturedAt: Date.now() });
         seq++;
