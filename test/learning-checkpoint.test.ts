@@ -60,7 +60,15 @@ describe('checkpoint', () => {
       expect(Array.from(back.weights![key])).toEqual(Array.from(s.weights![key]));
     }
     expect(Array.from(back.centroids)).toEqual(Array.from(s.centroids));
+    expect(back.trainedSteps).toBeUndefined();
     expect(await readdir(dir)).toEqual(['head.stgh']);
+  });
+
+  it('keeps the steps trained (the learning-rate decay clock)', async () => {
+    const path = join(dir, 'steps.stgh');
+    await saveCheckpoint(path, { ...state(true), trainedSteps: 1234 });
+    expect((await loadCheckpoint(path)).trainedSteps).toBe(1234);
+    await rm(path);
   });
 
   it('round-trips a raw probe (no head weights, centroids in feature space)', async () => {

@@ -274,3 +274,68 @@ describe('trainRound', () => {
     expect(lossAfter).toBeLessThan(lossBefore);
   });
 });
+
+describe('OnlineLearner safeguards against drift', () => {
+  const world = makeWorld(1);
+
+  function primed(seed: number, train: Partial<ConstructorParameters<typeof OnlineLearner>[0]['train']>): OnlineLearner {
+    const L = learner(seed, { train: { everyFrames: 20, steps: 40, batchImages: 6, pointsPerImage: 49, ...train } });
+    const r = new Rng(8);
+    for (let f = 0; f < 48; f++) L.observe(world.frameAt(r).feats, N);
+    L.runRound();
+    return L;
+  }
+
+  it('rejects a head whose classes fit the features more loosely than the limit allows, and keeps serving the old one', () => {
+    // Limit 1: only a head whose classes fit the features as tightly as k-means' own may replace
+    // the raw probe. These two classes separate easily, so the trained head comes close (1.0005
+    // for this seed) but not closer, and is turned away.
+    const wild = { lr: 0.2, lrDecaySteps: 0 };
+    const L = primed(9, { ...wild, maxDispersionRatio: 1 });
+    const before = L.state;
+    const after = L.runRound();
+    const report = L.lastRound!;
+    if (process.env.LEARNER_LOG) console.log(report);
+    expect(report.kind).toBe('rejected');
+    expect(report.dispersionRatio).toBeGreaterThan(1);
+    expect(report.reason).toMatch(/fit the backbone features 1\.\d{3}x as loosely as k-means on them \(limit 1, serving head 1\.000x\)/);
+    expect(after.version).toBe(before.version);
+    expect(after.weights).toBe(before.weights);
+    expect(after.centroids).toBe(before.centroids);
+    expect(after.trainedSteps).toBe(40);
+
+    // The same round without the check swaps the head in.
+    const unchecked = primed(9, { ...wild, maxDispersionRatio: 0 });
+    unchecked.runRound();
+    expect(unchecked.lastRound?.kind).toBe('train');
+    expect(unchecked.lastRound?.dispersionRatio).toBeCloseTo(report.dispersionRatio!, 6);
+    expect(unchecked.state.version).toBe(before.version + 1);
+  });
+
+  it('accepts a head trained at the default rate, reports its ratio, and decays the rate over the steps trained', () => {
+    const L = primed(10, { lrDecaySteps: 40 });
+    const head = L.runRound();
+    expect(L.lastRound?.kind).toBe('train');
+    expect(L.lastRound?.dispersionRatio).toBeGreaterThan(0.8);
+    expect(L.lastRound?.dispersionRatio).toBeLessThanOrEqual(1.1);
+    expect(head.trainedSteps).toBe(40);
+    // After T steps the rate is a quarter of lr.
+    expect(L.lastRound?.learningRate).toBeCloseTo(5e-4 / 4, 10);
+
+    // A learner resumed from that head continues the decay where it stopped.
+    const resumed = learner(11, {
+      initial: head,
+      train: { everyFrames: 20, steps: 40, batchImages: 6, pointsPerImage: 49, lrDecaySteps: 40 },
+    });
+    const r = new Rng(12);
+    for (let f = 0; f < 10; f++) resumed.observe(world.frameAt(r).feats, N);
+    const next = resumed.runRound();
+    expect(next.trainedSteps).toBe(80);
+    expect(resumed.lastRound?.learningRate).toBeCloseTo(5e-4 / 9, 10);
+  });
+
+  it('refuses bad safeguard options', () => {
+    expect(() => learner(1, { train: { everyFrames: 1, lrDecaySteps: -5 } })).toThrow(/lrDecaySteps/);
+    expect(() => learner(1, { train: { everyFrames: 1, maxDispersionRatio: 0.5 } })).toThrow(/maxDispersionRatio/);
+  });
+});

@@ -254,6 +254,28 @@ describe('Adam', () => {
     expect(w[0]![1]).toBeCloseTo(-1.9, 6);
     expect(w[0]![2]).toBe(3);
   });
+
+  it('decays the rate as lr · (T / (T + t))², counting from decayFrom, and moves the weights accordingly', () => {
+    const adam = new Adam([1], { lr: 0.1, decaySteps: 100 });
+    expect(adam.currentLr).toBe(0.1);
+    const w = [Float32Array.from([0])];
+    const g = [Float32Array.from([1])];
+    adam.step(w, g);
+    // The first step runs at the full rate (t = 0), exactly lr with bias correction.
+    expect(w[0]![0]).toBeCloseTo(-0.1, 6);
+    for (let i = 1; i < 100; i++) adam.step(w, g);
+    expect(adam.totalSteps).toBe(100);
+    expect(adam.currentLr).toBeCloseTo(0.1 * 0.25, 12);
+    // A constant gradient makes every Adam step lr_t: the sum of the decayed rates.
+    let expected = 0;
+    for (let t = 0; t < 100; t++) expected -= 0.1 * (100 / (100 + t)) ** 2;
+    expect(w[0]![0]).toBeCloseTo(expected, 4);
+
+    const resumed = new Adam([1], { lr: 0.1, decaySteps: 100, decayFrom: 300 });
+    expect(resumed.currentLr).toBeCloseTo(0.1 / 16, 12);
+    expect(new Adam([1], { lr: 0.1 }).currentLr).toBe(0.1);
+    expect(() => new Adam([1], { decaySteps: -1 })).toThrow(/lrDecaySteps/);
+  });
 });
 
 describe('head', () => {

@@ -47,6 +47,10 @@ export interface BuiltinOptions {
   /** Per-channel standardisation; defaults to the constants calibrated once (builtin-calibration.ts). */
   readonly mean?: Float32Array;
   readonly std?: Float32Array;
+  /** Per-channel weights after standardisation; defaults to groupWeights(). */
+  readonly weights?: Float32Array;
+  /** Value of the constant channel; defaults to BIAS_CHANNEL. */
+  readonly bias?: number;
 }
 
 /**
@@ -145,14 +149,14 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
 
   const mean = options.mean ?? BUILTIN_FEATURE_MEAN;
   const std = options.std ?? BUILTIN_FEATURE_STD;
-  const weights = groupWeights();
+  const weights = options.weights ?? groupWeights();
   const inv = Float32Array.from(std, (s, i) => (weights[i] as number) / Math.max(s, 1e-6));
   const standard = g.op1('Mul', [g.op1('Sub', [raw, g.constF(mean, [1, F, 1])]), g.constF(inv, [1, F, 1])]);
   // Standardised features of the most common look (open water, open sand) lie near the origin,
   // where cosine similarity turns noise into direction. A constant channel keeps them away from it.
   const first = slice(standard, 0, 1, 1);
   const zero = g.op1('Sub', [first, first]); // [B, 1, N] of +0 (x * 0 would give -0 for negative x)
-  const tokens = g.op1('Concat', [standard, g.op1('Add', [zero, c(BIAS_CHANNEL)])], { axis: 1 });
+  const tokens = g.op1('Concat', [standard, g.op1('Add', [zero, c(options.bias ?? BIAS_CHANNEL)])], { axis: 1 });
   const keys = g.op1('Concat', [standard, zero], { axis: 1 });
 
   g.output('patch_tokens', DT.FLOAT, ['batch', 'patches', BUILTIN_DIM]);

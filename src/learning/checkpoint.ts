@@ -7,6 +7,7 @@
  *   12  u32      header length H
  *   16  u32      payload length L (bytes, a multiple of 4)
  *   20  H bytes  header: UTF-8 JSON (version, backbone, codeDim, k, names, colors, createdAt,
+ *                trainedSteps (optional),
  *                and a table of tensors: name, shape, offset and length in floats)
  *   20+H L bytes payload: the tensors as float32 LE, back to back
  *   end 32 bytes SHA-256 of everything before it
@@ -49,6 +50,7 @@ const headerSchema = z
     names: z.array(z.string()),
     colors: z.array(z.tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255), z.number().int().min(0).max(255)])),
     createdAt: z.number(),
+    trainedSteps: z.number().int().nonnegative().optional(),
     tensors: z.array(tensorEntry),
   })
   .strict();
@@ -88,6 +90,7 @@ export function encodeCheckpoint(state: HeadState): Buffer {
     names: [...state.names],
     colors: state.colors.map((c) => [c[0], c[1], c[2]] as [number, number, number]),
     createdAt: state.createdAt,
+    ...(state.trainedSteps === undefined ? {} : { trainedSteps: state.trainedSteps }),
     tensors: table,
   };
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
@@ -212,6 +215,7 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string, expected: Ch
     names: h.names,
     colors: h.colors.map((c) => [c[0], c[1], c[2]] as Rgb),
     createdAt: h.createdAt,
+    ...(h.trainedSteps === undefined ? {} : { trainedSteps: h.trainedSteps }),
   };
 }
 

@@ -26,6 +26,11 @@ export interface HeadState {
   readonly colors: readonly Rgb[];
   /** ms since the epoch. */
   readonly createdAt: number;
+  /**
+   * Adam steps of training behind this head, rounds whose head was rejected included: the clock
+   * of the learning-rate decay, so a resumed run goes on at the rate it stopped at. Absent = 0.
+   */
+  readonly trainedSteps?: number;
 }
 
 /** Dimension of the space the centroids live in: D with a head, C for the raw probe. */
