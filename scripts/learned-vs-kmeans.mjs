@@ -2,7 +2,8 @@
 // Run after npm run build: node scripts/learned-vs-kmeans.mjs [easy|hard] [seeds] [rounds] [steps] [train-json]
 //   steps: Adam steps per round, or a comma list for the rounds in turn (the product: 60,10,10);
 //   train-json: extra learner train options, e.g. '{"shiftQuantile":0.8}'.
-// Prints per round the mIoU and the share of pixels that kept their class id ("kept").
+// Prints per round the mIoU, the share of pixels that kept their class id ("kept") and the
+// dispersion guard's ratio (and whether it turned the round's head away).
 import { Backbone } from '../dist/backbone/backbone.js';
 import { Segmenter } from '../dist/operators/segmenter.js';
 import { createScene } from '../dist/scene/render-scene.js';
@@ -68,7 +69,12 @@ for (const seed of seeds) {
     learner.runRound(undefined, stepsOf(r));
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     const cur = await score(em, frames, learner.state);
-    out.push(`r${r + 1} ${cur.mIoU.toFixed(3)} (${s}s, kept ${kept(prev.labels, cur.labels).toFixed(3)})`);
+    const rep = learner.lastRound;
+    const guard =
+      rep.dispersionRatio === undefined
+        ? ''
+        : `, dispersion x${rep.dispersionRatio.toFixed(3)}${rep.kind === 'rejected' ? ' rejected' : ''}`;
+    out.push(`r${r + 1} ${cur.mIoU.toFixed(3)} (${s}s, kept ${kept(prev.labels, cur.labels).toFixed(3)}${guard})`);
     prev = cur;
   }
   console.log(out.join('  '));

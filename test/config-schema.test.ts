@@ -164,6 +164,8 @@ describe('defaults and freezing', () => {
         codeDim: LEARNING_DEFAULTS.codeDim,
         trainEvery: LEARNING_DEFAULTS.trainEvery,
         trainSteps: LEARNING_DEFAULTS.trainSteps,
+        lrDecaySteps: LEARNING_DEFAULTS.lrDecaySteps,
+        maxDispersionRatio: LEARNING_DEFAULTS.maxDispersionRatio,
         bankFrames: LEARNING_DEFAULTS.bankFrames,
         warmupFrames: 1,
         seed: LEARNING_DEFAULTS.seed,

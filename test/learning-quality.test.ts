@@ -15,21 +15,27 @@ import type { Embedding, Frame } from '../src/types.js';
  *
  * Learner configuration: the product's defaults (LEARNING_DEFAULTS / OnlineLearner defaults:
  * code dim 70, bank of 256 frames, a 60-step round ending the learning pass, then 10-step
- * rounds), except k = 5 (the scene's 5 classes; the product default is 6) and the bank
- * holding just the 24 frames the scene is scored on (every 5th frame, 448x256).
+ * rounds, learning-rate decay over 400 steps, dispersion guard 1.1), except k = 5 (the scene's
+ * 5 classes; the product default is 6) and the bank holding just the 24 frames the scene is
+ * scored on (every 5th frame, 448x256). The long run stands for an hour of stream: 400 more
+ * steps in 100-step rounds (the decay and the guard count steps, not rounds).
  *
  * What is asserted, and why not more:
  * - hard scenes (coral has the sand's mean colour), seeds 1-3, after the 60- and a 10-step
  *   round: the learned head scores at least k-means - 0.01 on every seed and beats it on
- *   average (measured: +0.009, +0.013, +0.010; unlisted seeds 4 and 5: +0.011, +0.012);
- * - easy scenes, seeds 1-2: the learned head scores at least k-means - 0.01 (measured +0.00);
- * - stability: after one more 10-step round, >= 95% of pixels keep their class id (measured
- *   99.8-99.9%).
+ *   average (measured: +0.009, +0.013, +0.010);
+ * - the same after the long run: at least k-means + 0.015 on every seed, + 0.02 on average
+ *   (measured +0.027, +0.031, +0.022; the fish lose their halo of mislabelled water);
+ * - easy scenes, seeds 1-2, short and long: at least k-means - 0.01 (measured +0.00 and
+ *   +0.002, +0.006; without the guard the long run ends at -0.010, -0.013, and with neither
+ *   guard nor decay the head collapses, 0.35-0.42 mIoU after 860 steps);
+ * - stability: after one more 10-step round, >= 95% of pixels keep their class id, after the
+ *   short and after the long run (measured 99.8-99.9%).
  * The issue asks for +0.05 mIoU on hard scenes. With the built-in backbone v2 that is out of
  * reach: k-means on its features already scores 0.75-0.77, and labelling every 8x8 patch with
  * its true majority class scores only 0.82-0.83 at pixel level on these scenes, so no patch
- * classifier can gain much more than 0.06. (With backbone v1, where k-means merged sand and
- * coral at 0.56, `train.shiftQuantile: 0.8` gave +0.14; see train-round.ts.)
+ * classifier can gain much more than 0.06. The best the head reached, at STEGO's constant rate
+ * just before it began to merge coral into sand, was +0.028 to +0.049 (about 460 steps).
  */
 const K = 5;
 const W = 448;
@@ -39,6 +45,11 @@ const EVERY = 5;
 /** The product's learning-pass round and online rounds (LEARNING_DEFAULTS learnSteps, trainSteps). */
 const LEARN_STEPS = 60;
 const TRAIN_STEPS = 10;
+/** The long run: this many more rounds of LONG_ROUND_STEPS steps. */
+const LONG_ROUNDS = 4;
+const LONG_ROUND_STEPS = 100;
+/** About 45 s a seed on 2 busy cores; generous, since speed is the bench's business, not this test's. */
+const LONG_TEST_MS = 900_000;
 
 let backbone: Backbone;
 let segmenter: Segmenter;
@@ -94,8 +105,27 @@ function sameFraction(a: Uint8Array[], b: Uint8Array[]): number {
   return same / total;
 }
 
-/** k-means (raw probe) score, the learned head's score after the learning-pass and one online round, and (optionally) the stability of one more round. */
-async function run(variant: SceneVariant, seed: number, stability: boolean): Promise<{ kmeans: number; learned: number; stable?: number }> {
+interface RunResult {
+  readonly kmeans: number;
+  /** After the learning-pass round and one online round. */
+  readonly short: number;
+  readonly shortStable: number;
+  /** After LONG_ROUNDS more rounds of LONG_ROUND_STEPS. */
+  readonly long: number;
+  readonly longStable: number;
+  readonly rounds: string;
+}
+
+/** Share of pixels that keep their class id across one more online round (which must swap a new head in). */
+async function stability(data: SceneData, learner: OnlineLearner, head: HeadState, before: Uint8Array[]): Promise<number> {
+  const next = learner.runRound();
+  expect(learner.lastRound?.kind).toBe('train');
+  expect(next.version).toBe(head.version + 1);
+  return sameFraction(before, await labels(data, next));
+}
+
+/** k-means (raw probe) score, then the learned head's score and stability after a short and after a long run. */
+async function run(variant: SceneVariant, seed: number): Promise<RunResult> {
   const data = await sceneData(variant, seed);
   const learner = new OnlineLearner({ dim: backbone.info.dim, k: K, seed: 1, train: { everyFrames: 300, steps: TRAIN_STEPS } });
   for (const e of data.embeddings) learner.observe(e.patchTokens, e.gridH * e.gridW);
@@ -103,14 +133,22 @@ async function run(variant: SceneVariant, seed: number, stability: boolean): Pro
   expect(probe.weights).toBeNull();
   const kmeans = mIoU(data, await labels(data, probe));
   learner.runRound(undefined, LEARN_STEPS);
-  const head = learner.runRound();
+  let head = learner.runRound();
   expect(head.weights).not.toBeNull();
-  const before = await labels(data, head);
-  const learned = mIoU(data, before);
-  if (!stability) return { kmeans, learned };
-  const next = learner.runRound();
-  expect(next.version).toBe(head.version + 1);
-  return { kmeans, learned, stable: sameFraction(before, await labels(data, next)) };
+  let before = await labels(data, head);
+  const short = mIoU(data, before);
+  const shortStable = await stability(data, learner, head, before);
+  const kinds: string[] = [];
+  for (let r = 0; r < LONG_ROUNDS; r++) {
+    learner.runRound(undefined, LONG_ROUND_STEPS);
+    kinds.push(`${learner.lastRound?.kind} ${learner.lastRound?.dispersionRatio?.toFixed(3)}`);
+  }
+  head = learner.state;
+  before = await labels(data, head);
+  const long = mIoU(data, before);
+  // The guard may have turned the last rounds away; the stability round must still swap a head in.
+  const longStable = await stability(data, learner, head, before).catch(() => Number.NaN);
+  return { kmeans, short, shortStable, long, longStable, rounds: kinds.join(', ') };
 }
 
 const log = (x: unknown): void => {
@@ -118,22 +156,36 @@ const log = (x: unknown): void => {
 };
 
 describe('learned head vs k-means on raw features (built-in backbone, generated scenes)', () => {
-  it('hard scenes (coral with the colour of sand): no worse on any seed, better on average, and stable across a round', async () => {
-    const results = [];
-    for (const seed of [1, 2, 3]) results.push({ seed, ...(await run('hard', seed, true)) });
-    log(results);
-    for (const r of results) {
-      expect(r.learned).toBeGreaterThanOrEqual(r.kmeans - 0.01);
-      expect(r.stable).toBeGreaterThanOrEqual(0.95);
-    }
-    const gain = results.reduce((s, r) => s + r.learned - r.kmeans, 0) / results.length;
-    expect(gain).toBeGreaterThan(0);
-  });
+  it(
+    'hard scenes (coral with the colour of sand): no worse at once, better after a long run on every seed, and stable across a round',
+    async () => {
+      const results: Array<RunResult & { seed: number }> = [];
+      for (const seed of [1, 2, 3]) results.push({ seed, ...(await run('hard', seed)) });
+      log(results);
+      for (const r of results) {
+        expect(r.short).toBeGreaterThanOrEqual(r.kmeans - 0.01);
+        expect(r.long).toBeGreaterThanOrEqual(r.kmeans + 0.015);
+        expect(r.shortStable).toBeGreaterThanOrEqual(0.95);
+        expect(r.longStable).toBeGreaterThanOrEqual(0.95);
+      }
+      const mean = (f: (r: RunResult) => number): number => results.reduce((s, r) => s + f(r), 0) / results.length;
+      expect(mean((r) => r.short - r.kmeans)).toBeGreaterThan(0);
+      expect(mean((r) => r.long - r.kmeans)).toBeGreaterThanOrEqual(0.02);
+    },
+    LONG_TEST_MS,
+  );
 
-  it('easy scenes: no worse than k-means - 0.01', async () => {
-    const results = [];
-    for (const seed of [1, 2]) results.push({ seed, ...(await run('easy', seed, false)) });
-    log(results);
-    for (const r of results) expect(r.learned).toBeGreaterThanOrEqual(r.kmeans - 0.01);
-  });
+  it(
+    'easy scenes: no worse than k-means - 0.01, at once and after a long run',
+    async () => {
+      const results: Array<RunResult & { seed: number }> = [];
+      for (const seed of [1, 2]) results.push({ seed, ...(await run('easy', seed)) });
+      log(results);
+      for (const r of results) {
+        expect(r.short).toBeGreaterThanOrEqual(r.kmeans - 0.01);
+        expect(r.long).toBeGreaterThanOrEqual(r.kmeans - 0.01);
+      }
+    },
+    LONG_TEST_MS,
+  );
 });

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEVICES } from '../backbone/execution-device.js';
 import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-options.js';
-import { integer, nonNegativeInt, oneOf, positiveInt } from './parse-options.js';
+import { integer, nonNegativeInt, oneOf, positiveInt, ratioOrZero } from './parse-options.js';
 import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
 import type { Device } from '../backbone/execution-device.js';
@@ -65,6 +65,18 @@ export function addLearningOptions(cmd: Command): Command {
       positiveInt('--learn-steps'),
       LEARNING_DEFAULTS.learnSteps,
     )
+    .option(
+      '--lr-decay-steps <n>',
+      "learning-rate decay: step t runs at lr·(N/(N+t))² over the head's life (0: constant rate)",
+      nonNegativeInt('--lr-decay-steps'),
+      LEARNING_DEFAULTS.lrDecaySteps,
+    )
+    .option(
+      '--max-dispersion-ratio <r>',
+      "keep a trained head only while its classes fit the features within r times k-means' dispersion (0: no check)",
+      ratioOrZero('--max-dispersion-ratio'),
+      LEARNING_DEFAULTS.maxDispersionRatio,
+    )
     .option('--bank-frames <n>', 'feature bank size in frames', positiveInt('--bank-frames'), LEARNING_DEFAULTS.bankFrames)
     .option(
       '--learn-frames <n>',
@@ -90,6 +102,8 @@ export interface LearningFlags {
   trainEvery: number;
   trainSteps: number;
   learnSteps: number;
+  lrDecaySteps: number;
+  maxDispersionRatio: number;
   bankFrames: number;
   learnFrames: number;
   seed: number;
@@ -122,6 +136,8 @@ export function learningFrom(flags: LearningFlags): LearningOptions {
     trainEvery: flags.trainEvery,
     trainSteps: flags.trainSteps,
     learnSteps: flags.learnSteps,
+    lrDecaySteps: flags.lrDecaySteps,
+    maxDispersionRatio: flags.maxDispersionRatio,
     bankFrames: flags.bankFrames,
     learnFrames: flags.learnFrames,
     seed: flags.seed,

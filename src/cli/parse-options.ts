@@ -19,6 +19,16 @@ export function nonNegativeInt(name: string): (v: string) => number {
   };
 }
 
+/** A number >= 1, or exactly 0 (which switches the thing off). */
+export function ratioOrZero(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || !(n === 0 || n >= 1))
+      throw new InvalidArgumentError(`Expected number >= 1, or 0 for none, for ${name} but received "${v}"`);
+    return n;
+  };
+}
+
 export function integer(name: string): (v: string) => number {
   return (v) => {
     if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`Expected integer for ${name} but received "${v}"`);

@@ -246,7 +246,12 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       codeDim: learning.codeDim,
       seed: learning.seed,
       bank: { capacityFrames: learning.bankFrames },
-      train: { everyFrames: learning.trainEvery, steps: learning.trainSteps },
+      train: {
+        everyFrames: learning.trainEvery,
+        steps: learning.trainSteps,
+        lrDecaySteps: learning.lrDecaySteps,
+        maxDispersionRatio: learning.maxDispersionRatio,
+      },
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),
     });

@@ -234,6 +234,13 @@ export const pipelineSchema = z
         trainEvery: positive.default(LEARNING_DEFAULTS.trainEvery),
         /** Adam steps per training round. */
         trainSteps: positive.default(LEARNING_DEFAULTS.trainSteps),
+        /** Learning-rate decay T, Adam steps: step t runs at lr·(T/(T+t))² over the head's life; 0 = constant. */
+        lrDecaySteps: int(0).default(LEARNING_DEFAULTS.lrDecaySteps),
+        /** Keep a trained head only while its classes fit the features within this times k-means' dispersion; 0 = no check. */
+        maxDispersionRatio: z
+          .number({ error: 'expected a number >= 1, or 0 for no check' })
+          .refine((v) => v === 0 || v >= 1, { error: 'expected a number >= 1, or 0 for no check' })
+          .default(LEARNING_DEFAULTS.maxDispersionRatio),
         /** Frames the feature bank keeps (memory cap). */
         bankFrames: positive.default(LEARNING_DEFAULTS.bankFrames),
         /** Frames seen before the first fit (output starts after them). */
@@ -282,6 +289,8 @@ export const pipelineSchema = z
         codeDim: LEARNING_DEFAULTS.codeDim,
         trainEvery: LEARNING_DEFAULTS.trainEvery,
         trainSteps: LEARNING_DEFAULTS.trainSteps,
+        lrDecaySteps: LEARNING_DEFAULTS.lrDecaySteps,
+        maxDispersionRatio: LEARNING_DEFAULTS.maxDispersionRatio,
         bankFrames: LEARNING_DEFAULTS.bankFrames,
         warmupFrames: 1,
         seed: LEARNING_DEFAULTS.seed,

@@ -166,6 +166,8 @@ const COLD_FIT_RESTARTS = 16;
 const WARM_FIT_RESTARTS = 4;
 /** Points each k-means++ start runs on (an even subsample); the best start is refined on all. */
 const RESTART_POINTS = 2048;
+/** Fit points the dispersion guard measures on (an even subsample of them). */
+const GUARD_MAX_POINTS = 4096;
 /** Points the PCA initialisation of the first head looks at. */
 const PCA_MAX_POINTS = 4096;
 
@@ -474,6 +476,20 @@ export class OnlineLearner {
   ): { accept: boolean; ratio: number; reason?: string } {
     const C = this.bank.dim;
     const limit = this.opts.train.maxDispersionRatio ?? DEFAULT_MAX_DISPERSION_RATIO;
+    if (n > GUARD_MAX_POINTS) {
+      // An even subsample bounds the reference fit's cost at large C (DINO: 384 dims).
+      const m = GUARD_MAX_POINTS;
+      const sub = new Float32Array(m * C);
+      const subLabels = new Int32Array(m);
+      for (let i = 0; i < m; i++) {
+        const src = Math.floor((i * n) / m);
+        sub.set(feats.subarray(src * C, (src + 1) * C), i * C);
+        subLabels[i] = labels[src]!;
+      }
+      feats = sub;
+      labels = subLabels;
+      n = m;
+    }
     const reference = this.fitCentroids(feats, n, C, this.rawCentroids, rng);
     this.rawCentroids = reference.centroids;
     const raw = partitionDispersion(feats, n, C, reference.assignments, this.K);

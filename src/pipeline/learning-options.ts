@@ -1,3 +1,5 @@
+import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_DISPERSION_RATIO } from '../learning/online-learner.js';
+
 /** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
 export interface LearningOptions {
   /** Classes K. */
@@ -12,6 +14,10 @@ export interface LearningOptions {
   readonly trainSteps: number;
   /** Adam steps of the round that ends the learning pass (process, demo). */
   readonly learnSteps: number;
+  /** Learning-rate decay T in Adam steps (lr · (T/(T+t))²); 0 = constant rate. */
+  readonly lrDecaySteps: number;
+  /** Guard on a trained head's dispersion against k-means on raw features; 0 = none. */
+  readonly maxDispersionRatio: number;
   /** Feature bank capacity, frames. */
   readonly bankFrames: number;
   /** Frames of the learning pass before output starts (process); 0 = none. */
@@ -35,6 +41,8 @@ export const LEARNING_DEFAULTS = {
   trainEvery: 300,
   trainSteps: 10,
   learnSteps: 60,
+  lrDecaySteps: DEFAULT_LR_DECAY_STEPS,
+  maxDispersionRatio: DEFAULT_MAX_DISPERSION_RATIO,
   bankFrames: 256,
   learnFrames: 64,
   seed: 1,

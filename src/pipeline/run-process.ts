@@ -170,7 +170,12 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
       seed: learning.seed,
       freeze: learning.freeze,
       bank: { capacityFrames: learning.bankFrames },
-      train: { everyFrames: learning.trainEvery, steps: learning.trainSteps },
+      train: {
+        everyFrames: learning.trainEvery,
+        steps: learning.trainSteps,
+        lrDecaySteps: learning.lrDecaySteps,
+        maxDispersionRatio: learning.maxDispersionRatio,
+      },
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),
     },

@@ -120,7 +120,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       seed: l.seed,
       freeze: l.freeze,
       bank: { capacityFrames: l.bankFrames },
-      train: { everyFrames: l.trainEvery, steps: l.trainSteps },
+      train: { everyFrames: l.trainEvery, steps: l.trainSteps, lrDecaySteps: l.lrDecaySteps, maxDispersionRatio: l.maxDispersionRatio },
       ...(l.names ? { names: l.names } : {}),
       ...(initial ? { initial } : {}),
     },
