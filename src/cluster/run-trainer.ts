@@ -265,8 +265,10 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     const state = await l.runRound(featureFrames, steps);
     rounds++;
     mRounds.inc({ kind: l.lastRound?.kind ?? kind });
-    if (state.version !== before)
-      log.info({ headVersion: state.version, kind: l.lastRound?.kind, ms: Math.round(l.lastRound?.ms ?? 0) }, 'round done');
+    const r = l.lastRound;
+    if (state.version !== before) log.info({ headVersion: state.version, kind: r?.kind, ms: Math.round(r?.ms ?? 0) }, 'round done');
+    else if (r?.kind === 'rejected')
+      log.info({ dispersionRatio: r.dispersionRatio, reason: r.reason }, 'trained head turned away; the serving head stays');
     return state;
   }
 

@@ -23,10 +23,10 @@
 import { BadOptionError } from '../errors.js';
 import { Adam } from './adam.js';
 import { alignByAssignments, alignCentroids } from './align-classes.js';
-import { assignCodes, classifyFeatures, stateCodes } from './cluster-probe.js';
+import { classifyFeatures } from './cluster-probe.js';
 import type { PairKinds } from './correlation-loss.js';
 import { DEFAULT_BANK_CAPACITY_FRAMES, DEFAULT_BANK_POINTS_PER_FRAME, FeatureBank, type BankMode } from './feature-bank.js';
-import { centroidDim, defaultClassColors, defaultClassNames, type HeadState } from './head-state.js';
+import { defaultClassColors, defaultClassNames, type HeadState } from './head-state.js';
 import { partitionDispersion } from './partition-dispersion.js';
 import { principalBasis } from './principal-basis.js';
 import { Rng } from './rng.js';
@@ -392,15 +392,30 @@ export class OnlineLearner {
     const codes = weights ? headForward(weights, feats, fitPoints) : feats;
     const D = weights ? weights.codeDim : C;
     const sameSpace = old.version > 0 && (old.weights === null) === (weights === null);
-    const fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : undefined, roundRng);
+    // Raw probe -> first head: the spaces differ, so the probe's classes are carried over as
+    // the mean codes of the points they hold (a warm start in code space).
+    const oldLabels = old.version > 0 && !sameSpace ? classifyFeatures(old, feats, fitPoints) : undefined;
+    const carried = oldLabels ? classMeans(codes, fitPoints, D, oldLabels, this.K) : undefined;
+    let fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : carried, roundRng, !sameSpace);
     const trainedSteps = this.optimizer?.totalSteps ?? old.trainedSteps ?? 0;
-    if (!weights) this.rawCentroids = fit.centroids;
+    if (!weights) this.rawCentroids = fit.best.centroids;
 
     let dispersionRatio: number | undefined;
     if (weights) {
-      const guard = this.checkDispersion(old, feats, fitPoints, fit.assignments, roundRng);
+      // The fit with the best code objective first; then the one grown from the serving head's
+      // classes, which the features may support when the best one regrouped them.
+      const candidates = fit.warm && fit.warm !== fit.best ? [fit.best, fit.warm] : [fit.best];
+      const guard = this.checkDispersion(
+        old,
+        feats,
+        fitPoints,
+        candidates.map((c) => c.assignments),
+        roundRng,
+      );
       dispersionRatio = guard.ratio;
-      if (!guard.accept) {
+      if (guard.accepted >= 0) {
+        fit = { best: candidates[guard.accepted]!, ...(fit.warm ? { warm: fit.warm } : {}) };
+      } else {
         // The serving head stays; only the decay clock moves on (the next rounds move less).
         this.current = { ...old, trainedSteps };
         this.report = {
@@ -408,7 +423,7 @@ export class OnlineLearner {
           version: old.version,
           ...(trainStats ? { train: trainStats } : {}),
           fitPoints,
-          meanCosine: fit.objective / fitPoints,
+          meanCosine: fit.best.objective / fitPoints,
           alignScore: Number.NaN,
           dispersionRatio,
           ...(this.optimizer ? { learningRate: this.optimizer.currentLr } : {}),
@@ -418,20 +433,20 @@ export class OnlineLearner {
         return this.current;
       }
     }
+    const best = fit.best;
 
-    let centroids = fit.centroids;
+    let centroids = best.centroids;
     let alignScore = 1;
     if (old.version > 0) {
       if (sameSpace) {
-        const a = alignCentroids(old.centroids, fit.centroids, D);
+        const a = alignCentroids(old.centroids, best.centroids, D);
         centroids = a.centroids;
         alignScore = a.meanScore;
       } else {
         // Raw probe -> first head: the spaces differ, so match ids by shared points.
-        const oldLabels = assignCodes(stateCodes(old, feats, fitPoints), fitPoints, centroidDim(old), old.centroids, old.k);
-        const a = alignByAssignments(oldLabels, old.k, fit.assignments, this.K);
+        const a = alignByAssignments(oldLabels!, old.k, best.assignments, this.K);
         centroids = new Float32Array(this.K * D);
-        a.order.forEach((src, id) => centroids.set(fit.centroids.subarray(src * D, (src + 1) * D), id * D));
+        a.order.forEach((src, id) => centroids.set(best.centroids.subarray(src * D, (src + 1) * D), id * D));
         alignScore = a.meanScore;
       }
     }
@@ -453,7 +468,7 @@ export class OnlineLearner {
       version: this.current.version,
       ...(trainStats ? { train: trainStats } : {}),
       fitPoints,
-      meanCosine: fit.objective / fitPoints,
+      meanCosine: best.objective / fitPoints,
       alignScore,
       ...(dispersionRatio === undefined ? {} : { dispersionRatio }),
       ...(weights && this.optimizer ? { learningRate: this.optimizer.currentLr } : {}),
@@ -463,44 +478,49 @@ export class OnlineLearner {
   }
 
   /**
-   * The `maxDispersionRatio` check of a trained head's partition (`labels` of the fit points),
-   * against k-means on the same points' raw features (warm-started from the last reference
-   * fit) and against the serving head's partition of them.
+   * The `maxDispersionRatio` check of a trained head's candidate partitions (labels of the fit
+   * points), against k-means on the same points' raw features (warm-started from the last
+   * reference fit) and against the serving head's partition of them. Returns the index of the
+   * first candidate that passes (-1: none) and its ratio (the first candidate's when none does).
    */
   private checkDispersion(
     old: HeadState,
     feats: Float32Array,
     n: number,
-    labels: Int32Array,
+    candidates: readonly Int32Array[],
     rng: Rng,
-  ): { accept: boolean; ratio: number; reason?: string } {
+  ): { accepted: number; ratio: number; reason?: string } {
     const C = this.bank.dim;
     const limit = this.opts.train.maxDispersionRatio ?? DEFAULT_MAX_DISPERSION_RATIO;
     if (n > GUARD_MAX_POINTS) {
       // An even subsample bounds the reference fit's cost at large C (DINO: 384 dims).
       const m = GUARD_MAX_POINTS;
       const sub = new Float32Array(m * C);
-      const subLabels = new Int32Array(m);
+      const subLabels = candidates.map(() => new Int32Array(m));
       for (let i = 0; i < m; i++) {
         const src = Math.floor((i * n) / m);
         sub.set(feats.subarray(src * C, (src + 1) * C), i * C);
-        subLabels[i] = labels[src]!;
+        candidates.forEach((l, c) => (subLabels[c]![i] = l[src]!));
       }
       feats = sub;
-      labels = subLabels;
+      candidates = subLabels;
       n = m;
     }
-    const reference = this.fitCentroids(feats, n, C, this.rawCentroids, rng);
+    const reference = this.fitCentroids(feats, n, C, this.rawCentroids, rng).best;
     this.rawCentroids = reference.centroids;
     const raw = partitionDispersion(feats, n, C, reference.assignments, this.K);
     const ratioOf = (l: Int32Array): number => (raw > 0 ? partitionDispersion(feats, n, C, l, this.K) / raw : 1);
-    const ratio = ratioOf(labels);
-    if (limit === 0 || ratio <= limit) return { accept: true, ratio };
+    const ratios = candidates.map(ratioOf);
+    if (limit === 0) return { accepted: 0, ratio: ratios[0]! };
+    const within = ratios.findIndex((r) => r <= limit);
+    if (within >= 0) return { accepted: within, ratio: ratios[within]! };
     // A scene that changed can leave the serving head worse than the limit: any improvement wins.
     const serving = old.weights ? ratioOf(classifyFeatures(old, feats, n)) : 1;
-    if (ratio < serving) return { accept: true, ratio };
+    const better = ratios.findIndex((r) => r < serving);
+    if (better >= 0) return { accepted: better, ratio: ratios[better]! };
+    const ratio = ratios[0]!;
     return {
-      accept: false,
+      accepted: -1,
       ratio,
       reason: `the trained head's classes fit the backbone features ${ratio.toFixed(3)}x as loosely as k-means on them (limit ${limit}, serving head ${serving.toFixed(3)}x)`,
     };
@@ -539,21 +559,25 @@ export class OnlineLearner {
     return out;
   }
 
-  /** Best of k-means++ restarts and (when given) a warm start from the previous centroids. */
+  /**
+   * Best of k-means++ restarts and (when given) a warm start from the previous centroids, and
+   * that warm start on its own (it may be the best).
+   */
   private fitCentroids(
     codes: Float32Array,
     n: number,
     D: number,
     previous: Float32Array | undefined,
     rng: Rng,
-  ): { centroids: Float32Array; assignments: Int32Array; objective: number } {
+    cold = !previous,
+  ): { best: SphericalKmeansResult; warm?: SphericalKmeansResult } {
     const iters = this.opts.fit?.iters;
     const base = { seed: rng.u32(), ...(iters === undefined ? {} : { iters }) };
     // k-means++ starts land in poor optima often enough on trained codes (a class split in two
     // while two others share a cluster; seen on 1 of 5 generated scenes with 2 starts), and a
     // cold fit decides the partition every later round warm-starts from. So: many starts, each
     // on an even subsample of the points (cheap), and the best one refined on all of them.
-    const restarts = this.opts.fit?.restarts ?? (previous ? WARM_FIT_RESTARTS : COLD_FIT_RESTARTS);
+    const restarts = this.opts.fit?.restarts ?? (cold ? COLD_FIT_RESTARTS : WARM_FIT_RESTARTS);
     let best: SphericalKmeansResult;
     if (n >= 2 * RESTART_POINTS) {
       const m = RESTART_POINTS;
@@ -567,10 +591,25 @@ export class OnlineLearner {
     } else {
       best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts });
     }
-    if (previous) {
-      const warm = sphericalKmeans(codes, n, D, this.K, { ...base, init: previous });
-      if (warm.objective >= best.objective) best = warm;
-    }
-    return best;
+    if (!previous) return { best };
+    const warm = sphericalKmeans(codes, n, D, this.K, { ...base, init: previous });
+    if (warm.objective >= best.objective) best = warm;
+    return { best, warm };
   }
+}
+
+/** Unit mean of the codes [n×D] of each class (labels in [0, K)); a class with no points gets a zero row. */
+function classMeans(codes: Float32Array, n: number, D: number, labels: Int32Array, K: number): Float32Array {
+  const out = new Float32Array(K * D);
+  for (let i = 0; i < n; i++) {
+    const c = labels[i]!;
+    for (let j = 0; j < D; j++) out[c * D + j]! += codes[i * D + j]!;
+  }
+  for (let c = 0; c < K; c++) {
+    let s = 0;
+    for (let j = 0; j < D; j++) s += out[c * D + j]! ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let j = 0; j < D; j++) out[c * D + j]! *= inv;
+  }
+  return out;
 }

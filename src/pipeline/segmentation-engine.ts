@@ -163,9 +163,17 @@ export class SegmentationEngine {
     const before = this.learner.state.version;
     const run = this.learner.runRound(this.framesSeen, steps).then(
       (state) => {
-        if (state.version === before) return;
-        this.nextHead = state;
         const r = this.learner.lastRound;
+        if (state.version === before) {
+          if (r?.kind === 'rejected') {
+            this.options.logger?.info(
+              { headVersion: state.version, kind: r.kind, dispersionRatio: r.dispersionRatio, reason: r.reason },
+              'trained head turned away; the serving head stays',
+            );
+          }
+          return;
+        }
+        this.nextHead = state;
         this.options.logger?.info(
           {
             headVersion: state.version,
@@ -173,6 +181,7 @@ export class SegmentationEngine {
             ms: r ? Math.round(r.ms) : undefined,
             meanCosine: r?.meanCosine,
             alignScore: r?.alignScore,
+            dispersionRatio: r?.dispersionRatio,
           },
           'head trained',
         );
