@@ -2,9 +2,26 @@
  * Worker-thread entry: runs the OnlineLearner off the main thread, so a training round (seconds
  * of Adam steps) never stalls inference or I/O. The pipeline talks to it through LearnerClient.
  */
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { OnlineLearner } from './online-learner.js';
 import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
+
+/**
+ * Nice value of this thread. A round is seconds of Adam steps in JS; on a machine whose cores
+ * decoding and inference already keep busy, it would take a whole core from them (learning on /
+ * off fell to 0.78 in the bench with rounds every 60 frames). Niced, the learner runs on what
+ * inference leaves: a round may take longer while the pipeline is saturated, and runs at full
+ * speed when it waits (the learning pass, a live feed slower than the model). On Linux the nice
+ * value is per thread (setpriority on pid 0 from a worker affects that worker's thread only).
+ */
+const LEARNER_NICE = 10;
+
+try {
+  setPriority(LEARNER_NICE);
+} catch {
+  // Not permitted or not supported here: the learner runs at the process's priority.
+}
 
 const port = parentPort;
 if (!port) throw new Error('learner-worker.js must run in a worker thread');
