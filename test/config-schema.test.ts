@@ -39,6 +39,10 @@ describe('pipeline schema', () => {
     expect(problem(`${SCENE}service: { port: 70000 }\n`)).toBe(invalid('service.port: expected integer 0-65535, received 70000'));
     expect(problem(`${SCENE}model: { batch: { size: 1.5 } }\n`)).toBe(invalid('model.batch.size: expected integer 1-64, received 1.5'));
     expect(problem(`${SCENE}learning: { freeze: "yes" }\n`)).toBe(invalid('learning.freeze: expected boolean, received "yes"'));
+    expect(problem(`${SCENE}learning: { maxDispersionRatio: 0.5 }\n`)).toBe(
+      invalid('learning.maxDispersionRatio: expected a number >= 1, or 0 for no check, received 0.5'),
+    );
+    expect(problem(`${SCENE}learning: { lrDecaySteps: -1 }\n`)).toBe(invalid('learning.lrDecaySteps: expected integer >= 0, received -1'));
     expect(problem(`${SCENE}model: { device: gpu }\n`)).toBe(
       invalid('model.device: expected one of "auto", "cpu", "cuda", "tensorrt", "webgpu", received "gpu"'),
     );
