@@ -353,12 +353,7 @@ export class OnlineLearner {
         if (pca) {
           // An even spread of the (slot-ordered) fit points.
           const m = Math.min(fitPoints, PCA_MAX_POINTS);
-          const rows = new Float32Array(m * C);
-          for (let i = 0; i < m; i++) {
-            const src = Math.floor((i * fitPoints) / m);
-            rows.set(feats.subarray(src * C, (src + 1) * C), i * C);
-          }
-          basis = principalBasis(rows, m, C, this.codeDim, { seed });
+          basis = principalBasis(evenRows(feats, fitPoints, C, m), m, C, this.codeDim, { seed });
         }
         head = initHead(C, this.codeDim, seed, basis);
         this.optimizer = undefined;
@@ -396,15 +391,16 @@ export class OnlineLearner {
     // the mean codes of the points they hold (a warm start in code space).
     const oldLabels = old.version > 0 && !sameSpace ? classifyFeatures(old, feats, fitPoints) : undefined;
     const carried = oldLabels ? classMeans(codes, fitPoints, D, oldLabels, this.K) : undefined;
-    let fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : carried, roundRng, !sameSpace);
+    const fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : carried, roundRng, !sameSpace);
+    let best = fit.best;
     const trainedSteps = this.optimizer?.totalSteps ?? old.trainedSteps ?? 0;
-    if (!weights) this.rawCentroids = fit.best.centroids;
+    if (!weights) this.rawCentroids = best.centroids;
 
     let dispersionRatio: number | undefined;
     if (weights) {
       // The fit with the best code objective first; then the one grown from the serving head's
       // classes, which the features may support when the best one regrouped them.
-      const candidates = fit.warm && fit.warm !== fit.best ? [fit.best, fit.warm] : [fit.best];
+      const candidates = fit.warm && fit.warm !== best ? [best, fit.warm] : [best];
       const guard = this.checkDispersion(
         old,
         feats,
@@ -414,7 +410,7 @@ export class OnlineLearner {
       );
       dispersionRatio = guard.ratio;
       if (guard.accepted >= 0) {
-        fit = { best: candidates[guard.accepted]!, ...(fit.warm ? { warm: fit.warm } : {}) };
+        best = candidates[guard.accepted]!;
       } else {
         // The serving head stays; only the decay clock moves on (the next rounds move less).
         this.current = { ...old, trainedSteps };
@@ -423,7 +419,7 @@ export class OnlineLearner {
           version: old.version,
           ...(trainStats ? { train: trainStats } : {}),
           fitPoints,
-          meanCosine: fit.best.objective / fitPoints,
+          meanCosine: best.objective / fitPoints,
           alignScore: Number.NaN,
           dispersionRatio,
           ...(this.optimizer ? { learningRate: this.optimizer.currentLr } : {}),
@@ -433,7 +429,6 @@ export class OnlineLearner {
         return this.current;
       }
     }
-    const best = fit.best;
 
     let centroids = best.centroids;
     let alignScore = 1;
@@ -495,15 +490,8 @@ export class OnlineLearner {
     if (n > GUARD_MAX_POINTS) {
       // An even subsample bounds the reference fit's cost at large C (DINO: 384 dims).
       const m = GUARD_MAX_POINTS;
-      const sub = new Float32Array(m * C);
-      const subLabels = candidates.map(() => new Int32Array(m));
-      for (let i = 0; i < m; i++) {
-        const src = Math.floor((i * n) / m);
-        sub.set(feats.subarray(src * C, (src + 1) * C), i * C);
-        candidates.forEach((l, c) => (subLabels[c]![i] = l[src]!));
-      }
-      feats = sub;
-      candidates = subLabels;
+      feats = evenRows(feats, n, C, m);
+      candidates = candidates.map((l) => Int32Array.from({ length: m }, (_, i) => l[evenIndex(i, n, m)]!));
       n = m;
     }
     const reference = this.fitCentroids(feats, n, C, this.rawCentroids, rng).best;
@@ -581,12 +569,7 @@ export class OnlineLearner {
     let best: SphericalKmeansResult;
     if (n >= 2 * RESTART_POINTS) {
       const m = RESTART_POINTS;
-      const sub = new Float32Array(m * D);
-      for (let i = 0; i < m; i++) {
-        const src = Math.floor((i * n) / m);
-        sub.set(codes.subarray(src * D, (src + 1) * D), i * D);
-      }
-      const start = sphericalKmeans(sub, m, D, this.K, { ...base, restarts });
+      const start = sphericalKmeans(evenRows(codes, n, D, m), m, D, this.K, { ...base, restarts });
       best = sphericalKmeans(codes, n, D, this.K, { ...base, init: start.centroids });
     } else {
       best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts });
@@ -610,6 +593,21 @@ function classMeans(codes: Float32Array, n: number, D: number, labels: Int32Arra
     for (let j = 0; j < D; j++) s += out[c * D + j]! ** 2;
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
     for (let j = 0; j < D; j++) out[c * D + j]! *= inv;
+  }
+  return out;
+}
+
+/** Row i of an even spread of m rows over n: the source row it takes. */
+function evenIndex(i: number, n: number, m: number): number {
+  return Math.floor((i * n) / m);
+}
+
+/** An even spread of m of the n rows [n×d] of x (m <= n), as one [m×d] array. */
+function evenRows(x: Float32Array, n: number, d: number, m: number): Float32Array {
+  const out = new Float32Array(m * d);
+  for (let i = 0; i < m; i++) {
+    const src = evenIndex(i, n, m);
+    out.set(x.subarray(src * d, (src + 1) * d), i * d);
   }
   return out;
 }
