@@ -2,16 +2,53 @@
  * Accumulating matrix products on row-major Float32Arrays, the only heavy arithmetic of the
  * learner (head forward/backward, correlation matrices, k-means similarities).
  *
- * Hand-written because no maintained npm package multiplies typed arrays in plain JS without a
- * native or WebAssembly build. The loops are i-k-j (the innermost loop runs over contiguous rows
- * of both operands) and unrolled: two output rows and four terms of the inner dimension per pass,
- * so each loaded element of the right operand feeds several multiply-adds and every output
- * element is loaded and stored a quarter as often. On V8 this measured ~3-4x faster than the
- * plain triple loop.
+ * Products big enough to pay for copying their operands run in a WebAssembly SIMD kernel
+ * (simd-gemm.ts: 5-8x the JS loops on the learner's shapes); small ones, and every product on a
+ * runtime without WebAssembly SIMD, run in the plain-JS kernels below (`jsGemm*`).
+ *
+ * The JS kernels are hand-written because no maintained npm package multiplies typed arrays in
+ * plain JS without a native or WebAssembly build. The loops are i-k-j (the innermost loop runs
+ * over contiguous rows of both operands) and unrolled: two output rows and four terms of the
+ * inner dimension per pass, so each loaded element of the right operand feeds several
+ * multiply-adds and every output element is loaded and stored a quarter as often. On V8 this
+ * measured ~3-4x faster than the plain triple loop.
  */
+import { simdAvailable, simdGemmNN, simdGemmNT } from './simd-gemm.js';
+
+/**
+ * Multiply-adds below which a product stays in JS: the copies in and out of the module's memory
+ * would cost about as much as the product.
+ */
+const SIMD_MIN_MACS = 16384;
+/** Inner dimensions below this stay in JS (each output element then costs more to copy than to compute). */
+const SIMD_MIN_K = 8;
+/** Output sides below this would be mostly padding (the kernel works on 4×8 blocks). */
+const SIMD_MIN_SIDE = 4;
+
+function useSimd(n: number, k: number, m: number): boolean {
+  return simdAvailable && k >= SIMD_MIN_K && n >= SIMD_MIN_SIDE && m >= SIMD_MIN_SIDE && n * k * m >= SIMD_MIN_MACS;
+}
 
 /** out[n×m] += a[n×k] · b[k×m]. */
 export function gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
+  if (useSimd(n, k, m)) simdGemmNN(a, b, out, n, k, m, false);
+  else jsGemmNN(a, b, out, n, k, m);
+}
+
+/** out[k×m] += aᵀ · g, for a[n×k], g[n×m] (weight gradients: Σ over rows of outer products). */
+export function gemmTN(a: Float32Array, g: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
+  if (useSimd(k, n, m)) simdGemmNN(a, g, out, k, n, m, true);
+  else jsGemmTN(a, g, out, n, k, m);
+}
+
+/** out[n×r] += a · bᵀ, for a[n×k], b[r×k] (all pairwise dot products of rows). */
+export function gemmNT(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, r: number): void {
+  if (useSimd(n, k, r)) simdGemmNT(a, b, out, n, k, r);
+  else jsGemmNT(a, b, out, n, k, r);
+}
+
+/** gemmNN in plain JS. */
+export function jsGemmNN(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
   const k4 = k - (k % 4);
   let i = 0;
   for (; i + 1 < n; i += 2) {
@@ -64,8 +101,8 @@ export function gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, n: n
   }
 }
 
-/** out[k×m] += aᵀ · g, for a[n×k], g[n×m] (weight gradients: Σ over rows of outer products). */
-export function gemmTN(a: Float32Array, g: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
+/** gemmTN in plain JS. */
+export function jsGemmTN(a: Float32Array, g: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
   const n4 = n - (n % 4);
   let i = 0;
   for (; i < n4; i += 4) {
@@ -120,8 +157,8 @@ export function gemmTN(a: Float32Array, g: Float32Array, out: Float32Array, n: n
   }
 }
 
-/** out[n×r] += a · bᵀ, for a[n×k], b[r×k] (all pairwise dot products of rows). */
-export function gemmNT(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, r: number): void {
+/** gemmNT in plain JS. */
+export function jsGemmNT(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, r: number): void {
   let i = 0;
   for (; i + 1 < n; i += 2) {
     const a0 = i * k;

@@ -1,0 +1,78 @@
+;; The learner's matrix-product kernel in WebAssembly SIMD (see simd-gemm.ts, which pads the
+;; operands and calls it). scripts/build-gemm-kernel.mjs compiles this file into
+;; gemm-kernel-bytes.ts; test/learning-gemm.test.ts checks that the two agree.
+;; No fused multiply-add anywhere: results are the same on every machine.
+(module
+  (memory (export "memory") 1)
+
+  ;; o[n×m] += A[n×k] · b[k×m], f32 at byte offsets. A's element (r, c) is at a + r·ars + c·acs
+  ;; (ars = 4k, acs = 4 for a row-major A; ars = 4, acs = 4n for A = aᵀ of a row-major a [k×n]),
+  ;; so aᵀ·b needs no transpose. b and o are row-major with rows of m floats; n % 4 == 0 and
+  ;; m % 8 == 0 (the caller pads). A 4×8 block of o lives in eight f32x4 registers while c runs
+  ;; over k: per step two vector loads of b and four scalar loads of A feed 32 multiply-adds.
+  (func (export "nn") (param $a i32) (param $ars i32) (param $acs i32) (param $b i32) (param $o i32)
+                      (param $n i32) (param $k i32) (param $m i32)
+    (local $i i32) (local $j i32) (local $p i32)
+    (local $rowO i32) (local $ars2 i32) (local $ars3 i32) (local $rowO2 i32) (local $rowO3 i32)
+    (local $ap i32) (local $bp i32) (local $op i32)
+    (local $x v128) (local $b0 v128) (local $b1 v128)
+    (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
+    (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
+    (local.set $rowO (i32.shl (local.get $m) (i32.const 2)))
+    (local.set $rowO2 (i32.shl (local.get $rowO) (i32.const 1)))
+    (local.set $rowO3 (i32.add (local.get $rowO2) (local.get $rowO)))
+    (local.set $ars2 (i32.shl (local.get $ars) (i32.const 1)))
+    (local.set $ars3 (i32.add (local.get $ars2) (local.get $ars)))
+    (local.set $i (i32.const 0))
+    (block $iend (loop $iloop
+      (br_if $iend (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $j (i32.const 0))
+      (block $jend (loop $jloop
+        (br_if $jend (i32.ge_u (local.get $j) (local.get $m)))
+        (local.set $op (i32.add (local.get $o)
+          (i32.shl (i32.add (i32.mul (local.get $i) (local.get $m)) (local.get $j)) (i32.const 2))))
+        (local.set $c00 (v128.load (local.get $op)))
+        (local.set $c01 (v128.load offset=16 (local.get $op)))
+        (local.set $c10 (v128.load (i32.add (local.get $op) (local.get $rowO))))
+        (local.set $c11 (v128.load offset=16 (i32.add (local.get $op) (local.get $rowO))))
+        (local.set $c20 (v128.load (i32.add (local.get $op) (local.get $rowO2))))
+        (local.set $c21 (v128.load offset=16 (i32.add (local.get $op) (local.get $rowO2))))
+        (local.set $c30 (v128.load (i32.add (local.get $op) (local.get $rowO3))))
+        (local.set $c31 (v128.load offset=16 (i32.add (local.get $op) (local.get $rowO3))))
+        (local.set $ap (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $ars))))
+        (local.set $bp (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $p (i32.const 0))
+        (block $pend (loop $ploop
+          (br_if $pend (i32.ge_u (local.get $p) (local.get $k)))
+          (local.set $b0 (v128.load (local.get $bp)))
+          (local.set $b1 (v128.load offset=16 (local.get $bp)))
+          (local.set $x (f32x4.splat (f32.load (local.get $ap))))
+          (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (local.get $x) (local.get $b0))))
+          (local.set $c01 (f32x4.add (local.get $c01) (f32x4.mul (local.get $x) (local.get $b1))))
+          (local.set $x (f32x4.splat (f32.load (i32.add (local.get $ap) (local.get $ars)))))
+          (local.set $c10 (f32x4.add (local.get $c10) (f32x4.mul (local.get $x) (local.get $b0))))
+          (local.set $c11 (f32x4.add (local.get $c11) (f32x4.mul (local.get $x) (local.get $b1))))
+          (local.set $x (f32x4.splat (f32.load (i32.add (local.get $ap) (local.get $ars2)))))
+          (local.set $c20 (f32x4.add (local.get $c20) (f32x4.mul (local.get $x) (local.get $b0))))
+          (local.set $c21 (f32x4.add (local.get $c21) (f32x4.mul (local.get $x) (local.get $b1))))
+          (local.set $x (f32x4.splat (f32.load (i32.add (local.get $ap) (local.get $ars3)))))
+          (local.set $c30 (f32x4.add (local.get $c30) (f32x4.mul (local.get $x) (local.get $b0))))
+          (local.set $c31 (f32x4.add (local.get $c31) (f32x4.mul (local.get $x) (local.get $b1))))
+          (local.set $ap (i32.add (local.get $ap) (local.get $acs)))
+          (local.set $bp (i32.add (local.get $bp) (local.get $rowO)))
+          (local.set $p (i32.add (local.get $p) (i32.const 1)))
+          (br $ploop)))
+        (v128.store (local.get $op) (local.get $c00))
+        (v128.store offset=16 (local.get $op) (local.get $c01))
+        (v128.store (i32.add (local.get $op) (local.get $rowO)) (local.get $c10))
+        (v128.store offset=16 (i32.add (local.get $op) (local.get $rowO)) (local.get $c11))
+        (v128.store (i32.add (local.get $op) (local.get $rowO2)) (local.get $c20))
+        (v128.store offset=16 (i32.add (local.get $op) (local.get $rowO2)) (local.get $c21))
+        (v128.store (i32.add (local.get $op) (local.get $rowO3)) (local.get $c30))
+        (v128.store offset=16 (i32.add (local.get $op) (local.get $rowO3)) (local.get $c31))
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br $jloop)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $iloop)))
+  )
+)
