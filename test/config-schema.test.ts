@@ -43,6 +43,9 @@ describe('pipeline schema', () => {
       invalid('learning.maxDispersionRatio: expected a number >= 1, or 0 for no check, received 0.5'),
     );
     expect(problem(`${SCENE}learning: { lrDecaySteps: -1 }\n`)).toBe(invalid('learning.lrDecaySteps: expected integer >= 0, received -1'));
+    expect(problem(`${SCENE}learning: { cpuShare: 0 }\n`)).toBe(
+      invalid('learning.cpuShare: expected a number in (0, 1] (1 = no limit), received 0'),
+    );
     expect(problem(`${SCENE}model: { device: gpu }\n`)).toBe(
       invalid('model.device: expected one of "auto", "cpu", "cuda", "tensorrt", "webgpu", received "gpu"'),
     );
@@ -170,6 +173,7 @@ describe('defaults and freezing', () => {
         trainSteps: LEARNING_DEFAULTS.trainSteps,
         lrDecaySteps: LEARNING_DEFAULTS.lrDecaySteps,
         maxDispersionRatio: LEARNING_DEFAULTS.maxDispersionRatio,
+        cpuShare: LEARNING_DEFAULTS.cpuShare,
         bankFrames: LEARNING_DEFAULTS.bankFrames,
         warmupFrames: 1,
         seed: LEARNING_DEFAULTS.seed,

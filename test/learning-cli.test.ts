@@ -56,13 +56,16 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
     expect(versions[0]).toBe(s1.version);
   });
 
-  it('names a bad --max-dispersion-ratio or --lr-decay-steps', async () => {
+  it('names a bad --max-dispersion-ratio, --lr-decay-steps or --learn-cpu', async () => {
     const ratio = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--max-dispersion-ratio', '0.5']);
     expect(ratio.code).not.toBe(0);
     expect(ratio.stderr).toContain('Expected number >= 1, or 0 for none, for --max-dispersion-ratio but received "0.5"');
     const decay = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--lr-decay-steps', 'ten']);
     expect(decay.code).not.toBe(0);
     expect(decay.stderr).toContain('Expected non-negative integer for --lr-decay-steps but received "ten"');
+    const cpu = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--learn-cpu', '1.5']);
+    expect(cpu.code).not.toBe(0);
+    expect(cpu.stderr).toContain('Expected number in (0, 1] for --learn-cpu but received "1.5"');
   });
 
   it('--head FILE --freeze --threads 1 gives the same output byte for byte', async () => {

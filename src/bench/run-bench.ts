@@ -94,6 +94,9 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     await writeSceneVideo(video, { width: 1920, height: 1080, seed: 5, frames: 150, fps: 30, crf: 20 });
     const long = join(dir, 'dive-1080p-x4.mp4');
     await loopVideo(video, long, 4);
+    // Learning is measured on 1200 frames: several rounds at the default of one every 300.
+    const longer = join(dir, 'dive-1080p-x8.mp4');
+    await loopVideo(video, longer, 8);
     const info = await probeVideo(video);
     const backbone = await Backbone.load('builtin');
     const size = workingSize(info, backbone.info.patchSize);
@@ -113,10 +116,27 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     log('process, 4x longer input (memory flatness)');
     const longRun = await runCli(['process', long, '--stats', join(dir, 's3.csv'), ...common]);
 
-    log('learning on vs off');
+    log('learning on vs off (1200 frames): defaults, rounds every 60 frames, and every 60 with no CPU limit');
     const ckpt = join(dir, 'head.ckpt');
-    const learnOn = await runCli(['process', long, '--stats', join(dir, 's4.csv'), '--train-every', '60', '--checkpoint', ckpt, ...common]);
-    const learnOff = await runCli(['process', long, '--stats', join(dir, 's5.csv'), '--head', ckpt, '--freeze', ...common]);
+    const learnDefault = await runCli(['process', longer, '--stats', join(dir, 's4.csv'), '--checkpoint', ckpt, ...common]);
+    const learnOff = await runCli(['process', longer, '--stats', join(dir, 's5.csv'), '--head', ckpt, '--freeze', ...common]);
+    const learnOften = await runCli(['process', longer, '--stats', join(dir, 's6.csv'), '--train-every', '60', ...common]);
+    const learnUnlimited = await runCli([
+      'process',
+      longer,
+      '--stats',
+      join(dir, 's7.csv'),
+      '--train-every',
+      '60',
+      '--learn-cpu',
+      '1',
+      ...common,
+    ]);
+    // The frozen head once more: the baseline is the mean of a run among the first and one after
+    // the last learning run, so a machine that slows down or speeds up over the minutes does not
+    // pass for a learning cost (or gain).
+    const learnOff2 = await runCli(['process', longer, '--stats', join(dir, 's8.csv'), '--head', ckpt, '--freeze', ...common]);
+    const offFps = (learnOff.fps + learnOff2.fps) / 2;
 
     const result = {
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
@@ -127,20 +147,31 @@ async function benchProcess(): Promise<Record<string, unknown>> {
         decodePlusBackboneSerial: round(combined),
         processStatsOnly: round(statsOnly.fps),
         processWithOverlayVideo: round(withVideo.fps),
-        processLearningOn: round(learnOn.fps),
-        processLearningOff: round(learnOff.fps),
+        processLearningDefaults: round(learnDefault.fps),
+        processLearningEvery60: round(learnOften.fps),
+        processLearningEvery60NoCpuLimit: round(learnUnlimited.fps),
+        processLearningOff: round(offFps),
+        processLearningOffFirstLast: [round(learnOff.fps), round(learnOff2.fps)],
       },
       ratios: {
         'process / (1/(1/decode + 1/backbone))': round(statsOnly.fps / combined, 3),
         'process with overlay / process stats only': round(withVideo.fps / statsOnly.fps, 3),
-        'learning on / learning off': round(learnOn.fps / learnOff.fps, 3),
+        'learning on (defaults) / learning off': round(learnDefault.fps / offFps, 3),
+        'learning on (rounds every 60 frames) / learning off': round(learnOften.fps / offFps, 3),
+        'learning on (every 60, --learn-cpu 1) / learning off': round(learnUnlimited.fps / offFps, 3),
       },
       memory: {
         peakRssMiB150Frames: round(statsOnly.maxRssMiB),
         peakRssMiB600Frames: round(longRun.maxRssMiB),
         'peak RSS 600 / 150 frames': round(longRun.maxRssMiB / statsOnly.maxRssMiB, 3),
       },
-      learning: { headVersionWithLearning: learnOn.headVersion, roundsEveryFrames: 60 },
+      // Head versions reached: rounds that swapped a head in (a CPU limit trades rounds for fps).
+      learning: {
+        frames: learnOff.frames,
+        headVersionDefaults: learnDefault.headVersion,
+        headVersionEvery60: learnOften.headVersion,
+        headVersionEvery60NoCpuLimit: learnUnlimited.headVersion,
+      },
     };
     return result;
   } finally {

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEVICES } from '../backbone/execution-device.js';
 import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-options.js';
-import { integer, nonNegativeInt, oneOf, positiveInt, ratioOrZero } from './parse-options.js';
+import { integer, nonNegativeInt, oneOf, positiveInt, ratioOrZero, share } from './parse-options.js';
 import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
 import type { Device } from '../backbone/execution-device.js';
@@ -77,6 +77,12 @@ export function addLearningOptions(cmd: Command): Command {
       ratioOrZero('--max-dispersion-ratio'),
       LEARNING_DEFAULTS.maxDispersionRatio,
     )
+    .option(
+      '--learn-cpu <share>',
+      "share of the machine's CPU a training round beside inference may take (1: no limit)",
+      share('--learn-cpu'),
+      LEARNING_DEFAULTS.cpuShare,
+    )
     .option('--bank-frames <n>', 'feature bank size in frames', positiveInt('--bank-frames'), LEARNING_DEFAULTS.bankFrames)
     .option(
       '--learn-frames <n>',
@@ -104,6 +110,7 @@ export interface LearningFlags {
   learnSteps: number;
   lrDecaySteps: number;
   maxDispersionRatio: number;
+  learnCpu: number;
   bankFrames: number;
   learnFrames: number;
   seed: number;
@@ -138,6 +145,7 @@ export function learningFrom(flags: LearningFlags): LearningOptions {
     learnSteps: flags.learnSteps,
     lrDecaySteps: flags.lrDecaySteps,
     maxDispersionRatio: flags.maxDispersionRatio,
+    cpuShare: flags.learnCpu,
     bankFrames: flags.bankFrames,
     learnFrames: flags.learnFrames,
     seed: flags.seed,

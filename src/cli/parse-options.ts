@@ -29,6 +29,16 @@ export function ratioOrZero(name: string): (v: string) => number {
   };
 }
 
+/** A share in (0, 1]: of the machine's CPU, say. */
+export function share(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || !(n > 0 && n <= 1))
+      throw new InvalidArgumentError(`Expected number in (0, 1] for ${name} but received "${v}"`);
+    return n;
+  };
+}
+
 export function integer(name: string): (v: string) => number {
   return (v) => {
     if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`Expected integer for ${name} but received "${v}"`);

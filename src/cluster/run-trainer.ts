@@ -251,6 +251,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
         steps: learning.trainSteps,
         lrDecaySteps: learning.lrDecaySteps,
         maxDispersionRatio: learning.maxDispersionRatio,
+        cpuShare: learning.cpuShare,
       },
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),
@@ -260,13 +261,23 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     return l;
   }
 
-  async function round(l: LearnerClient, kind: string, steps?: number): Promise<HeadState> {
+  /** `background`: a periodic round, which keeps to --learn-cpu (workers may share this machine). */
+  async function round(l: LearnerClient, kind: string, steps?: number, background = false): Promise<HeadState> {
     const before = l.state.version;
-    const state = await l.runRound(featureFrames, steps);
+    const state = await l.runRound(featureFrames, steps, background);
     rounds++;
     mRounds.inc({ kind: l.lastRound?.kind ?? kind });
     const r = l.lastRound;
-    if (state.version !== before) log.info({ headVersion: state.version, kind: r?.kind, ms: Math.round(r?.ms ?? 0) }, 'round done');
+    if (state.version !== before)
+      log.info(
+        {
+          headVersion: state.version,
+          kind: r?.kind,
+          ms: Math.round(r?.ms ?? 0),
+          ...(r?.idleMs === undefined ? {} : { idleMs: Math.round(r.idleMs) }),
+        },
+        'round done',
+      );
     else if (r?.kind === 'rejected')
       log.info({ dispersionRatio: r.dispersionRatio, reason: r.reason }, 'trained head turned away; the serving head stays');
     return state;
@@ -290,7 +301,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     if (!l.shouldTrain(featureFrames)) return;
     training = true;
     try {
-      const state = await round(l, 'train');
+      const state = await round(l, 'train', undefined, true);
       if (state.version !== published?.version) await publish(state, 'training round');
     } finally {
       training = false;

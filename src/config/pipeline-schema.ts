@@ -241,6 +241,11 @@ export const pipelineSchema = z
           .number({ error: 'expected a number >= 1, or 0 for no check' })
           .refine((v) => v === 0 || v >= 1, { error: 'expected a number >= 1, or 0 for no check' })
           .default(LEARNING_DEFAULTS.maxDispersionRatio),
+        /** Share of the machine's CPU a training round beside inference may take, in (0, 1]; 1 = no limit. */
+        cpuShare: z
+          .number({ error: 'expected a number in (0, 1] (1 = no limit)' })
+          .refine((v) => v > 0 && v <= 1, { error: 'expected a number in (0, 1] (1 = no limit)' })
+          .default(LEARNING_DEFAULTS.cpuShare),
         /** Frames the feature bank keeps (memory cap). */
         bankFrames: positive.default(LEARNING_DEFAULTS.bankFrames),
         /** Frames seen before the first fit (output starts after them). */
@@ -291,6 +296,7 @@ export const pipelineSchema = z
         trainSteps: LEARNING_DEFAULTS.trainSteps,
         lrDecaySteps: LEARNING_DEFAULTS.lrDecaySteps,
         maxDispersionRatio: LEARNING_DEFAULTS.maxDispersionRatio,
+        cpuShare: LEARNING_DEFAULTS.cpuShare,
         bankFrames: LEARNING_DEFAULTS.bankFrames,
         warmupFrames: 1,
         seed: LEARNING_DEFAULTS.seed,

@@ -1,11 +1,13 @@
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BadOptionError, StegoError, type ErrorCode } from '../errors.js';
 import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
 import type { OnlineLearnerOptions, RoundReport } from './online-learner.js';
 import type { HeadState } from './head-state.js';
 import { DEFAULT_BANK_POINTS_PER_FRAME } from './feature-bank.js';
+import { DEFAULT_LEARN_CPU_SHARE, hurry, hurryCell, threadShare } from './duty-cycle.js';
 
 /**
  * The pipeline's handle on the online learner, which runs in a worker thread. Frames are
@@ -25,6 +27,8 @@ export class LearnerClient {
   private framesAtLastRound = 0;
   private isPaused = false;
   private inFlight: Promise<HeadState> | undefined;
+  /** The running background round's hurry cell (duty-cycle.ts). */
+  private hurryFlag: Int32Array | undefined;
   private failure: Error | undefined;
   private closed = false;
   private report: RoundReport | undefined;
@@ -116,16 +120,30 @@ export class LearnerClient {
 
   /**
    * Starts a round in the worker (or joins the one running). The caller swaps the returned state
-   * in when it resolves; `state` is updated at the same time.
+   * in when it resolves; `state` is updated at the same time. A `background` round (one the
+   * caller does not wait for: inference goes on meanwhile) keeps to `train.cpuShare` of the
+   * machine; the others run flat out.
    */
-  runRound(framesSeen: number, steps?: number): Promise<HeadState> {
+  runRound(framesSeen: number, steps?: number, background = false): Promise<HeadState> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.inFlight) return this.inFlight;
+    if (this.inFlight) {
+      // Joining a round means waiting for it: no point holding it back any more.
+      if (!background) this.hurry();
+      return this.inFlight;
+    }
     this.framesAtLastRound = framesSeen;
     const id = this.nextId++;
     this.inFlight = new Promise<{ state: HeadState; report: RoundReport | undefined }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      post(this.worker, { type: 'round', id, framesSeen, ...(steps !== undefined ? { steps } : {}) });
+      const cpuShare = background ? threadShare(this.options.train.cpuShare ?? DEFAULT_LEARN_CPU_SHARE, availableParallelism()) : 1;
+      this.hurryFlag = cpuShare < 1 ? hurryCell() : undefined;
+      post(this.worker, {
+        type: 'round',
+        id,
+        framesSeen,
+        ...(steps !== undefined ? { steps } : {}),
+        ...(this.hurryFlag ? { cpuShare, hurry: this.hurryFlag } : {}),
+      });
     })
       .then(({ state, report }) => {
         this.report = report;
@@ -136,8 +154,14 @@ export class LearnerClient {
       })
       .finally(() => {
         this.inFlight = undefined;
+        this.hurryFlag = undefined;
       });
     return this.inFlight;
+  }
+
+  /** Lets the background round in flight (if any) finish flat out: someone is waiting for it now. */
+  hurry(): void {
+    if (this.hurryFlag) hurry(this.hurryFlag);
   }
 
   rename(classId: number, name: string): void {
@@ -166,6 +190,7 @@ export class LearnerClient {
   /** Waits for a round in flight, then stops the worker. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.hurry();
     await this.inFlight?.catch(() => undefined);
     this.closed = true;
     await this.worker.terminate();

@@ -5,7 +5,16 @@ import type { HeadState } from './head-state.js';
 export type LearnerRequest =
   | { readonly type: 'init'; readonly options: OnlineLearnerOptions }
   | { readonly type: 'observe'; readonly tokens: Float32Array; readonly n: number }
-  | { readonly type: 'round'; readonly id: number; readonly framesSeen: number; readonly steps?: number }
+  | {
+      readonly type: 'round';
+      readonly id: number;
+      readonly framesSeen: number;
+      readonly steps?: number;
+      /** Most of one core the round may keep busy on average (duty-cycle.ts); 1 or omitted: no limit. */
+      readonly cpuShare?: number;
+      /** With `cpuShare`: the shared cell the pipeline sets to let the round run flat out (duty-cycle.ts `hurry`). */
+      readonly hurry?: Int32Array;
+    }
   | { readonly type: 'rename'; readonly classId: number; readonly name: string }
   | { readonly type: 'pause' }
   | { readonly type: 'resume' };

@@ -4,16 +4,17 @@
  */
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
+import { DutyCycle } from './duty-cycle.js';
 import { OnlineLearner } from './online-learner.js';
 import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
 
 /**
- * Nice value of this thread. A round is seconds of Adam steps in JS; on a machine whose cores
- * decoding and inference already keep busy, it would take a whole core from them (learning on /
- * off fell to 0.78 in the bench with rounds every 60 frames). Niced, the learner runs on what
- * inference leaves: a round may take longer while the pipeline is saturated, and runs at full
- * speed when it waits (the learning pass, a live feed slower than the model). On Linux the nice
- * value is per thread (setpriority on pid 0 from a worker affects that worker's thread only).
+ * Nice value of this thread. A round is seconds of Adam steps; on a machine whose cores decoding
+ * and inference already keep busy, it would take a whole core from them (learning on / off fell
+ * to 0.78 in the bench with rounds every 60 frames). Background rounds keep to their CPU share
+ * (duty-cycle.ts), which bounds how much they take; the nice value makes what they take come
+ * from idle time first. On Linux the nice value is per thread (setpriority on pid 0 from a
+ * worker affects that worker's thread only).
  */
 const LEARNER_NICE = 10;
 
@@ -44,8 +45,10 @@ port.on('message', (msg: LearnerRequest) => {
         return;
       case 'round': {
         if (!learner) throw new Error('learner not initialised');
-        const state = learner.runRound(msg.framesSeen, msg.steps);
-        reply({ type: 'round', id: msg.id, state, report: learner.lastRound });
+        const duty = msg.cpuShare !== undefined && msg.cpuShare < 1 ? new DutyCycle(msg.cpuShare, msg.hurry) : undefined;
+        const state = learner.runRound(msg.framesSeen, msg.steps, duty ? () => duty.tick() : undefined);
+        const report = learner.lastRound;
+        reply({ type: 'round', id: msg.id, state, report: report && duty ? { ...report, idleMs: duty.idleMs } : report });
         return;
       }
       case 'rename':

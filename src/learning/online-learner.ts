@@ -83,6 +83,13 @@ export interface OnlineLearnerOptions {
      * check. Default `DEFAULT_MAX_DISPERSION_RATIO`.
      */
     readonly maxDispersionRatio?: number;
+    /**
+     * Share of the machine's CPU time (all cores) a background round may take on average, in
+     * (0, 1]; 1 = no limit. Rounds the caller waits for (the first fit, the learning pass) run
+     * flat out. Used by LearnerClient (duty-cycle.ts); a direct `runRound` caller passes its own
+     * pace. Default `DEFAULT_LEARN_CPU_SHARE`.
+     */
+    readonly cpuShare?: number;
     readonly weights?: Partial<PairKinds<number>>;
     /** Fixed shifts per pair kind; default STEGO's (`DEFAULT_PAIR_SHIFTS`) unless `shiftQuantile` is set. */
     readonly shifts?: Partial<PairKinds<number>>;
@@ -147,7 +154,10 @@ export interface RoundReport {
   readonly dispersionRatio?: number;
   /** Learning rate the next training step will run at (after `train.lrDecaySteps`' decay). */
   readonly learningRate?: number;
+  /** Wall time of the round, ms, including `idleMs`. */
   readonly ms: number;
+  /** Time the duty-cycle limiter held a background round paused, ms (set by the learner worker). */
+  readonly idleMs?: number;
   readonly reason?: string;
 }
 
@@ -193,6 +203,8 @@ export class OnlineLearner {
   private framesAtLastRound = 0;
   private lastFramesSeen: number | undefined;
   private report: RoundReport | undefined;
+  /** The running round's pace callback. */
+  private pace: (() => void) | undefined;
 
   constructor(opts: OnlineLearnerOptions) {
     this.opts = opts;
@@ -209,6 +221,10 @@ export class OnlineLearner {
     const ratio = opts.train.maxDispersionRatio;
     if (ratio !== undefined && !(ratio === 0 || (Number.isFinite(ratio) && ratio >= 1))) {
       throw new BadOptionError('learner.train.maxDispersionRatio', 'a number >= 1, or 0 for no check', ratio);
+    }
+    const share = opts.train.cpuShare;
+    if (share !== undefined && !(share > 0 && share <= 1)) {
+      throw new BadOptionError('learner.train.cpuShare', 'a number in (0, 1] (1 = no limit)', share);
     }
     if (!Number.isInteger(opts.seed)) throw new BadOptionError('learner.seed', 'integer', opts.seed);
     this.now = opts.now ?? Date.now;
@@ -316,9 +332,12 @@ export class OnlineLearner {
    * @param framesSeen the caller's frame count, to schedule the next round from; default the
    *   count last passed to `shouldTrain`.
    * @param steps Adam steps for this round instead of `train.steps` (a longer first round).
+   * @param pace called between pieces of the round's work (every Adam step, every k-means fit):
+   *   a background round's duty-cycle limiter pauses the thread there (duty-cycle.ts).
    */
-  runRound(framesSeen?: number, steps?: number): HeadState {
+  runRound(framesSeen?: number, steps?: number, pace?: () => void): HeadState {
     const t0 = performance.now();
+    this.pace = pace;
     this.framesAtLastRound = framesSeen ?? this.lastFramesSeen ?? this.bank.seen;
     if (this.frozen) return this.current;
     const fitPoints = Math.min(this.opts.fit?.maxPoints ?? DEFAULT_FIT_MAX_POINTS, this.bank.totalPoints);
@@ -379,18 +398,21 @@ export class OnlineLearner {
         ...(t.shifts === undefined ? {} : { shifts: t.shifts }),
         ...(t.shiftQuantile === undefined ? {} : { shiftQuantile: t.shiftQuantile }),
         ...(t.pointwise === undefined ? {} : { pointwise: t.pointwise }),
+        ...(pace ? { pace } : {}),
       });
       weights = res.head;
       trainStats = res.stats;
     }
 
     const codes = weights ? headForward(weights, feats, fitPoints) : feats;
+    pace?.();
     const D = weights ? weights.codeDim : C;
     const sameSpace = old.version > 0 && (old.weights === null) === (weights === null);
     // Raw probe -> first head: the spaces differ, so the probe's classes are carried over as
     // the mean codes of the points they hold (a warm start in code space).
     const oldLabels = old.version > 0 && !sameSpace ? classifyFeatures(old, feats, fitPoints) : undefined;
     const carried = oldLabels ? classMeans(codes, fitPoints, D, oldLabels, this.K) : undefined;
+    pace?.();
     const fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : carried, roundRng, !sameSpace);
     let best = fit.best;
     const trainedSteps = this.optimizer?.totalSteps ?? old.trainedSteps ?? 0;
@@ -497,7 +519,11 @@ export class OnlineLearner {
     const reference = this.fitCentroids(feats, n, C, this.rawCentroids, rng).best;
     this.rawCentroids = reference.centroids;
     const raw = partitionDispersion(feats, n, C, reference.assignments, this.K);
-    const ratioOf = (l: Int32Array): number => (raw > 0 ? partitionDispersion(feats, n, C, l, this.K) / raw : 1);
+    const ratioOf = (l: Int32Array): number => {
+      const r = raw > 0 ? partitionDispersion(feats, n, C, l, this.K) / raw : 1;
+      this.pace?.();
+      return r;
+    };
     const ratios = candidates.map(ratioOf);
     if (limit === 0) return { accepted: 0, ratio: ratios[0]! };
     const within = ratios.findIndex((r) => r <= limit);
@@ -570,12 +596,15 @@ export class OnlineLearner {
     if (n >= 2 * RESTART_POINTS) {
       const m = RESTART_POINTS;
       const start = sphericalKmeans(evenRows(codes, n, D, m), m, D, this.K, { ...base, restarts });
+      this.pace?.();
       best = sphericalKmeans(codes, n, D, this.K, { ...base, init: start.centroids });
     } else {
       best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts });
     }
+    this.pace?.();
     if (!previous) return { best };
     const warm = sphericalKmeans(codes, n, D, this.K, { ...base, init: previous });
+    this.pace?.();
     if (warm.objective >= best.objective) best = warm;
     return { best, warm };
   }

@@ -53,6 +53,8 @@ export interface TrainRoundOptions {
   readonly seed: number;
   /** Optimiser to continue (its moments carry over between rounds); a fresh one when omitted. */
   readonly optimizer?: Adam;
+  /** Called after every step (the learner's duty-cycle limiter pauses the thread there). */
+  readonly pace?: () => void;
 }
 
 export interface TrainRoundStats {
@@ -220,6 +222,7 @@ export function trainRound(head: HeadWeights, bank: FeatureBank, opts: TrainRoun
     for (const g of gradList) g.fill(0);
     const res = stegoLoss(next, batch, cfg, grads);
     adam.step(params, gradList);
+    opts.pace?.();
     if (s === 0) first = res.loss;
     last = res.loss;
     sum += res.loss;

@@ -1,3 +1,4 @@
+import { DEFAULT_LEARN_CPU_SHARE } from '../learning/duty-cycle.js';
 import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_DISPERSION_RATIO } from '../learning/online-learner.js';
 
 /** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
@@ -18,6 +19,8 @@ export interface LearningOptions {
   readonly lrDecaySteps: number;
   /** Guard on a trained head's dispersion against k-means on raw features; 0 = none. */
   readonly maxDispersionRatio: number;
+  /** Share of the machine's CPU a round that runs beside inference may take, in (0, 1]; 1 = no limit. */
+  readonly cpuShare: number;
   /** Feature bank capacity, frames. */
   readonly bankFrames: number;
   /** Frames of the learning pass before output starts (process); 0 = none. */
@@ -43,6 +46,7 @@ export const LEARNING_DEFAULTS = {
   learnSteps: 60,
   lrDecaySteps: DEFAULT_LR_DECAY_STEPS,
   maxDispersionRatio: DEFAULT_MAX_DISPERSION_RATIO,
+  cpuShare: DEFAULT_LEARN_CPU_SHARE,
   bankFrames: 256,
   learnFrames: 64,
   seed: 1,

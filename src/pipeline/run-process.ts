@@ -175,6 +175,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
         steps: learning.trainSteps,
         lrDecaySteps: learning.lrDecaySteps,
         maxDispersionRatio: learning.maxDispersionRatio,
+        cpuShare: learning.cpuShare,
       },
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),

@@ -161,7 +161,8 @@ export class SegmentationEngine {
 
   private async round(wait: boolean, steps?: number): Promise<void> {
     const before = this.learner.state.version;
-    const run = this.learner.runRound(this.framesSeen, steps).then(
+    // A round nobody waits for shares the machine with inference: it keeps to its CPU share.
+    const run = this.learner.runRound(this.framesSeen, steps, !wait).then(
       (state) => {
         const r = this.learner.lastRound;
         if (state.version === before) {
@@ -179,6 +180,7 @@ export class SegmentationEngine {
             headVersion: state.version,
             kind: r?.kind,
             ms: r ? Math.round(r.ms) : undefined,
+            idleMs: r?.idleMs === undefined ? undefined : Math.round(r.idleMs),
             meanCosine: r?.meanCosine,
             alignScore: r?.alignScore,
             dispersionRatio: r?.dispersionRatio,
