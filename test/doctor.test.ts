@@ -40,6 +40,7 @@ describe('stegostream doctor', () => {
     expect(r.ffmpeg.version).toMatch(/^\d/);
     expect(r.ffprobe).toMatchObject({ ok: true, from: 'PATH' });
     expect(r.onnxruntime.version).toMatch(/^1\.\d+\.\d+/);
+    expect(r.learner).toEqual({ simd: true });
     const providers = Object.fromEntries(r.onnxruntime.providers.map((p) => [p.name, p]));
     expect(providers['cpu']).toMatchObject({ bundled: true, library: 'bundled', loads: true });
     if (!providerLibraryPresent('cuda')) {
@@ -73,6 +74,7 @@ describe('stegostream doctor', () => {
     );
     expect(human.stdout).toMatch(/^ {8}provider \w+: /m);
     expect(human.stdout).toMatch(/^ {2}info {2}gpu {10}/m);
+    expect(human.stdout).toMatch(/^ {2}ok {4}learner {6}training runs its matrix products in WebAssembly SIMD$/m);
     expect(human.stdout.trimEnd().endsWith('everything stegostream needs is here')).toBe(true);
   });
 

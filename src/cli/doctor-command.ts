@@ -10,6 +10,7 @@ import { Backbone } from '../backbone/backbone.js';
 import { DEVICES, providerLibraryName, providerLibraryPresent, providerMissingReason, type Device } from '../backbone/execution-device.js';
 import { DT, OnnxGraph } from '../internal/onnx-graph.js';
 import { StegoError } from '../errors.js';
+import { simdAvailable } from '../learning/simd-gemm.js';
 
 /** How long a NATS server gets to accept the connection, ms. */
 export const DOCTOR_NATS_TIMEOUT_MS = 3000;
@@ -53,6 +54,8 @@ export interface DoctorReport {
   readonly ffmpeg: ToolReport & { readonly libx264: boolean };
   readonly ffprobe: ToolReport;
   readonly onnxruntime: { readonly version: string; readonly providers: readonly ProviderReport[] };
+  /** Whether the learner's matrix products run in the WebAssembly SIMD kernel (else plain JS, several times slower). */
+  readonly learner: { readonly simd: boolean };
   readonly gpu: {
     readonly nvidiaSmi: string | null;
     readonly cudaVersion: string | null;
@@ -109,6 +112,7 @@ export async function runDoctor(flags: Omit<DoctorFlags, 'json'>): Promise<Docto
     ffmpeg: { ...ffmpeg, libx264 },
     ffprobe,
     onnxruntime: { version: ort.env.versions.node ?? 'unknown', providers },
+    learner: { simd: simdAvailable },
     gpu: checkGpu(),
     backbone,
     ...(nats ? { nats } : {}),
@@ -284,6 +288,13 @@ export function formatDoctor(r: DoctorReport): string {
     const lib = p.library === 'installed' ? `(${providerLibraryName(p.name)} installed) ` : '';
     lines.push(`        ${p.loads ? 'loads  ' : 'no     '} ${p.name.padEnd(9)} ${lib}${p.detail}`);
   }
+  row(
+    r.learner.simd ? 'ok' : 'warn',
+    'learner',
+    r.learner.simd
+      ? 'training runs its matrix products in WebAssembly SIMD'
+      : 'no WebAssembly SIMD in this Node: training runs in plain JS, several times slower (use Node 20 or later)',
+  );
   const g = r.gpu;
   row(
     'info',
