@@ -115,6 +115,23 @@ describe('LearnerClient background rounds', () => {
     await flat.close();
   }, 120_000);
 
+  it('thin the frames offered while a round runs, and take every frame again after it', async () => {
+    const l = await client(0.0001);
+    const frame = new Float32Array(N * C).fill(1);
+    const round = l.runRound(25, undefined, true);
+    const before = l.observed;
+    for (let f = 0; f < 200; f++) l.observe(frame, N, C);
+    const during = l.observed.sent - before.sent;
+    // 16 kept at stride 1 (frames 0-15), at 2 (16-47) and at 4 (48-111), then every 8th of 112-199: 11.
+    expect(during).toBe(59);
+    expect(l.observed.thinned - before.thinned).toBe(200 - during);
+    l.hurry();
+    await round;
+    for (let f = 0; f < 10; f++) l.observe(frame, N, C);
+    expect(l.observed.sent - before.sent).toBe(during + 10);
+    await l.close();
+  }, 60_000);
+
   it('names a bad cpuShare when the learner starts', async () => {
     await expect(LearnerClient.start({ dim: C, k: 3, seed: 1, train: { everyFrames: 1, cpuShare: 2 } })).rejects.toThrow(/cpuShare/);
   });

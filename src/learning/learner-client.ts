@@ -29,6 +29,10 @@ export class LearnerClient {
   private inFlight: Promise<HeadState> | undefined;
   /** The running background round's hurry cell (duty-cycle.ts). */
   private hurryFlag: Int32Array | undefined;
+  /** Thinning of frames offered while a round runs (see `observe`). */
+  private duringRound = { offered: 0, stride: 1, keptAtStride: 0 };
+  private sent = 0;
+  private thinned = 0;
   private failure: Error | undefined;
   private closed = false;
   private report: RoundReport | undefined;
@@ -93,9 +97,34 @@ export class LearnerClient {
     return this.report;
   }
 
-  /** Sends a random subset of one frame's patch tokens [n×C] to the bank. */
+  /** Frames sent to the bank so far, and frames left out while rounds ran (see `observe`). */
+  get observed(): { readonly sent: number; readonly thinned: number } {
+    return { sent: this.sent, thinned: this.thinned };
+  }
+
+  /**
+   * Sends a random subset of one frame's patch tokens [n×C] to the bank. While a round runs the
+   * worker cannot take them (it is training, or paused by its CPU share), so they would queue up
+   * in its message port: 0.4 MB a frame with a 384-dim DINO backbone, for a round that may last
+   * half a minute. So frames offered during a round are thinned geometrically: every one of the
+   * first `THIN_GROUP`, then every 2nd for the next `THIN_GROUP` kept, every 4th, ... (about
+   * 16·log2(frames/16) of them, spread over the whole round); all of them again once it ends.
+   */
   observe(tokens: Float32Array, n: number, dim: number): void {
     if (this.isFrozen || this.closed) return;
+    if (this.inFlight) {
+      const t = this.duringRound;
+      const i = t.offered++;
+      if (i % t.stride !== 0) {
+        this.thinned++;
+        return;
+      }
+      if (++t.keptAtStride === THIN_GROUP) {
+        t.stride *= 2;
+        t.keptAtStride = 0;
+      }
+    }
+    this.sent++;
     const m = Math.min(n, this.pointsPerFrame);
     const out = new Float32Array(m * dim);
     // Partial Fisher-Yates over indices: m distinct patches, uniformly.
@@ -132,6 +161,7 @@ export class LearnerClient {
       return this.inFlight;
     }
     this.framesAtLastRound = framesSeen;
+    this.duringRound = { offered: 0, stride: 1, keptAtStride: 0 };
     const id = this.nextId++;
     this.inFlight = new Promise<{ state: HeadState; report: RoundReport | undefined }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -219,6 +249,9 @@ export class LearnerClient {
     this.pending.clear();
   }
 }
+
+/** Frames kept at each stride while a round runs (`observe`). */
+const THIN_GROUP = 16;
 
 function post(worker: Worker, msg: LearnerRequest): void {
   worker.postMessage(msg);
