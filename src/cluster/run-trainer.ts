@@ -21,7 +21,7 @@ import { Registry } from 'prom-client';
 import { LearnerClient } from '../learning/learner-client.js';
 import { decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from '../learning/checkpoint.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
-import type { LearningOptions } from '../pipeline/learning-options.js';
+import { learnerTrainOptions, type LearningOptions } from '../pipeline/learning-options.js';
 import { DEFAULT_PREFIX, controlSubject, serviceEventsSubject } from '../sinks/nats-subjects.js';
 import { assertClassId, runControl, type ControlHandler } from '../service/control.js';
 import { ControlError } from '../errors.js';
@@ -246,13 +246,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       codeDim: learning.codeDim,
       seed: learning.seed,
       bank: { capacityFrames: learning.bankFrames },
-      train: {
-        everyFrames: learning.trainEvery,
-        steps: learning.trainSteps,
-        lrDecaySteps: learning.lrDecaySteps,
-        maxDispersionRatio: learning.maxDispersionRatio,
-        cpuShare: learning.cpuShare,
-      },
+      train: learnerTrainOptions(learning),
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),
     });

@@ -65,33 +65,33 @@ function reserve(floats: number): Float32Array {
 /** Rows shorter than this are copied element by element: a subarray per row costs more than the copy. */
 const SHORT_ROW = 32;
 
-/** Copies `rows` rows of `cols` floats from src into h at `off` with a row stride of `stride` floats. */
-function putRows(h: Float32Array, off: number, src: Float32Array, rows: number, cols: number, stride: number): void {
-  if (stride === cols) {
-    h.set(src.subarray(0, rows * cols), off);
+/**
+ * Copies `rows` rows of `cols` floats from src (rows `srcStride` floats apart, from `srcOff`)
+ * to dst (rows `dstStride` apart, from `dstOff`): operands into the padded heap and results out.
+ */
+function copyRows(
+  src: Float32Array,
+  srcOff: number,
+  srcStride: number,
+  dst: Float32Array,
+  dstOff: number,
+  dstStride: number,
+  rows: number,
+  cols: number,
+): void {
+  if (srcStride === cols && dstStride === cols) {
+    dst.set(src.subarray(srcOff, srcOff + rows * cols), dstOff);
   } else if (cols < SHORT_ROW) {
     for (let r = 0; r < rows; r++) {
-      const s = r * cols;
-      const d = off + r * stride;
-      for (let c = 0; c < cols; c++) h[d + c] = src[s + c]!;
+      const s = srcOff + r * srcStride;
+      const d = dstOff + r * dstStride;
+      for (let c = 0; c < cols; c++) dst[d + c] = src[s + c]!;
     }
   } else {
-    for (let r = 0; r < rows; r++) h.set(src.subarray(r * cols, (r + 1) * cols), off + r * stride);
-  }
-}
-
-/** The inverse of putRows: rows of h at `off` (stride floats apart) back into dst. */
-function getRows(h: Float32Array, off: number, dst: Float32Array, rows: number, cols: number, stride: number): void {
-  if (stride === cols) {
-    dst.set(h.subarray(off, off + rows * cols));
-  } else if (cols < SHORT_ROW) {
     for (let r = 0; r < rows; r++) {
-      const s = off + r * stride;
-      const d = r * cols;
-      for (let c = 0; c < cols; c++) dst[d + c] = h[s + c]!;
+      const s = srcOff + r * srcStride;
+      dst.set(src.subarray(s, s + cols), dstOff + r * dstStride);
     }
-  } else {
-    for (let r = 0; r < rows; r++) dst.set(h.subarray(off + r * stride, off + r * stride + cols), r * cols);
   }
 }
 
@@ -108,12 +108,12 @@ export function simdGemmNN(a: Float32Array, b: Float32Array, out: Float32Array, 
   const oOff = bOff + k * mP;
   const h = reserve(oOff + nP * mP);
   h.set(a.subarray(0, k * n), 0);
-  putRows(h, bOff, b, k, m, mP);
-  putRows(h, oOff, out, n, m, mP);
+  copyRows(b, 0, m, h, bOff, mP, k, m);
+  copyRows(out, 0, m, h, oOff, mP, n, m);
   // Element (r, c) of A: a[r·k + c] row-major, a[c·n + r] transposed.
   const [ars, acs] = transA ? [4, 4 * n] : [4 * k, 4];
   kernel!.nn(0, ars, acs, bOff * 4, oOff * 4, nP, k, mP);
-  getRows(h, oOff, out, n, m, mP);
+  copyRows(h, oOff, mP, out, 0, m, n, m);
 }
 
 /**
@@ -134,7 +134,7 @@ export function simdGemmNT(a: Float32Array, b: Float32Array, out: Float32Array, 
     let d = bOff + j;
     for (let p = 0; p < k; p++, d += mP) h[d] = b[src + p]!;
   }
-  putRows(h, oOff, out, n, m, mP);
+  copyRows(out, 0, m, h, oOff, mP, n, m);
   kernel!.nn(0, 4 * k, 4, bOff * 4, oOff * 4, nP, k, mP);
-  getRows(h, oOff, out, n, m, mP);
+  copyRows(h, oOff, mP, out, 0, m, n, m);
 }

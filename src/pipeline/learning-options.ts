@@ -1,5 +1,5 @@
 import { DEFAULT_LEARN_CPU_SHARE } from '../learning/duty-cycle.js';
-import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_DISPERSION_RATIO } from '../learning/online-learner.js';
+import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_DISPERSION_RATIO, type OnlineLearnerOptions } from '../learning/online-learner.js';
 
 /** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
 export interface LearningOptions {
@@ -51,3 +51,16 @@ export const LEARNING_DEFAULTS = {
   learnFrames: 64,
   seed: 1,
 } as const;
+
+/** The learner's round options from the learning knobs (CLI flags and YAML `learning:` share these names). */
+export function learnerTrainOptions(
+  l: Pick<LearningOptions, 'trainEvery' | 'trainSteps' | 'lrDecaySteps' | 'maxDispersionRatio' | 'cpuShare'>,
+): OnlineLearnerOptions['train'] {
+  return {
+    everyFrames: l.trainEvery,
+    steps: l.trainSteps,
+    lrDecaySteps: l.lrDecaySteps,
+    maxDispersionRatio: l.maxDispersionRatio,
+    cpuShare: l.cpuShare,
+  };
+}

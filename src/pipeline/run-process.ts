@@ -21,7 +21,7 @@ import { ProgressReporter } from './progress-reporter.js';
 import { ClassSummary } from './class-summary.js';
 import { InputNotFoundError } from '../errors.js';
 import { ObjectFinder } from './add-objects.js';
-import type { LearningOptions } from './learning-options.js';
+import { learnerTrainOptions, type LearningOptions } from './learning-options.js';
 
 export interface ProcessOptions {
   /** A video file or a folder of images. */
@@ -170,13 +170,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
       seed: learning.seed,
       freeze: learning.freeze,
       bank: { capacityFrames: learning.bankFrames },
-      train: {
-        everyFrames: learning.trainEvery,
-        steps: learning.trainSteps,
-        lrDecaySteps: learning.lrDecaySteps,
-        maxDispersionRatio: learning.maxDispersionRatio,
-        cpuShare: learning.cpuShare,
-      },
+      train: learnerTrainOptions(learning),
       ...(learning.names ? { names: learning.names } : {}),
       ...(initial ? { initial } : {}),
     },

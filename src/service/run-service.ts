@@ -10,6 +10,7 @@ import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import { workingSize } from '../internal/working-size.js';
 import { SegmentationEngine } from '../pipeline/segmentation-engine.js';
+import { learnerTrainOptions } from '../pipeline/learning-options.js';
 import { ObjectFinder } from '../pipeline/add-objects.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { frameStats } from '../operators/frame-stats.js';
@@ -120,13 +121,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       seed: l.seed,
       freeze: l.freeze,
       bank: { capacityFrames: l.bankFrames },
-      train: {
-        everyFrames: l.trainEvery,
-        steps: l.trainSteps,
-        lrDecaySteps: l.lrDecaySteps,
-        maxDispersionRatio: l.maxDispersionRatio,
-        cpuShare: l.cpuShare,
-      },
+      train: learnerTrainOptions(l),
       ...(l.names ? { names: l.names } : {}),
       ...(initial ? { initial } : {}),
     },
