@@ -43,6 +43,10 @@ describe('pipeline schema', () => {
       invalid('learning.maxDispersionRatio: expected a number >= 1, or 0 for no check, received 0.5'),
     );
     expect(problem(`${SCENE}learning: { lrDecaySteps: -1 }\n`)).toBe(invalid('learning.lrDecaySteps: expected integer >= 0, received -1'));
+    expect(problem(`${SCENE}model: { refine: { eps: 0 } }\n`)).toBe(invalid('model.refine.eps: expected number > 0, received 0'));
+    expect(problem(`${SCENE}model: { refine: { radius: 2.5 } }\n`)).toBe(
+      invalid('model.refine.radius: expected integer >= 0, received 2.5'),
+    );
     expect(problem(`${SCENE}learning: { cpuShare: 0 }\n`)).toBe(
       invalid('learning.cpuShare: expected a number in (0, 1] (1 = no limit), received 0'),
     );
@@ -164,7 +168,14 @@ describe('defaults and freezing', () => {
       name: 'pipeline',
       service: { host: '127.0.0.1', port: 8080, token: '', shutdownTimeoutMs: 10000 },
       sources: [{ use: 'scene', name: 'reef', with: { variant: 'easy', seed: 7, fps: 15, frames: 300, loop: true } }],
-      model: { backbone: 'builtin', device: 'auto', width: 448, batch: { size: 4, maxDelayMs: 20 }, objects: false },
+      model: {
+        backbone: 'builtin',
+        device: 'auto',
+        width: 448,
+        batch: { size: 4, maxDelayMs: 20 },
+        objects: false,
+        refine: { radius: 8, eps: 1e-5 },
+      },
       learning: {
         classes: LEARNING_DEFAULTS.k,
         extraClusters: 0,

@@ -56,7 +56,7 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
     expect(versions[0]).toBe(s1.version);
   });
 
-  it('names a bad --max-dispersion-ratio, --lr-decay-steps or --learn-cpu', async () => {
+  it('names a bad --max-dispersion-ratio, --lr-decay-steps, --learn-cpu, --refine-eps or --refine-radius', async () => {
     const ratio = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--max-dispersion-ratio', '0.5']);
     expect(ratio.code).not.toBe(0);
     expect(ratio.stderr).toContain('Expected number >= 1, or 0 for none, for --max-dispersion-ratio but received "0.5"');
@@ -66,6 +66,12 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
     const cpu = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--learn-cpu', '1.5']);
     expect(cpu.code).not.toBe(0);
     expect(cpu.stderr).toContain('Expected number in (0, 1] for --learn-cpu but received "1.5"');
+    const eps = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--refine-eps', '0']);
+    expect(eps.code).not.toBe(0);
+    expect(eps.stderr).toContain('Expected number above 0 for --refine-eps but received "0"');
+    const radius = await runCli(['process', video, '--stats', join(dir, 'x.csv'), '--refine-radius', '-3']);
+    expect(radius.code).not.toBe(0);
+    expect(radius.stderr).toContain('--refine-radius');
   });
 
   it('--head FILE --freeze --threads 1 gives the same output byte for byte', async () => {

@@ -4,14 +4,16 @@ import { ConfusionMatrix } from '../src/eval/segmentation-metrics.js';
 import type { HeadState } from '../src/learning/head-state.js';
 import { OnlineLearner } from '../src/learning/online-learner.js';
 import { Segmenter } from '../src/operators/segmenter.js';
+import { DEFAULT_REFINE } from '../src/operators/refine-options.js';
 import { createScene, type SceneVariant } from '../src/scene/render-scene.js';
 import type { Embedding, Frame } from '../src/types.js';
 
 /**
  * Quality of the online-learned head against k-means on raw features (the raw probe), on
  * generated scenes with exact ground truth, through the product's path: built-in backbone,
- * OnlineLearner, ONNX segmenter (bilinear similarity maps, argmax), pixel-level mIoU after
- * Hungarian matching.
+ * OnlineLearner, ONNX segmenter (bilinear similarity maps refined by the guided filter at
+ * DEFAULT_REFINE, argmax), pixel-level mIoU after Hungarian matching. The same heads are also
+ * scored without refinement (DESIGN.md's plain path, --refine-radius 0).
  *
  * Learner configuration: the product's defaults (LEARNING_DEFAULTS / OnlineLearner defaults:
  * code dim 70, bank of 256 frames, a 60-step round ending the learning pass, then 10-step
@@ -20,22 +22,24 @@ import type { Embedding, Frame } from '../src/types.js';
  * scored on (every 5th frame, 448x256). The long run stands for an hour of stream: 400 more
  * steps in 100-step rounds (the decay and the guard count steps, not rounds).
  *
- * What is asserted, and why not more:
+ * What is asserted (measured figures in brackets), and why not more:
  * - hard scenes (coral has the sand's mean colour), seeds 1-3, after the 60- and a 10-step
- *   round: the learned head scores at least k-means - 0.01 on every seed and beats it on
- *   average (measured: +0.008, +0.012, +0.008);
- * - the same after the long run: at least k-means + 0.015 on every seed, + 0.02 on average
- *   (measured +0.027, +0.031, +0.023; the fish lose their halo of mislabelled water);
- * - easy scenes, seeds 1-2, short and long: at least k-means - 0.01 (measured -0.001, +0.004
- *   and +0.002, +0.007; without the guard the long run ends at -0.010, -0.013, and with neither
- *   guard nor decay the head collapses, 0.35-0.42 mIoU after 860 steps);
+ *   round: the learned head scores at least k-means on every seed (+0.018, +0.017, +0.013);
+ * - the same after the long run: at least k-means + 0.025 on every seed, + 0.035 on average
+ *   (+0.041, +0.045, +0.031; plain: +0.027, +0.031, +0.023; the fish lose their halo of
+ *   mislabelled water);
+ * - refinement: the long-run head refined beats the same head plain by 0.05 on every seed
+ *   (0.876 against 0.793, 0.878 / 0.785, 0.872 / 0.795), and so does k-means (0.835 / 0.766,
+ *   0.834 / 0.753, 0.841 / 0.773): the patch grid's boundaries were most of the error;
+ * - easy scenes, seeds 1-2, short and long: at least k-means - 0.005 (+0.006, +0.010 and
+ *   +0.009, +0.014; plain: -0.001, +0.004 and +0.002, +0.007; plain without the guard the long
+ *   run ended at -0.010, -0.013, and with neither guard nor decay the head collapsed, 0.35-0.42
+ *   mIoU after 860 steps);
  * - stability: after one more 10-step round, >= 95% of pixels keep their class id, after the
- *   short and after the long run (measured 99.8-99.9%).
- * The issue asks for +0.05 mIoU on hard scenes. With the built-in backbone v2 that is out of
- * reach: k-means on its features already scores 0.75-0.77, and labelling every 8x8 patch with
- * its true majority class scores only 0.82-0.83 at pixel level on these scenes, so no patch
- * classifier can gain much more than 0.06. The best the head reached, at STEGO's constant rate
- * just before it began to merge coral into sand, was +0.028 to +0.049 (about 460 steps).
+ *   short and after the long run (99.95-99.99%).
+ * The issue asks for +0.05 mIoU over k-means on hard scenes. With the built-in backbone v2 the
+ * head reaches +0.031 to +0.045: k-means on its features already finds most of the classes (the
+ * backbone was designed for that), and what the head adds is in the boundaries and the fish.
  */
 const K = 5;
 const W = 448;
@@ -52,39 +56,46 @@ const LONG_ROUND_STEPS = 100;
 const LONG_TEST_MS = 900_000;
 
 let backbone: Backbone;
+/** The product's path: refined by the guided filter (DEFAULT_REFINE). */
 let segmenter: Segmenter;
+/** DESIGN.md's baseline path, bilinear maps only (--refine-radius 0). */
+let plain: Segmenter;
 
 beforeAll(async () => {
   backbone = await Backbone.load('builtin');
-  segmenter = await Segmenter.create();
+  [segmenter, plain] = await Promise.all([Segmenter.create(undefined, DEFAULT_REFINE), Segmenter.create()]);
 });
 
 afterAll(async () => {
-  await Promise.all([backbone.close(), segmenter.close()]);
+  await Promise.all([backbone.close(), segmenter.close(), plain.close()]);
 });
 
 interface SceneData {
   readonly embeddings: Embedding[];
   readonly truth: Uint8Array[];
+  readonly rgb: Uint8Array[];
 }
 
 async function sceneData(variant: SceneVariant, seed: number): Promise<SceneData> {
   const scene = createScene({ width: W, height: H, seed, variant });
   const frames: Frame[] = [];
   const truth: Uint8Array[] = [];
+  const rgb: Uint8Array[] = [];
   for (let i = 0; i < FRAMES; i++) {
     const r = scene.render(i * EVERY);
     frames.push({ streamId: 'scene', seq: i, pts: i, width: W, height: H, rgb: r.rgb, capturedAt: 0 });
     truth.push(r.labels);
+    rgb.push(r.rgb);
   }
   const embeddings: Embedding[] = [];
   for (let i = 0; i < FRAMES; i += 4) embeddings.push(...(await backbone.embed(frames.slice(i, i + 4))));
-  return { embeddings, truth };
+  return { embeddings, truth, rgb };
 }
 
-async function labels(data: SceneData, head: HeadState): Promise<Uint8Array[]> {
+async function labels(data: SceneData, head: HeadState, seg = segmenter): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
-  for (let i = 0; i < FRAMES; i += 4) out.push(...(await segmenter.segment(data.embeddings.slice(i, i + 4), head, H, W)));
+  for (let i = 0; i < FRAMES; i += 4)
+    out.push(...(await seg.segment(data.embeddings.slice(i, i + 4), head, H, W, data.rgb.slice(i, i + 4))));
   return out;
 }
 
@@ -107,6 +118,9 @@ function sameFraction(a: Uint8Array[], b: Uint8Array[]): number {
 
 interface RunResult {
   readonly kmeans: number;
+  /** The same heads without refinement. */
+  readonly plainKmeans: number;
+  readonly plainLong: number;
   /** After the learning-pass round and one online round. */
   readonly short: number;
   readonly shortStable: number;
@@ -132,6 +146,7 @@ async function run(variant: SceneVariant, seed: number): Promise<RunResult> {
   const probe = learner.runRound();
   expect(probe.weights).toBeNull();
   const kmeans = mIoU(data, await labels(data, probe));
+  const plainKmeans = mIoU(data, await labels(data, probe, plain));
   learner.runRound(undefined, LEARN_STEPS);
   let head = learner.runRound();
   expect(head.weights).not.toBeNull();
@@ -146,9 +161,10 @@ async function run(variant: SceneVariant, seed: number): Promise<RunResult> {
   head = learner.state;
   before = await labels(data, head);
   const long = mIoU(data, before);
+  const plainLong = mIoU(data, await labels(data, head, plain));
   // The guard may have turned the last rounds away; the stability round must still swap a head in.
   const longStable = await stability(data, learner, head, before).catch(() => Number.NaN);
-  return { kmeans, short, shortStable, long, longStable, rounds: kinds.join(', ') };
+  return { kmeans, plainKmeans, plainLong, short, shortStable, long, longStable, rounds: kinds.join(', ') };
 }
 
 const log = (x: unknown): void => {
@@ -157,33 +173,35 @@ const log = (x: unknown): void => {
 
 describe('learned head vs k-means on raw features (built-in backbone, generated scenes)', () => {
   it(
-    'hard scenes (coral with the colour of sand): no worse at once, better after a long run on every seed, and stable across a round',
+    'hard scenes (coral with the colour of sand): no worse at once, better after a long run on every seed, stable across a round, and refined well above the plain maps',
     async () => {
       const results: Array<RunResult & { seed: number }> = [];
       for (const seed of [1, 2, 3]) results.push({ seed, ...(await run('hard', seed)) });
       log(results);
       for (const r of results) {
-        expect(r.short).toBeGreaterThanOrEqual(r.kmeans - 0.01);
-        expect(r.long).toBeGreaterThanOrEqual(r.kmeans + 0.015);
+        expect(r.short).toBeGreaterThanOrEqual(r.kmeans);
+        expect(r.long).toBeGreaterThanOrEqual(r.kmeans + 0.025);
+        expect(r.long).toBeGreaterThanOrEqual(r.plainLong + 0.05);
+        expect(r.kmeans).toBeGreaterThanOrEqual(r.plainKmeans + 0.05);
         expect(r.shortStable).toBeGreaterThanOrEqual(0.95);
         expect(r.longStable).toBeGreaterThanOrEqual(0.95);
       }
       const mean = (f: (r: RunResult) => number): number => results.reduce((s, r) => s + f(r), 0) / results.length;
-      expect(mean((r) => r.short - r.kmeans)).toBeGreaterThan(0);
-      expect(mean((r) => r.long - r.kmeans)).toBeGreaterThanOrEqual(0.02);
+      expect(mean((r) => r.long - r.kmeans)).toBeGreaterThanOrEqual(0.035);
     },
     LONG_TEST_MS,
   );
 
   it(
-    'easy scenes: no worse than k-means - 0.01, at once and after a long run',
+    'easy scenes: no worse than k-means - 0.005, at once and after a long run',
     async () => {
       const results: Array<RunResult & { seed: number }> = [];
       for (const seed of [1, 2]) results.push({ seed, ...(await run('easy', seed)) });
       log(results);
       for (const r of results) {
-        expect(r.short).toBeGreaterThanOrEqual(r.kmeans - 0.01);
-        expect(r.long).toBeGreaterThanOrEqual(r.kmeans - 0.01);
+        expect(r.short).toBeGreaterThanOrEqual(r.kmeans - 0.005);
+        expect(r.long).toBeGreaterThanOrEqual(r.kmeans - 0.005);
+        expect(r.long).toBeGreaterThanOrEqual(r.plainLong + 0.05);
       }
     },
     LONG_TEST_MS,

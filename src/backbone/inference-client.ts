@@ -3,9 +3,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Embedding, Frame } from '../types.js';
 import { StegoError, type ErrorCode } from '../errors.js';
-import type { BackboneInfo, BackboneOptions } from './backbone.js';
+import type { BackboneInfo } from './backbone.js';
 import type { SegmentationHead } from '../operators/segmenter.js';
-import type { InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
+import type { InferenceOptions, InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
 
 export interface InferenceResult {
   readonly embeddings: Embedding[];
@@ -56,7 +56,7 @@ export class InferenceClient {
   }
 
   /** Loads the backbone (checking its contract) in a new worker. */
-  static async start(spec: string, options: BackboneOptions = {}): Promise<InferenceClient> {
+  static async start(spec: string, options: InferenceOptions = {}): Promise<InferenceClient> {
     const worker = new Worker(workerUrl('inference-worker.js'));
     const info = await new Promise<BackboneInfo>((resolve, reject) => {
       const onMsg = (msg: InferenceReply): void => {

@@ -1,5 +1,12 @@
 import type { BackboneInfo, BackboneOptions } from './backbone.js';
 import type { HeadTensors } from '../operators/segmenter.js';
+import type { RefineOptions } from '../operators/refine-options.js';
+
+/** What the inference worker is started with: the backbone's options and the segmentation's. */
+export interface InferenceOptions extends BackboneOptions {
+  /** Guided-filter refinement of the class maps; omitted: DEFAULT_REFINE; null: off (plain bilinear). */
+  readonly refine?: RefineOptions | null;
+}
 
 export interface WireFrame {
   readonly width: number;
@@ -16,7 +23,7 @@ export interface WireHead {
 }
 
 export type InferenceRequest =
-  | { readonly type: 'init'; readonly spec: string; readonly options: BackboneOptions }
+  | { readonly type: 'init'; readonly spec: string; readonly options: InferenceOptions }
   | { readonly type: 'infer'; readonly id: number; readonly frames: readonly WireFrame[]; readonly head?: WireHead };
 
 export type InferenceReply =

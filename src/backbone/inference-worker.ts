@@ -9,6 +9,7 @@ import { Segmenter, type SegmentationHead } from '../operators/segmenter.js';
 import type { Frame } from '../types.js';
 import type { InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
 import { StegoError } from '../errors.js';
+import { DEFAULT_REFINE } from '../operators/refine-options.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker.js must run in a worker thread');
@@ -34,7 +35,8 @@ port.on('message', (msg: InferenceRequest) => {
     try {
       if (msg.type === 'init') {
         backbone = await Backbone.load(msg.spec, msg.options);
-        segmenter = await Segmenter.create(msg.options.threads);
+        const refine = msg.options.refine === undefined ? DEFAULT_REFINE : msg.options.refine;
+        segmenter = await Segmenter.create(msg.options.threads, refine ?? undefined);
         send({ type: 'ready', info: backbone.info });
         return;
       }
@@ -53,7 +55,13 @@ port.on('message', (msg: InferenceRequest) => {
       const t1 = performance.now();
       let labels: Uint8Array | undefined;
       if (msg.head && frames[0]) {
-        const maps = await segmenter.segment(embeddings, updateHead(msg.head), frames[0].height, frames[0].width);
+        const maps = await segmenter.segment(
+          embeddings,
+          updateHead(msg.head),
+          frames[0].height,
+          frames[0].width,
+          msg.frames.map((f) => f.rgb),
+        );
         labels = new Uint8Array(maps.reduce((a, m) => a + m.length, 0));
         let off = 0;
         for (const m of maps) {

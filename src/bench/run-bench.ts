@@ -111,6 +111,8 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     const common = ['--batch', String(BATCH), '--learn-frames', '32'];
     log('process, statistics only');
     const statsOnly = await runCli(['process', video, '--stats', join(dir, 's.csv'), ...common]);
+    log('process, statistics only, without the guided-filter refinement');
+    const statsPlain = await runCli(['process', video, '--stats', join(dir, 's0.csv'), '--refine-radius', '0', ...common]);
     log('process, statistics + overlay video');
     const withVideo = await runCli(['process', video, '--stats', join(dir, 's2.csv'), '--out', join(dir, 'seg.mp4'), ...common]);
     log('process, 4x longer input (memory flatness)');
@@ -146,6 +148,7 @@ async function benchProcess(): Promise<Record<string, unknown>> {
         backboneOnly: round(bb),
         decodePlusBackboneSerial: round(combined),
         processStatsOnly: round(statsOnly.fps),
+        processStatsOnlyNoRefine: round(statsPlain.fps),
         processWithOverlayVideo: round(withVideo.fps),
         processLearningDefaults: round(learnDefault.fps),
         processLearningEvery60: round(learnOften.fps),
@@ -156,6 +159,7 @@ async function benchProcess(): Promise<Record<string, unknown>> {
       ratios: {
         'process / (1/(1/decode + 1/backbone))': round(statsOnly.fps / combined, 3),
         'process with overlay / process stats only': round(withVideo.fps / statsOnly.fps, 3),
+        'process (refined, the default) / process --refine-radius 0': round(statsOnly.fps / statsPlain.fps, 3),
         'learning on (defaults) / learning off': round(learnDefault.fps / offFps, 3),
         'learning on (rounds every 60 frames) / learning off': round(learnOften.fps / offFps, 3),
         'learning on (every 60, --learn-cpu 1) / learning off': round(learnUnlimited.fps / offFps, 3),

@@ -2,7 +2,8 @@ import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEVICES } from '../backbone/execution-device.js';
 import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-options.js';
-import { integer, nonNegativeInt, oneOf, positiveInt, ratioOrZero, share } from './parse-options.js';
+import { integer, nonNegativeInt, oneOf, positiveInt, positiveNumber, ratioOrZero, share } from './parse-options.js';
+import { DEFAULT_REFINE, refineFrom, type RefineOptions } from '../operators/refine-options.js';
 import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
 import type { Device } from '../backbone/execution-device.js';
@@ -18,14 +19,17 @@ export interface ModelFlags {
   batch: number;
   objects: boolean;
   logLevel: string;
+  refineRadius: number;
+  refineEps: number;
 }
 
 /** The ProcessOptions fields that come from model flags. */
 export function modelOptionsFrom(
   flags: ModelFlags,
-): Pick<ProcessOptions, 'backbone' | 'device' | 'batchSize' | 'objects' | 'threads' | 'width' | 'height'> {
+): Pick<ProcessOptions, 'backbone' | 'device' | 'batchSize' | 'objects' | 'threads' | 'width' | 'height' | 'refine'> {
   return {
     backbone: flags.backbone,
+    refine: refineFromFlags(flags),
     device: flags.device,
     batchSize: flags.batch,
     objects: flags.objects,
@@ -48,7 +52,27 @@ export function addModelOptions(cmd: Command): Command {
     .option('--height <px>', 'working height (default: keeps the aspect ratio)', positiveInt('--height'))
     .option('--batch <n>', 'frames per backbone call', positiveInt('--batch'), 4)
     .option('--objects', 'find the main object per frame (LOST) and report its box', false)
-    .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(LOG_LEVELS).default('warn'));
+    .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(LOG_LEVELS).default('warn'))
+    .option(...REFINE_RADIUS_OPTION)
+    .option(...REFINE_EPS_OPTION);
+}
+
+/** The guided filter's flags, shared with `worker` (README "Learning", refinement). */
+export const REFINE_RADIUS_OPTION = [
+  '--refine-radius <px>',
+  "radius of the guided filter that moves class boundaries onto the frame's colour edges (0: off, plain bilinear maps)",
+  nonNegativeInt('--refine-radius'),
+  DEFAULT_REFINE.radius,
+] as const;
+export const REFINE_EPS_OPTION = [
+  '--refine-eps <e>',
+  "the guided filter's regulariser in (0-1 colour units)²: larger keeps closer to the patch grid",
+  positiveNumber('--refine-eps'),
+  DEFAULT_REFINE.eps,
+] as const;
+
+export function refineFromFlags(flags: { refineRadius: number; refineEps: number }): RefineOptions | null {
+  return refineFrom(flags.refineRadius, flags.refineEps, '--refine-radius/--refine-eps');
 }
 
 /** Learning knobs (README "Learning"). */

@@ -39,6 +39,16 @@ export function share(name: string): (v: string) => number {
   };
 }
 
+/** A finite number above 0 (1e-5 and 0.00001 both parse). */
+export function positiveNumber(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`Expected number above 0 for ${name} but received "${v}"`);
+    return n;
+  };
+}
+
 export function integer(name: string): (v: string) => number {
   return (v) => {
     if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`Expected integer for ${name} but received "${v}"`);

@@ -1,3 +1,4 @@
+import { REFINE_EPS_OPTION, REFINE_RADIUS_OPTION, refineFromFlags } from './common-options.js';
 import { Option, type Command } from 'commander';
 import { createLogger } from '../internal/logger.js';
 import { DEVICES, type Device } from '../backbone/execution-device.js';
@@ -10,6 +11,8 @@ interface WorkerFlags extends ClusterFlags {
   backbone: string;
   device: Device;
   threads?: number;
+  refineRadius: number;
+  refineEps: number;
   batch: number;
   maxDelay: number;
   ackWait: number;
@@ -44,6 +47,8 @@ export function registerWorker(program: Command): void {
       DEFAULT_MAX_ACK_PENDING,
     )
     .option('--objects', 'find the main object per frame (LOST) and report its box', false)
+    .option(...REFINE_RADIUS_OPTION)
+    .option(...REFINE_EPS_OPTION)
     .option('--no-frames', 'do not publish overlay JPEGs on <prefix>.<stream>.frames')
     .option('--masks', 'publish label-map PNGs on <prefix>.<stream>.masks', false)
     .option(
@@ -77,6 +82,7 @@ export function registerWorker(program: Command): void {
       masks: flags.masks,
       featuresEvery: flags.featuresEvery,
       featurePoints: flags.featurePoints,
+      refine: refineFromFlags(flags),
       logger,
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
       ...(flags.name !== undefined ? { name: flags.name } : {}),

@@ -13,6 +13,7 @@
  * features go to the trainer (so it can fit the first head), and they are nak'ed back to the queue
  * for later. After that, features of every `featuresEvery`-th frame go to the trainer.
  */
+import type { RefineOptions } from '../operators/refine-options.js';
 import { hostname } from 'node:os';
 import type { JsMsg, NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -56,6 +57,8 @@ export interface WorkerOptions {
   readonly backbone: string;
   readonly device: Device;
   readonly threads?: number;
+  /** Guided-filter refinement; omitted: DEFAULT_REFINE; null: off. */
+  readonly refine?: RefineOptions | null;
   /** Frames per backbone call (default 4). */
   readonly batchSize?: number;
   /** How long a partial batch waits to fill once the worker is free, ms (default 20). */
@@ -117,6 +120,7 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   const inference = await InferenceClient.start(options.backbone, {
     device: options.device,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.refine !== undefined ? { refine: options.refine } : {}),
   });
   const info = inference.info;
   log.info({ backbone: info.name, provider: info.provider, dim: info.dim }, 'backbone loaded');

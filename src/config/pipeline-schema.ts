@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DEVICES } from '../backbone/execution-device.js';
 import { LEARNING_DEFAULTS } from '../pipeline/learning-options.js';
+import { DEFAULT_REFINE } from '../operators/refine-options.js';
 import { BadOptionError } from '../errors.js';
 import { resolveLiveInput } from '../sources/live-url.js';
 
@@ -220,8 +221,19 @@ export const pipelineSchema = z
         batch: z.strictObject({ size: int(1, 64).default(4), maxDelayMs: int(0).default(20) }).default({ size: 4, maxDelayMs: 20 }),
         /** LOST main-object box per frame. */
         objects: z.boolean().default(false),
+        /** Guided filter moving class boundaries onto colour edges: radius px (0 = off), eps. */
+        refine: z
+          .strictObject({ radius: int(0).default(DEFAULT_REFINE.radius), eps: positiveNumber().default(DEFAULT_REFINE.eps) })
+          .default(DEFAULT_REFINE),
       })
-      .default({ backbone: 'builtin', device: 'auto', width: 448, batch: { size: 4, maxDelayMs: 20 }, objects: false }),
+      .default({
+        backbone: 'builtin',
+        device: 'auto',
+        width: 448,
+        batch: { size: 4, maxDelayMs: 20 },
+        objects: false,
+        refine: DEFAULT_REFINE,
+      }),
     learning: z
       .strictObject({
         /** Number of classes K the head learns. */

@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import type { Embedding } from '../types.js';
 import { buildSegmentationGraph } from './segmentation-graph.js';
+import type { RefineOptions } from './refine-options.js';
 import type { HeadWeights } from '../learning/stego-head.js';
 
 /** Head weights (src/learning layout): code = f·linW + linB + relu(f·mlp1W + mlp1B)·mlp2W + mlp2B. */
@@ -22,9 +23,11 @@ export class Segmenter {
   private constructor(
     private readonly withHead: ort.InferenceSession,
     private readonly raw: ort.InferenceSession,
+    readonly refine: RefineOptions | undefined,
   ) {}
 
-  static async create(threads?: number): Promise<Segmenter> {
+  /** @param refine the guided filter's settings; omitted: plain bilinear maps (`segment` then needs no pixels). */
+  static async create(threads?: number, refine?: RefineOptions): Promise<Segmenter> {
     const opts: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
       // ffmpeg and the learner share the cores: idle ORT threads must sleep, not spin.
@@ -33,14 +36,23 @@ export class Segmenter {
       ...(threads !== undefined ? { intraOpNumThreads: threads } : {}),
     };
     const [a, b] = await Promise.all([
-      ort.InferenceSession.create(buildSegmentationGraph(true), opts),
-      ort.InferenceSession.create(buildSegmentationGraph(false), opts),
+      ort.InferenceSession.create(buildSegmentationGraph(true, refine), opts),
+      ort.InferenceSession.create(buildSegmentationGraph(false, refine), opts),
     ]);
-    return new Segmenter(a, b);
+    return new Segmenter(a, b, refine);
   }
 
-  /** Label maps (uint8, outH*outW) per embedding. All embeddings must share grid and dim. */
-  async segment(embeddings: readonly Embedding[], head: SegmentationHead, outH: number, outW: number): Promise<Uint8Array[]> {
+  /**
+   * Label maps (uint8, outH*outW) per embedding. All embeddings must share grid and dim. With
+   * refinement, `images` are the frames' RGB (HWC, outW x outH), one per embedding.
+   */
+  async segment(
+    embeddings: readonly Embedding[],
+    head: SegmentationHead,
+    outH: number,
+    outW: number,
+    images?: readonly Uint8Array[],
+  ): Promise<Uint8Array[]> {
     const first = embeddings[0];
     if (!first) return [];
     const { gridH, gridW, dim } = first;
@@ -56,6 +68,15 @@ export class Segmenter {
       out_size: new ort.Tensor('int64', BigInt64Array.from([B, head.k, outH, outW].map(BigInt)), [4]),
       centroids: new ort.Tensor('float32', head.centroids, [head.k, codeDim]),
     };
+    if (this.refine) {
+      if (!images || images.length !== B) throw new Error(`refinement needs the ${B} frames' pixels, got ${images?.length ?? 0}`);
+      const px = new Uint8Array(B * outH * outW * 3);
+      images.forEach((im, i) => {
+        if (im.length !== outH * outW * 3) throw new Error(`frame ${i} has ${im.length} bytes, not ${outW}x${outH} RGB`);
+        px.set(im, i * outH * outW * 3);
+      });
+      feeds['image'] = new ort.Tensor('uint8', px, [B, outH, outW, 3]);
+    }
     if (w) {
       feeds['lin_w'] = new ort.Tensor('float32', w.linW, [w.inDim, w.codeDim]);
       feeds['lin_b'] = new ort.Tensor('float32', w.linB, [w.codeDim]);

@@ -1,3 +1,4 @@
+import type { RefineOptions } from '../operators/refine-options.js';
 import { concatMap, fromEvent, lastValueFrom, NEVER, take, takeUntil, tap, bufferCount, type Observable } from 'rxjs';
 import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -33,6 +34,8 @@ export interface ProcessOptions {
   readonly backbone: string;
   readonly device: Device;
   readonly threads?: number;
+  /** Guided-filter refinement; omitted: DEFAULT_REFINE; null: off. */
+  readonly refine?: RefineOptions | null;
   readonly width?: number;
   readonly height?: number;
   readonly every: number;
@@ -81,6 +84,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   const backbone = await InferenceClient.start(options.backbone, {
     device: options.device,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.refine !== undefined ? { refine: options.refine } : {}),
   });
   const info = backbone.info;
   logger.info(

@@ -1,3 +1,4 @@
+import { refineFrom } from '../operators/refine-options.js';
 import { merge, Subscription, concatMap, tap } from 'rxjs';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -67,6 +68,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   const inference = await InferenceClient.start(config.model.backbone, {
     device: config.model.device,
     ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}),
+    refine: refineFrom(config.model.refine.radius, config.model.refine.eps, 'model.refine'),
   });
   const info = inference.info;
   logger.info({ backbone: info.name, provider: info.provider, reason: info.providerReason }, 'backbone loaded');
