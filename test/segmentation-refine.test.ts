@@ -100,6 +100,21 @@ describe('guided-filter refinement', () => {
     expect(wrong(out[1] as Uint8Array, b.truth)).toBeLessThanOrEqual(H);
   });
 
+  it('works at output sizes that are not multiples of the patch or of its coarse grid', async () => {
+    // The patch grid of the 96x64 frame, segmented at 93x61 (ViT-S/14 sizes are not multiples of 4).
+    const { truth } = frame(() => 40);
+    const e = embedding(truth);
+    const w = 93;
+    const h = 61;
+    const rgb = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) rgb.set(x >= 39 ? [200, 180, 120] : [20, 60, 150], (y * w + x) * 3);
+    const [out] = await refined.segment([e], probe, h, w, [rgb]);
+    expect(out).toHaveLength(w * h);
+    let off = 0;
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) off += (out as Uint8Array)[y * w + x] === (x >= 39 ? 1 : 0) ? 0 : 1;
+    expect(off).toBeLessThanOrEqual(h);
+  });
+
   it('refuses missing or mis-sized pixels with a message, not garbage', async () => {
     const { rgb, truth } = frame(() => 40);
     const e = embedding(truth);
