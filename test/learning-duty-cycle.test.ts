@@ -1,6 +1,16 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { DutyCycle, hurry, hurryCell, threadShare } from '../src/learning/duty-cycle.js';
+import { availableParallelism } from 'node:os';
+import {
+  adaptiveShare,
+  DutyCycle,
+  hurry,
+  hurryCell,
+  machineCpuClock,
+  MAX_ADAPTIVE_SHARE,
+  threadShare,
+  type CpuClock,
+} from '../src/learning/duty-cycle.js';
 import { LearnerClient } from '../src/learning/learner-client.js';
 import { Rng } from '../src/learning/rng.js';
 
@@ -66,9 +76,87 @@ describe('DutyCycle', () => {
   });
 });
 
+/** A machine whose other work leaves `idle()` of every core idle, on a clock that follows real time. */
+function machineAt(idle: () => number, cores: number): CpuClock {
+  let last = performance.now();
+  let idleSum = 0;
+  let totalSum = 0;
+  return () => {
+    const t = performance.now();
+    idleSum += (t - last) * cores * idle();
+    totalSum += (t - last) * cores;
+    last = t;
+    return { idle: idleSum, total: totalSum };
+  };
+}
+
+/** Work and ticks until `ms` of wall time have passed; returns the duty's share at the end. */
+function runFor(duty: DutyCycle, ms: number): number {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    spin(21);
+    duty.tick();
+  }
+  return duty.currentShare;
+}
+
+describe('adaptive DutyCycle', () => {
+  it('takes what the rest of the machine leaves free beyond half a core, between its floor and 0.9', () => {
+    expect(adaptiveShare(0, 0.2)).toBe(0.2);
+    expect(adaptiveShare(0.6, 0.2)).toBe(0.2);
+    expect(adaptiveShare(1, 0.2)).toBeCloseTo(0.5);
+    expect(adaptiveShare(2, 0.2)).toBe(MAX_ADAPTIVE_SHARE);
+    expect(adaptiveShare(16, 0.2)).toBe(MAX_ADAPTIVE_SHARE);
+  });
+
+  it('rises to 0.9 on an idle machine, stays at its floor on a saturated one, and follows a change', () => {
+    const idle = new DutyCycle(0.2, hurryCell(), { clock: machineAt(() => 1, 2), cores: 2 });
+    expect(runFor(idle, 800)).toBe(MAX_ADAPTIVE_SHARE);
+    // Paused far less than the floor's 4x the work once risen.
+    expect(idle.idleMs).toBeLessThan(2 * idle.workMs);
+
+    const busy = new DutyCycle(0.2, hurryCell(), { clock: machineAt(() => 0.05, 2), cores: 2 });
+    expect(runFor(busy, 800)).toBe(0.2);
+    expect(busy.idleMs).toBeGreaterThanOrEqual(((1 - 0.2) / 0.2) * busy.workMs * 0.99);
+
+    // One core free of two: 0.5 of the learner's core.
+    let free = 1;
+    const changing = new DutyCycle(0.2, hurryCell(), { clock: machineAt(() => free, 2), cores: 2 });
+    expect(runFor(changing, 800)).toBe(MAX_ADAPTIVE_SHARE);
+    // At 0.9 the pauses are short: 200 ms of them (one probe) take about 2 s of work.
+    free = 0.5;
+    expect(runFor(changing, 4500)).toBeCloseTo(0.5, 1);
+  });
+
+  it("reads this machine's CPU clock, and keeps to its floor while every core is busy", async () => {
+    const clock = machineCpuClock();
+    const a = clock();
+    spin(120);
+    const b = clock();
+    expect(b.total).toBeGreaterThan(a.total);
+    expect(b.idle - a.idle).toBeGreaterThanOrEqual(0);
+    expect(b.idle - a.idle).toBeLessThanOrEqual(b.total - a.total);
+
+    // Saturate every core with spinning threads: nothing is left idle while the duty pauses.
+    const cores = availableParallelism();
+    const spinners = Array.from(
+      { length: cores },
+      () => new Worker(`const end = Date.now() + 4000; let x = 0; while (Date.now() < end) x += Math.sqrt(x + 1);`, { eval: true }),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    try {
+      const duty = new DutyCycle(0.2, hurryCell(), { clock, cores });
+      expect(runFor(duty, 1500)).toBe(0.2);
+    } finally {
+      await Promise.all(spinners.map((w) => w.terminate()));
+    }
+  }, 20_000);
+});
+
 describe('LearnerClient background rounds', () => {
   const C = 16;
   const N = 100;
+  /** Fixed shares (no adaptivity): what a round takes must not depend on what else runs on the test machine. */
   async function client(cpuShare: number): Promise<LearnerClient> {
     const l = await LearnerClient.start({
       dim: C,
@@ -76,7 +164,7 @@ describe('LearnerClient background rounds', () => {
       k: 3,
       seed: 3,
       bank: { capacityFrames: 32, pointsPerFrame: 100 },
-      train: { everyFrames: 1, steps: 30, batchImages: 6, cpuShare },
+      train: { everyFrames: 1, steps: 30, batchImages: 6, cpuShare, adaptiveCpu: false },
     });
     const rng = new Rng(5);
     for (let f = 0; f < 24; f++) {

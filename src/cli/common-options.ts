@@ -103,7 +103,7 @@ export function addLearningOptions(cmd: Command): Command {
     )
     .option(
       '--learn-cpu <share>',
-      "share of the machine's CPU a training round beside inference may take (1: no limit)",
+      "share of the machine's CPU a training round beside inference takes while the machine is busy; idle cores are taken too (1: no limit)",
       share('--learn-cpu'),
       LEARNING_DEFAULTS.cpuShare,
     )

@@ -269,6 +269,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
           kind: r?.kind,
           ms: Math.round(r?.ms ?? 0),
           ...(r?.idleMs === undefined ? {} : { idleMs: Math.round(r.idleMs) }),
+          ...(r?.cpuShare === undefined ? {} : { cpuShare: Number(r.cpuShare.toFixed(2)) }),
         },
         'round done',
       );

@@ -253,7 +253,7 @@ export const pipelineSchema = z
           .number({ error: 'expected a number >= 1, or 0 for no check' })
           .refine((v) => v === 0 || v >= 1, { error: 'expected a number >= 1, or 0 for no check' })
           .default(LEARNING_DEFAULTS.maxDispersionRatio),
-        /** Share of the machine's CPU a training round beside inference may take, in (0, 1]; 1 = no limit. */
+        /** Share of the machine's CPU a training round beside inference takes while it is busy (idle cores are taken too), in (0, 1]; 1 = no limit. */
         cpuShare: z
           .number({ error: 'expected a number in (0, 1] (1 = no limit)' })
           .refine((v) => v > 0 && v <= 1, { error: 'expected a number in (0, 1] (1 = no limit)' })

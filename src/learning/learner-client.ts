@@ -151,7 +151,8 @@ export class LearnerClient {
    * Starts a round in the worker (or joins the one running). The caller swaps the returned state
    * in when it resolves; `state` is updated at the same time. A `background` round (one the
    * caller does not wait for: inference goes on meanwhile) keeps to `train.cpuShare` of the
-   * machine; the others run flat out.
+   * machine, or takes more of its core while the rest leaves cores idle (`train.adaptiveCpu`);
+   * the others run flat out.
    */
   runRound(framesSeen: number, steps?: number, background = false): Promise<HeadState> {
     if (this.failure) return Promise.reject(this.failure);
@@ -172,7 +173,7 @@ export class LearnerClient {
         id,
         framesSeen,
         ...(steps !== undefined ? { steps } : {}),
-        ...(this.hurryFlag ? { cpuShare, hurry: this.hurryFlag } : {}),
+        ...(this.hurryFlag ? { cpuShare, hurry: this.hurryFlag, adaptive: this.options.train.adaptiveCpu ?? true } : {}),
       });
     })
       .then(({ state, report }) => {

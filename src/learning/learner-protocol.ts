@@ -14,6 +14,8 @@ export type LearnerRequest =
       readonly cpuShare?: number;
       /** With `cpuShare`: the shared cell the pipeline sets to let the round run flat out (duty-cycle.ts `hurry`). */
       readonly hurry?: Int32Array;
+      /** With `cpuShare`: take idle cores beyond it (duty-cycle.ts `adaptiveShare`). */
+      readonly adaptive?: boolean;
     }
   | { readonly type: 'rename'; readonly classId: number; readonly name: string }
   | { readonly type: 'pause' }

@@ -4,7 +4,8 @@
  */
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { DutyCycle } from './duty-cycle.js';
+import { availableParallelism } from 'node:os';
+import { DutyCycle, machineCpuClock } from './duty-cycle.js';
 import { OnlineLearner } from './online-learner.js';
 import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
 
@@ -33,6 +34,8 @@ function reply(msg: LearnerReply): void {
   port?.postMessage(msg);
 }
 
+const cpuClock = machineCpuClock();
+
 port.on('message', (msg: LearnerRequest) => {
   try {
     switch (msg.type) {
@@ -45,10 +48,18 @@ port.on('message', (msg: LearnerRequest) => {
         return;
       case 'round': {
         if (!learner) throw new Error('learner not initialised');
-        const duty = msg.cpuShare !== undefined && msg.cpuShare < 1 ? new DutyCycle(msg.cpuShare, msg.hurry) : undefined;
+        const duty =
+          msg.cpuShare !== undefined && msg.cpuShare < 1
+            ? new DutyCycle(msg.cpuShare, msg.hurry, msg.adaptive ? { clock: cpuClock, cores: availableParallelism() } : undefined)
+            : undefined;
         const state = learner.runRound(msg.framesSeen, msg.steps, duty ? () => duty.tick() : undefined);
         const report = learner.lastRound;
-        reply({ type: 'round', id: msg.id, state, report: report && duty ? { ...report, idleMs: duty.idleMs } : report });
+        reply({
+          type: 'round',
+          id: msg.id,
+          state,
+          report: report && duty ? { ...report, idleMs: duty.idleMs, cpuShare: duty.currentShare } : report,
+        });
         return;
       }
       case 'rename':

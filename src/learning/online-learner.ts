@@ -90,6 +90,12 @@ export interface OnlineLearnerOptions {
      * pace. Default `DEFAULT_LEARN_CPU_SHARE`.
      */
     readonly cpuShare?: number;
+    /**
+     * With `cpuShare` < 1: a background round takes idle cores beyond its share, measured while
+     * it pauses (duty-cycle.ts `adaptiveShare`: up to 0.9 of its core, leaving half a core free).
+     * Default true; false keeps the share fixed whatever the load.
+     */
+    readonly adaptiveCpu?: boolean;
     readonly weights?: Partial<PairKinds<number>>;
     /** Fixed shifts per pair kind; default STEGO's (`DEFAULT_PAIR_SHIFTS`) unless `shiftQuantile` is set. */
     readonly shifts?: Partial<PairKinds<number>>;
@@ -158,6 +164,8 @@ export interface RoundReport {
   readonly ms: number;
   /** Time the duty-cycle limiter held a background round paused, ms (set by the learner worker). */
   readonly idleMs?: number;
+  /** The share of its core the background round kept to at its end (above `train.cpuShare` when cores were idle). */
+  readonly cpuShare?: number;
   readonly reason?: string;
 }
 

@@ -181,6 +181,7 @@ export class SegmentationEngine {
             kind: r?.kind,
             ms: r ? Math.round(r.ms) : undefined,
             idleMs: r?.idleMs === undefined ? undefined : Math.round(r.idleMs),
+            cpuShare: r?.cpuShare === undefined ? undefined : Number(r.cpuShare.toFixed(2)),
             meanCosine: r?.meanCosine,
             alignScore: r?.alignScore,
             dispersionRatio: r?.dispersionRatio,
