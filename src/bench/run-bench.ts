@@ -18,9 +18,10 @@ import { runFfmpeg } from '../internal/ffmpeg-process.js';
 import { benchBatching } from './bench-batching.js';
 import { benchLive } from './bench-live.js';
 import { benchCluster } from './bench-cluster.js';
+import { benchLearning } from './bench-learning.js';
 
 /** Sections, in order; `npm run bench -- process live` runs some. */
-const SECTIONS = ['process', 'batching', 'live', 'cluster'] as const;
+const SECTIONS = ['process', 'learning', 'batching', 'live', 'cluster'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
@@ -199,6 +200,7 @@ async function main(): Promise<void> {
   const run: readonly Section[] = asked.length > 0 ? (asked as Section[]) : SECTIONS;
   const runners: Record<Section, () => Promise<Record<string, unknown>>> = {
     process: benchProcess,
+    learning: benchLearning,
     batching: benchBatching,
     live: benchLive,
     cluster: benchCluster,
