@@ -2,7 +2,7 @@ import { BadOptionError } from '../errors.js';
 
 /** Edge-aware refinement of the class maps by the fast guided filter (segmentation-graph.ts). */
 export interface RefineOptions {
-  /** Window radius in output (working-resolution) pixels. */
+  /** Window radius in output (working-resolution) pixels; applied in steps of REFINE_SCALE, at least one step. */
   readonly radius: number;
   /** Regulariser, in (0-1 colour units)²: larger is smoother, closer to the plain bilinear maps. */
   readonly eps: number;
