@@ -35,8 +35,9 @@ port.on('message', (msg: InferenceRequest) => {
     try {
       if (msg.type === 'init') {
         backbone = await Backbone.load(msg.spec, msg.options);
-        const refine = msg.options.refine === undefined ? DEFAULT_REFINE : msg.options.refine;
-        segmenter = await Segmenter.create(msg.options.threads, refine ?? undefined);
+        // undefined: the default refinement; null: none (plain bilinear maps).
+        const { refine } = msg.options;
+        segmenter = await Segmenter.create(msg.options.threads, refine === null ? undefined : (refine ?? DEFAULT_REFINE));
         send({ type: 'ready', info: backbone.info });
         return;
       }

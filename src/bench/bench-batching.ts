@@ -49,6 +49,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeSceneVideo } from '../scene/write-scene-files.js';
+import { benchLog } from './bench-log.js';
 
 const PYTHON = '/usr/bin/python3';
 const EXPORTER = fileURLToPath(new URL('../../tools/export_dino.py', import.meta.url));
@@ -62,9 +63,7 @@ const RAW_SECONDS = 2;
 /** The issue's target for pipeline fps / raw ORT fps at the same batch size. */
 export const BATCHING_TARGET_RATIO = 0.85;
 
-function log(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
-}
+const log = benchLog();
 
 function pythonProblem(): string | undefined {
   const r = spawnSync(PYTHON, ['-c', 'import torch, onnx'], { encoding: 'utf8' });

@@ -17,15 +17,14 @@ import { writeSceneVideo } from '../scene/write-scene-files.js';
 import { runIngest } from '../cluster/run-ingest.js';
 import { createStatsCollector } from '../cluster/stats-collector.js';
 import { backboneGeometry, sourceSize, sourcesFromArgs } from '../cluster/cluster-inputs.js';
+import { benchLog } from './bench-log.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const FRAMES = 240;
 const WARM_FRAMES = 24;
 const WIDTH = 448;
 
-function log(msg: string): void {
-  process.stderr.write(`bench-cluster: ${msg}\n`);
-}
+const log = benchLog('bench-cluster');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@ import { Backbone } from '../backbone/backbone.js';
 import { LearnerClient } from '../learning/learner-client.js';
 import { createScene } from '../scene/render-scene.js';
 import type { Embedding, Frame } from '../types.js';
+import { benchLog } from './bench-log.js';
 
 const W = 448;
 const H = 256;
@@ -13,9 +14,7 @@ const REPEATS = 3;
 /** With every core busy a paced round at nice 10 takes about 25 s on 2 cores: one run of each. */
 const BUSY_REPEATS = 1;
 
-function log(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
-}
+const log = benchLog('bench-learning');
 
 async function sceneEmbeddings(): Promise<Embedding[]> {
   const backbone = await Backbone.load('builtin');

@@ -23,6 +23,7 @@ import { WebSocket } from 'ws';
 import { parsePipeline } from '../config/load-pipeline.js';
 import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
 import { runService, type RunningService } from '../service/run-service.js';
+import { benchLog } from './bench-log.js';
 
 /** The feed: 1280x720 at 30 fps, a keyframe a second, as a camera encoder would send it. */
 const FEED = { size: '1280x720', fps: 30, seconds: 10 } as const;
@@ -34,9 +35,7 @@ const WARMUP_MS = 4_000;
 const LATENCY_WINDOW_MS = 15_000;
 const FPS_WINDOW_MS = 10_000;
 
-function log(msg: string): void {
-  process.stderr.write(`bench-live: ${msg}\n`);
-}
+const log = benchLog('bench-live');
 
 async function freeUdpPort(): Promise<number> {
   const s = createSocket('udp4');

@@ -19,6 +19,7 @@ import { benchBatching } from './bench-batching.js';
 import { benchLive } from './bench-live.js';
 import { benchCluster } from './bench-cluster.js';
 import { benchLearning } from './bench-learning.js';
+import { benchLog } from './bench-log.js';
 
 /** Sections, in order; `npm run bench -- process live` runs some. */
 const SECTIONS = ['process', 'learning', 'batching', 'live', 'cluster'] as const;
@@ -27,9 +28,7 @@ type Section = (typeof SECTIONS)[number];
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const BATCH = 4;
 
-function log(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
-}
+const log = benchLog();
 
 interface CliJson {
   frames: number;
