@@ -76,18 +76,15 @@ describe.each(KERNELS)(
         const a = rand(rng, n * k);
         const b = rand(rng, k * m);
         const init = rand(rng, n * m);
+        const expectProduct = (out: Float32Array, A: (i: number, p: number) => number, B: (p: number, j: number) => number): void =>
+          expectClose(out, naive(n, k, m, A, B, init));
+
         const nn = init.slice();
         gemmNN(a, b, nn, n, k, m);
-        expectClose(
+        expectProduct(
           nn,
-          naive(
-            n,
-            k,
-            m,
-            (i, p) => a[i * k + p]!,
-            (p, j) => b[p * m + j]!,
-            init,
-          ),
+          (i, p) => a[i * k + p]!,
+          (p, j) => b[p * m + j]!,
         );
 
         // aᵀ·g with a [k×n] stored row-major, g [k×m]: out [n×m]
@@ -95,32 +92,20 @@ describe.each(KERNELS)(
         const g = rand(rng, k * m);
         const tn = init.slice();
         gemmTN(at, g, tn, k, n, m);
-        expectClose(
+        expectProduct(
           tn,
-          naive(
-            n,
-            k,
-            m,
-            (i, p) => at[p * n + i]!,
-            (p, j) => g[p * m + j]!,
-            init,
-          ),
+          (i, p) => at[p * n + i]!,
+          (p, j) => g[p * m + j]!,
         );
 
         // a·bᵀ with b [m×k]
         const bt = rand(rng, m * k);
         const nt = init.slice();
         gemmNT(a, bt, nt, n, k, m);
-        expectClose(
+        expectProduct(
           nt,
-          naive(
-            n,
-            k,
-            m,
-            (i, p) => a[i * k + p]!,
-            (p, j) => bt[j * k + p]!,
-            init,
-          ),
+          (i, p) => a[i * k + p]!,
+          (p, j) => bt[j * k + p]!,
         );
       });
     }

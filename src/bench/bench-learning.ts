@@ -86,6 +86,7 @@ export async function benchLearning(): Promise<Record<string, unknown>> {
     await Promise.all(spinners.map((w) => w.terminate()));
   }
   const ms = (xs: number[]): number => Math.round(median(xs));
+  const ratio = (a: number[], b: number[]): number => Math.round((median(a) / median(b)) * 1000) / 1000;
   return {
     round: `${STEPS} Adam steps and a k-means fit, built-in backbone features of a ${W}x${H} hard scene, --learn-cpu 0.1`,
     msMedian: {
@@ -96,9 +97,9 @@ export async function benchLearning(): Promise<Record<string, unknown>> {
       busyAdaptive: ms(busy.adaptive),
     },
     ratios: {
-      'idle machine: adaptive / fixed round time': Math.round((median(idle.adaptive) / median(idle.fixed)) * 1000) / 1000,
-      'idle machine: flat out / fixed round time': Math.round((median(idle.flat) / median(idle.fixed)) * 1000) / 1000,
-      'busy machine: adaptive / fixed round time': Math.round((median(busy.adaptive) / median(busy.fixed)) * 1000) / 1000,
+      'idle machine: adaptive / fixed round time': ratio(idle.adaptive, idle.fixed),
+      'idle machine: flat out / fixed round time': ratio(idle.flat, idle.fixed),
+      'busy machine: adaptive / fixed round time': ratio(busy.adaptive, busy.fixed),
     },
   };
 }
