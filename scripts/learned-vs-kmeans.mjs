@@ -2,10 +2,14 @@
 // Run after npm run build: node scripts/learned-vs-kmeans.mjs [easy|hard] [seeds] [rounds] [steps] [train-json]
 //   steps: Adam steps per round, or a comma list for the rounds in turn (the product: 60,10,10);
 //   train-json: extra learner train options, e.g. '{"shiftQuantile":0.8}'.
+// Scores the product's path (similarity maps refined by the guided filter at DEFAULT_REFINE);
+// REFINE_RADIUS=0 scores the plain bilinear maps instead.
 // Prints per round the mIoU, the share of pixels that kept their class id ("kept") and the
 // dispersion guard's ratio (and whether it turned the round's head away).
+// The hour of stream of the README: node scripts/learned-vs-kmeans.mjs hard 1,2,3 12 60,10,300
 import { Backbone } from '../dist/backbone/backbone.js';
 import { Segmenter } from '../dist/operators/segmenter.js';
+import { DEFAULT_REFINE, refineFrom } from '../dist/operators/refine-options.js';
 import { createScene } from '../dist/scene/render-scene.js';
 import { OnlineLearner } from '../dist/learning/online-learner.js';
 import { ConfusionMatrix } from '../dist/eval/segmentation-metrics.js';
@@ -21,13 +25,20 @@ const K = 5,
   H = 256,
   FRAMES = 24;
 const bb = await Backbone.load('builtin');
-const seg = await Segmenter.create();
+const radius = process.env.REFINE_RADIUS === undefined ? DEFAULT_REFINE.radius : Number(process.env.REFINE_RADIUS);
+const seg = await Segmenter.create(undefined, refineFrom(radius, DEFAULT_REFINE.eps, 'REFINE_RADIUS') ?? undefined);
 
 async function score(em, frames, head) {
   const cm = new ConfusionMatrix(K, 5);
   const all = [];
   for (let i = 0; i < em.length; i += 4) {
-    const labs = await seg.segment(em.slice(i, i + 4), head, H, W);
+    const labs = await seg.segment(
+      em.slice(i, i + 4),
+      head,
+      H,
+      W,
+      frames.slice(i, i + 4).map((x) => x.f.rgb),
+    );
     labs.forEach((l, j) => cm.add(l, frames[i + j].gt));
     all.push(...labs);
   }

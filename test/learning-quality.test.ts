@@ -3,7 +3,7 @@ import { Backbone } from '../src/backbone/backbone.js';
 import { ConfusionMatrix } from '../src/eval/segmentation-metrics.js';
 import type { HeadState } from '../src/learning/head-state.js';
 import { OnlineLearner } from '../src/learning/online-learner.js';
-import { Segmenter } from '../src/operators/segmenter.js';
+import { Segmenter, type SegmentationHead } from '../src/operators/segmenter.js';
 import { DEFAULT_REFINE } from '../src/operators/refine-options.js';
 import { createScene, type SceneVariant } from '../src/scene/render-scene.js';
 import type { Embedding, Frame } from '../src/types.js';
@@ -27,7 +27,9 @@ import type { Embedding, Frame } from '../src/types.js';
  *   round: the learned head scores at least k-means on every seed (+0.018, +0.017, +0.013);
  * - the same after the long run: at least k-means + 0.025 on every seed, + 0.035 on average
  *   (+0.041, +0.045, +0.031; plain: +0.027, +0.031, +0.023; the fish lose their halo of
- *   mislabelled water);
+ *   mislabelled water), and at least half of the headroom on every seed: of what the patch
+ *   oracle (patchOracle: 0.911, 0.913, 0.886) scores above k-means, the head takes 0.54, 0.56,
+ *   0.70;
  * - refinement: the long-run head refined beats the same head plain by 0.05 on every seed
  *   (0.876 against 0.793, 0.878 / 0.785, 0.872 / 0.795), and so does k-means (0.835 / 0.766,
  *   0.834 / 0.753, 0.841 / 0.773): the patch grid's boundaries were most of the error;
@@ -38,8 +40,11 @@ import type { Embedding, Frame } from '../src/types.js';
  * - stability: after one more 10-step round, >= 95% of pixels keep their class id, after the
  *   short and after the long run (99.95-99.99%).
  * The issue asks for +0.05 mIoU over k-means on hard scenes. With the built-in backbone v2 the
- * head reaches +0.031 to +0.045: k-means on its features already finds most of the classes (the
- * backbone was designed for that), and what the head adds is in the boundaries and the fish.
+ * head reaches +0.031 to +0.045 here (+0.052, +0.056, +0.041 after 3070 steps, about an hour of
+ * stream at the defaults). On seed 3 the bar is out of a head's reach on these features: k-means
+ * + 0.05 is 0.891, above the patch oracle's 0.886, and a straddling patch's features are those of
+ * its most uniform quarter, which say nothing of how much of each class the patch holds. k-means on these features labels 97.5-100% of whole
+ * (62 of 64 pixels) patches right; what is left is inside the patches that straddle two classes.
  */
 const K = 5;
 const W = 448;
@@ -76,6 +81,36 @@ interface SceneData {
   readonly rgb: Uint8Array[];
 }
 
+/** Side of the built-in backbone's patches, in pixels. */
+const PATCH = 8;
+
+/**
+ * The patch oracle: each frame's "embedding" is the one-hot of its patches' true majority class
+ * (as if a perfect classifier labelled every patch) and the head is the identity, so that
+ * segmenting it through a path scores what a perfect classifier of whole patches reaches there:
+ * a head, being a function of one patch's features, cannot place a boundary inside a patch
+ * itself (the refinement does that for every head alike).
+ */
+function patchOracle(data: SceneData): { embeddings: Embedding[]; head: SegmentationHead } {
+  const gridW = W / PATCH;
+  const gridH = H / PATCH;
+  const embeddings = data.truth.map((labels, i): Embedding => {
+    const tokens = new Float32Array(gridH * gridW * K);
+    const counts = new Uint16Array(K);
+    for (let p = 0; p < gridH * gridW; p++) {
+      counts.fill(0);
+      const x0 = (p % gridW) * PATCH;
+      const y0 = Math.floor(p / gridW) * PATCH;
+      for (let y = y0; y < y0 + PATCH; y++) for (let x = x0; x < x0 + PATCH; x++) counts[labels[y * W + x]!]!++;
+      tokens[p * K + counts.indexOf(Math.max(...counts))] = 1;
+    }
+    return { frame: data.embeddings[i]!.frame, gridH, gridW, dim: K, patchTokens: tokens, clsToken: new Float32Array(K) };
+  });
+  const centroids = new Float32Array(K * K);
+  for (let k = 0; k < K; k++) centroids[k * K + k] = 1;
+  return { embeddings, head: { weights: null, centroids, k: K } };
+}
+
 async function sceneData(variant: SceneVariant, seed: number): Promise<SceneData> {
   const scene = createScene({ width: W, height: H, seed, variant });
   const frames: Frame[] = [];
@@ -92,7 +127,7 @@ async function sceneData(variant: SceneVariant, seed: number): Promise<SceneData
   return { embeddings, truth, rgb };
 }
 
-async function labels(data: SceneData, head: HeadState, seg = segmenter): Promise<Uint8Array[]> {
+async function labels(data: Pick<SceneData, 'embeddings' | 'rgb'>, head: SegmentationHead, seg = segmenter): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   for (let i = 0; i < FRAMES; i += 4)
     out.push(...(await seg.segment(data.embeddings.slice(i, i + 4), head, H, W, data.rgb.slice(i, i + 4))));
@@ -118,6 +153,8 @@ function sameFraction(a: Uint8Array[], b: Uint8Array[]): number {
 
 interface RunResult {
   readonly kmeans: number;
+  /** The patch oracle on the product's path (patchOracle). */
+  readonly oracle: number;
   /** The same heads without refinement. */
   readonly plainKmeans: number;
   readonly plainLong: number;
@@ -147,6 +184,8 @@ async function run(variant: SceneVariant, seed: number): Promise<RunResult> {
   expect(probe.weights).toBeNull();
   const kmeans = mIoU(data, await labels(data, probe));
   const plainKmeans = mIoU(data, await labels(data, probe, plain));
+  const best = patchOracle(data);
+  const oracle = mIoU(data, await labels({ embeddings: best.embeddings, rgb: data.rgb }, best.head));
   learner.runRound(undefined, LEARN_STEPS);
   let head = learner.runRound();
   expect(head.weights).not.toBeNull();
@@ -164,7 +203,7 @@ async function run(variant: SceneVariant, seed: number): Promise<RunResult> {
   const plainLong = mIoU(data, await labels(data, head, plain));
   // The guard may have turned the last rounds away; the stability round must still swap a head in.
   const longStable = await stability(data, learner, head, before).catch(() => Number.NaN);
-  return { kmeans, plainKmeans, plainLong, short, shortStable, long, longStable, rounds: kinds.join(', ') };
+  return { kmeans, oracle, plainKmeans, plainLong, short, shortStable, long, longStable, rounds: kinds.join(', ') };
 }
 
 const log = (x: unknown): void => {
@@ -173,14 +212,16 @@ const log = (x: unknown): void => {
 
 describe('learned head vs k-means on raw features (built-in backbone, generated scenes)', () => {
   it(
-    'hard scenes (coral with the colour of sand): no worse at once, better after a long run on every seed, stable across a round, and refined well above the plain maps',
+    'hard scenes (coral with the colour of sand): no worse at once, better after a long run on every seed by half the headroom to the patch oracle, stable across a round, and refined well above the plain maps',
     async () => {
       const results: Array<RunResult & { seed: number }> = [];
       for (const seed of [1, 2, 3]) results.push({ seed, ...(await run('hard', seed)) });
-      log(results);
+      log(results.map((r) => ({ ...r, headroomTaken: (r.long - r.kmeans) / (r.oracle - r.kmeans) })));
       for (const r of results) {
         expect(r.short).toBeGreaterThanOrEqual(r.kmeans);
         expect(r.long).toBeGreaterThanOrEqual(r.kmeans + 0.025);
+        // More than half of what a perfect patch classifier would add over k-means on this path.
+        expect(r.long - r.kmeans).toBeGreaterThanOrEqual(0.5 * (r.oracle - r.kmeans));
         expect(r.long).toBeGreaterThanOrEqual(r.plainLong + 0.05);
         expect(r.kmeans).toBeGreaterThanOrEqual(r.plainKmeans + 0.05);
         expect(r.shortStable).toBeGreaterThanOrEqual(0.95);
