@@ -3,7 +3,10 @@
 //   steps: Adam steps per round, or a comma list for the rounds in turn (the product: 60,10,10);
 //   train-json: extra learner train options, e.g. '{"shiftQuantile":0.8}'.
 // Scores the product's path (similarity maps refined by the guided filter at DEFAULT_REFINE);
-// REFINE_RADIUS=0 scores the plain bilinear maps instead.
+// REFINE_RADIUS=0 scores the plain bilinear maps instead. BACKBONE=model.onnx measures another
+// backbone (a DINO export: the scenes are rendered at its input size) instead of the built-in one.
+// Each seed's line starts with the patch oracle (eval/patch-oracle.ts) on the same path: the most
+// a head deciding whole patches can reach, so oracle - k-means is the head's headroom.
 // Prints per round the mIoU, the share of pixels that kept their class id ("kept") and the
 // dispersion guard's ratio (and whether it turned the round's head away).
 // The hour of stream of the README: node scripts/learned-vs-kmeans.mjs hard 1,2,3 12 60,10,300
@@ -13,6 +16,7 @@ import { DEFAULT_REFINE, refineFrom } from '../dist/operators/refine-options.js'
 import { createScene } from '../dist/scene/render-scene.js';
 import { OnlineLearner } from '../dist/learning/online-learner.js';
 import { ConfusionMatrix } from '../dist/eval/segmentation-metrics.js';
+import { oracleHead, patchOracleTokens } from '../dist/eval/patch-oracle.js';
 
 const variant = process.argv[2] ?? 'hard';
 const seeds = (process.argv[3] ?? '1,2,3').split(',').map(Number);
@@ -20,11 +24,12 @@ const rounds = Number(process.argv[4] ?? 3);
 const stepList = (process.argv[5] ?? '40').split(',').map(Number);
 const stepsOf = (r) => stepList[Math.min(r, stepList.length - 1)];
 const trainExtra = JSON.parse(process.argv[6] ?? '{}');
-const K = 5,
-  W = 448,
-  H = 256,
-  FRAMES = 24;
-const bb = await Backbone.load('builtin');
+const K = 5;
+const FRAMES = 24;
+const bb = await Backbone.load(process.env.BACKBONE ?? 'builtin');
+const W = bb.info.inputWidth || 448;
+const H = bb.info.inputHeight || 256;
+const P = bb.info.patchSize;
 const radius = process.env.REFINE_RADIUS === undefined ? DEFAULT_REFINE.radius : Number(process.env.REFINE_RADIUS);
 const seg = await Segmenter.create(undefined, refineFrom(radius, DEFAULT_REFINE.eps, 'REFINE_RADIUS') ?? undefined);
 
@@ -73,8 +78,10 @@ for (const seed of seeds) {
   });
   for (const e of em) learner.observe(e.patchTokens, e.gridH * e.gridW);
   learner.runRound();
+  const oracleEm = frames.map((x, i) => ({ ...em[i], dim: K, patchTokens: patchOracleTokens(x.gt, W, H, P, K), keys: undefined }));
+  const oracle = await score(oracleEm, frames, oracleHead(K));
   let prev = await score(em, frames, learner.state);
-  const out = [`${variant} seed ${seed}: k-means raw ${prev.mIoU.toFixed(3)}`];
+  const out = [`${variant} seed ${seed}: patch oracle ${oracle.mIoU.toFixed(3)}, k-means raw ${prev.mIoU.toFixed(3)}`];
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
     learner.runRound(undefined, stepsOf(r));

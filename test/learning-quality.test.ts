@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Backbone } from '../src/backbone/backbone.js';
+import { oracleHead, patchOracleTokens } from '../src/eval/patch-oracle.js';
 import { ConfusionMatrix } from '../src/eval/segmentation-metrics.js';
 import type { HeadState } from '../src/learning/head-state.js';
 import { OnlineLearner } from '../src/learning/online-learner.js';
@@ -28,7 +29,7 @@ import type { Embedding, Frame } from '../src/types.js';
  * - the same after the long run: at least k-means + 0.025 on every seed, + 0.035 on average
  *   (+0.041, +0.045, +0.031; plain: +0.027, +0.031, +0.023; the fish lose their halo of
  *   mislabelled water), and at least half of the headroom on every seed: of what the patch
- *   oracle (patchOracle: 0.911, 0.913, 0.886) scores above k-means, the head takes 0.54, 0.56,
+ *   oracle (patchOracleTokens: 0.911, 0.913, 0.886) scores above k-means, the head takes 0.54, 0.56,
  *   0.70;
  * - refinement: the long-run head refined beats the same head plain by 0.05 on every seed
  *   (0.876 against 0.793, 0.878 / 0.785, 0.872 / 0.795), and so does k-means (0.835 / 0.766,
@@ -81,36 +82,6 @@ interface SceneData {
   readonly rgb: Uint8Array[];
 }
 
-/** Side of the built-in backbone's patches, in pixels. */
-const PATCH = 8;
-
-/**
- * The patch oracle: each frame's "embedding" is the one-hot of its patches' true majority class
- * (as if a perfect classifier labelled every patch) and the head is the identity, so that
- * segmenting it through a path scores what a perfect classifier of whole patches reaches there:
- * a head, being a function of one patch's features, cannot place a boundary inside a patch
- * itself (the refinement does that for every head alike).
- */
-function patchOracle(data: SceneData): { embeddings: Embedding[]; head: SegmentationHead } {
-  const gridW = W / PATCH;
-  const gridH = H / PATCH;
-  const embeddings = data.truth.map((labels, i): Embedding => {
-    const tokens = new Float32Array(gridH * gridW * K);
-    const counts = new Uint16Array(K);
-    for (let p = 0; p < gridH * gridW; p++) {
-      counts.fill(0);
-      const x0 = (p % gridW) * PATCH;
-      const y0 = Math.floor(p / gridW) * PATCH;
-      for (let y = y0; y < y0 + PATCH; y++) for (let x = x0; x < x0 + PATCH; x++) counts[labels[y * W + x]!]!++;
-      tokens[p * K + counts.indexOf(Math.max(...counts))] = 1;
-    }
-    return { frame: data.embeddings[i]!.frame, gridH, gridW, dim: K, patchTokens: tokens, clsToken: new Float32Array(K) };
-  });
-  const centroids = new Float32Array(K * K);
-  for (let k = 0; k < K; k++) centroids[k * K + k] = 1;
-  return { embeddings, head: { weights: null, centroids, k: K } };
-}
-
 async function sceneData(variant: SceneVariant, seed: number): Promise<SceneData> {
   const scene = createScene({ width: W, height: H, seed, variant });
   const frames: Frame[] = [];
@@ -125,6 +96,20 @@ async function sceneData(variant: SceneVariant, seed: number): Promise<SceneData
   const embeddings: Embedding[] = [];
   for (let i = 0; i < FRAMES; i += 4) embeddings.push(...(await backbone.embed(frames.slice(i, i + 4))));
   return { embeddings, truth, rgb };
+}
+
+/** The patch oracle's frames (patchOracleTokens) at the built-in backbone's patch size, and its head. */
+function patchOracle(data: SceneData): { embeddings: Embedding[]; head: SegmentationHead } {
+  const p = backbone.info.patchSize;
+  const embeddings = data.truth.map((labels, i): Embedding => ({
+    frame: data.embeddings[i]!.frame,
+    gridH: H / p,
+    gridW: W / p,
+    dim: K,
+    patchTokens: patchOracleTokens(labels, W, H, p, K),
+    clsToken: new Float32Array(K),
+  }));
+  return { embeddings, head: oracleHead(K) };
 }
 
 async function labels(data: Pick<SceneData, 'embeddings' | 'rgb'>, head: SegmentationHead, seg = segmenter): Promise<Uint8Array[]> {
