@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'E_INPUT_DAMAGED'
   | 'E_FFMPEG_MISSING'
   | 'E_OUTPUT_UNWRITABLE'
+  | 'E_OUTPUT_FULL'
   | 'E_ENCODE'
   | 'E_BAD_OPTION'
   | 'E_MODEL_NOT_ONNX'
@@ -65,25 +66,56 @@ export class InputNotVideoError extends StegoError {
   }
 }
 
-/** Decoding failed part-way; frames before the failure were processed and kept. */
+/**
+ * Decoding failed part-way; frames before the failure were processed and kept. `framesWritten`
+ * is what the outputs hold (the frames decoded unless a run stopped short of them).
+ */
 export class DecodeError extends StegoError {
-  constructor(input: string, framesDecoded: number, stderrTail: string, cause?: unknown) {
-    super('E_DECODE', `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold those frames. ffmpeg said: ${stderrTail}`, {
-      cause,
-      details: { input, framesDecoded, stderrTail },
-    });
+  readonly input: string;
+  readonly framesDecoded: number;
+  readonly stderrTail: string;
+
+  constructor(input: string, framesDecoded: number, stderrTail: string, cause?: unknown, framesWritten = framesDecoded) {
+    super(
+      'E_DECODE',
+      `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold ${framesWritten === framesDecoded ? 'those' : `${framesWritten} of those`} frames. ffmpeg said: ${stderrTail}`,
+      { cause, details: { input, framesDecoded, framesWritten, stderrTail } },
+    );
+    this.input = input;
+    this.framesDecoded = framesDecoded;
+    this.stderrTail = stderrTail;
+  }
+
+  /** The same failure, stating how many frames the outputs hold. */
+  withFramesWritten(framesWritten: number): DecodeError {
+    return new DecodeError(this.input, this.framesDecoded, this.stderrTail, this.cause, framesWritten);
   }
 }
 
 /** The input decoded to the end, but ffmpeg met damaged data on the way and concealed it. */
 export class DamagedInputError extends StegoError {
-  constructor(input: string, framesDecoded: number, errors: number, firstAtFrame: number, sample: string) {
+  constructor(
+    readonly input: string,
+    readonly framesDecoded: number,
+    readonly errors: number,
+    readonly firstAtFrame: number,
+    readonly sample: string,
+    framesWritten = framesDecoded,
+  ) {
     super(
       'E_INPUT_DAMAGED',
-      `"${input}" holds damaged data: ffmpeg reported ${errors} decoding error(s), the first near frame ${firstAtFrame}, and concealed them; outputs hold all ${framesDecoded} frame(s) it decoded. ` +
+      `"${input}" holds damaged data: ffmpeg reported ${errors} decoding error(s), the first near frame ${firstAtFrame}, and concealed them; ` +
+        (framesWritten === framesDecoded
+          ? `outputs hold all ${framesDecoded} frame(s) it decoded. `
+          : `it decoded ${framesDecoded} frame(s) and outputs hold ${framesWritten}. `) +
         `Check the file with: ffmpeg -v error -i "${input}" -f null -  (ffmpeg said: ${sample})`,
-      { details: { input, framesDecoded, errors, firstAtFrame, sample } },
+      { details: { input, framesDecoded, framesWritten, errors, firstAtFrame, sample } },
     );
+  }
+
+  /** The same finding, stating how many frames the outputs hold. */
+  withFramesWritten(framesWritten: number): DamagedInputError {
+    return new DamagedInputError(this.input, this.framesDecoded, this.errors, this.firstAtFrame, this.sample, framesWritten);
   }
 }
 
@@ -106,6 +138,22 @@ export class OutputUnwritableError extends StegoError {
       details: { path },
     });
   }
+}
+
+/** The disk (or quota) of an output filled up mid-run: that output stops; the others are finalised. */
+export class OutputFullError extends StegoError {
+  constructor(path: string, atFrame: number, cause?: unknown) {
+    super(
+      'E_OUTPUT_FULL',
+      `Cannot write output "${path}": no space left on its device (ENOSPC) at frame ${atFrame}; it is incomplete, the other outputs are finalised. Free some space or write it elsewhere.`,
+      { cause, details: { path, atFrame } },
+    );
+  }
+}
+
+/** True for a Node or ffmpeg failure that means the device is full. */
+export function isNoSpace(err: unknown, text = ''): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' || /No space left on device|ENOSPC/i.test(text);
 }
 
 /** The output encoder failed. */

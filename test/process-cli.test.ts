@@ -135,6 +135,9 @@ describe('stegostream process on bad input', () => {
     const rows = readFileSync(stats, 'utf8').trim().split('\n').length - 1;
     expect(rows).toBeGreaterThan(20);
     expect(countFrames(out)).toBe(rows);
+    // The count in the message is what the outputs hold, not what was decoded before a batch was dropped.
+    expect(r.stderr).toContain(`outputs hold all ${rows} frame(s) it decoded`);
+    expect(r.stdout).toMatch(new RegExp(`^${rows} frames in .*\\(stopped by an error\\)`, 'm'));
   });
 
   it('unwritable output path fails before any work', async () => {

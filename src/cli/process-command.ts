@@ -116,6 +116,7 @@ export function printResult(r: ProcessResult, json: boolean): void {
         seconds: r.seconds,
         fps: r.fps,
         interrupted: r.interrupted,
+        learned: r.learned,
         headVersion: r.headVersion,
         backbone: r.backbone,
         classes: r.shares,
@@ -126,7 +127,13 @@ export function printResult(r: ProcessResult, json: boolean): void {
     );
     return;
   }
-  const state = r.interrupted ? ' (interrupted)' : r.error ? ' (stopped by an input error)' : '';
+  const state = r.interrupted
+    ? r.frames === 0 && r.learned > 0
+      ? ` (interrupted during the learning pass, after ${r.learned} frames)`
+      : ' (interrupted)'
+    : r.error
+      ? ' (stopped by an error)'
+      : '';
   process.stdout.write(
     `\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps)${state}, backbone ${r.backbone}, head version ${r.headVersion}\n\n${r.summary}\n`,
   );

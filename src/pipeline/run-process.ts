@@ -1,6 +1,20 @@
 import type { RefineOptions } from '../operators/refine-options.js';
-import { concatMap, fromEvent, lastValueFrom, NEVER, take, takeUntil, tap, bufferCount, type Observable } from 'rxjs';
+import {
+  catchError,
+  concatMap,
+  EMPTY,
+  fromEvent,
+  lastValueFrom,
+  NEVER,
+  of,
+  take,
+  takeUntil,
+  tap,
+  bufferCount,
+  type Observable,
+} from 'rxjs';
 import { statSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Frame, Segmentation } from '../types.js';
 import { InferenceClient } from '../backbone/inference-client.js';
@@ -20,7 +34,7 @@ import type { HeadState } from '../learning/head-state.js';
 import { SegmentationEngine } from './segmentation-engine.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { ClassSummary } from './class-summary.js';
-import { InputNotFoundError } from '../errors.js';
+import { DamagedInputError, DecodeError, InputNotFoundError } from '../errors.js';
 import { ObjectFinder } from './add-objects.js';
 import { learnerTrainOptions, type LearningOptions } from './learning-options.js';
 
@@ -56,6 +70,8 @@ export interface ProcessResult {
   readonly seconds: number;
   readonly fps: number;
   readonly interrupted: boolean;
+  /** Frames the learning pass read (0 without one); with `interrupted` and `frames` 0, it stopped the pass. */
+  readonly learned: number;
   readonly headVersion: number;
   readonly summary: string;
   readonly shares: readonly { id: number; name: string; share: number }[];
@@ -70,7 +86,9 @@ export interface ProcessResult {
  * per-frame statistics and a summary out. Learning: a first pass over the first
  * `learning.learnFrames` frames fits the head (unless a head is loaded and frozen), then the whole
  * input is segmented while the head keeps learning every `learning.trainEvery` frames (class ids
- * stay stable across rounds). Outputs are finalised on success, on abort and on a decode error.
+ * stay stable across rounds). Outputs are finalised on success, on abort and on a decode error,
+ * and they agree: the overlay video, the masks and the stats hold the same frames (a run stopped
+ * during the learning pass writes none, the CSV header only), and messages count what was written.
  */
 export async function runProcess(options: ProcessOptions): Promise<ProcessResult> {
   const { input, logger } = options;
@@ -182,28 +200,39 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     await closeEarly();
     throw err;
   });
+  // The CSV header names the classes now, so the file has it whatever stops the run.
+  stats?.start(engine.classInfo);
 
   const makeSource = (gate: FlowGate): Observable<Frame> =>
     isDir
       ? imageFolderSource({ dir: input, width: size.width, height: size.height, every: options.every, gate })
       : fileSource({ path: input, width: size.width, height: size.height, every: options.every, gate, fps: fps * options.every });
 
-  const abort$ = options.signal ? fromEvent(options.signal, 'abort').pipe(take(1)) : NEVER;
-  let interrupted = false;
-  options.signal?.addEventListener('abort', () => (interrupted = true), { once: true });
+  const signal = options.signal;
+  // fromEvent alone would miss an abort that came while the backbone was loading.
+  const abort$ = signal ? (signal.aborted ? of(true) : fromEvent(signal, 'abort').pipe(take(1))) : NEVER;
+  const interrupted = (): boolean => signal?.aborted ?? false;
 
+  let learned = 0;
   // Learning pass: the head is fitted on the first frames before output starts, so the first
-  // segmented frame already uses learned classes.
-  if (!learning.freeze && !initial && learning.learnFrames > 0) {
+  // segmented frame already uses learned classes. An input error here is left to the pass that
+  // writes outputs, which decodes the same frames and reports it with what it wrote.
+  if (!learning.freeze && !initial && learning.learnFrames > 0 && !interrupted()) {
     const gate = new FlowGate(options.batchSize * 2);
     const pass = new ProgressReporter('learning', Math.min(learning.learnFrames, totalFrames ?? Infinity), options.progress);
     await lastValueFrom(
       makeSource(gate).pipe(
         take(learning.learnFrames),
+        catchError((err: unknown) => {
+          logger.warn({ err: (err as Error).message }, 'input error during the learning pass; learning from the frames before it');
+          return EMPTY;
+        }),
         takeUntil(abort$),
         bufferCount(options.batchSize),
         concatMap(async (batch) => {
+          if (interrupted()) return;
           await engine.learn(batch);
+          learned += batch.length;
           gate.release(batch.length);
           pass.tick(batch.length);
         }),
@@ -213,7 +242,8 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
       pass.stop();
       gate.close();
     });
-    await engine.finishLearningPass();
+    // Interrupted: no closing round (it can take seconds); the run ends with nothing segmented.
+    if (!interrupted()) await engine.finishLearningPass();
   }
 
   const summary = new ClassSummary();
@@ -221,11 +251,18 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   const gate = new FlowGate(options.batchSize * 3);
   const started = performance.now();
   let runError: Error | undefined;
+  // A failing input ends the stream instead of erroring it, so every frame decoded before the
+  // failure is segmented and written (an error would drop the batch in flight); it is reported after.
+  let inputError: Error | undefined;
   let frames = 0;
   try {
-    if (!interrupted) {
+    if (!interrupted()) {
       await lastValueFrom(
         makeSource(gate).pipe(
+          catchError((err: unknown) => {
+            inputError = err as Error;
+            return EMPTY;
+          }),
           takeUntil(abort$),
           batchInfer<Frame, Segmentation>(
             {
@@ -242,7 +279,17 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
             },
           ),
           concatMap(async (seg) => {
-            await Promise.all([overlay?.write(seg), masks?.write(seg), stats?.write(frameStats(seg))]);
+            // One output after the other, so a failing one (a full disk) leaves the others at the
+            // same frames: a mask whose stats row failed is taken back; the overlay goes last.
+            overlay?.assertRunning();
+            const mask = await masks?.write(seg);
+            try {
+              await stats?.write(frameStats(seg));
+            } catch (err) {
+              if (mask) await unlink(mask).catch(() => undefined);
+              throw err;
+            }
+            await overlay?.write(seg);
             summary.add(seg.labels);
             options.onSegment?.(seg);
             frames++;
@@ -263,13 +310,16 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     const closing = await Promise.allSettled([overlay?.close(), stats?.close(), engine.close(), backbone.close(), finder?.close()]);
     for (const c of closing) if (c.status === 'rejected' && !runError) runError = c.reason as Error;
   }
+  if (!runError && inputError) runError = withFramesWritten(inputError, frames);
+  if (overlay && overlay.framesWritten === 0) outputs.splice(outputs.indexOf(options.out as string), 1);
   const seconds = (performance.now() - started) / 1000;
   const classes = engine.classInfo;
   const result: ProcessResult = {
     frames,
     seconds,
     fps: seconds > 0 ? frames / seconds : 0,
-    interrupted,
+    interrupted: interrupted(),
+    learned,
     headVersion: engine.headState.version,
     summary: summary.table(classes),
     shares: summary.rows(classes),
@@ -278,4 +328,9 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     ...(runError ? { error: runError } : {}),
   };
   return result;
+}
+
+/** An input error restated with the frames the outputs hold. */
+function withFramesWritten(err: Error, frames: number): Error {
+  return err instanceof DecodeError || err instanceof DamagedInputError ? err.withFramesWritten(frames) : err;
 }

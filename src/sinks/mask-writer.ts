@@ -1,8 +1,8 @@
 import { encode } from 'fast-png';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { ClassInfo, Segmentation } from '../types.js';
-import { OutputUnwritableError } from '../errors.js';
+import { isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 
 /**
  * Indexed (palette) PNG of a label map: pixel values are class ids, exact, and the palette holds
@@ -27,6 +27,8 @@ export function maskFileName(seg: Segmentation): string {
 
 /** Writes one indexed PNG label map per segmented frame into a folder (created if missing). */
 export class MaskWriter {
+  private frames = 0;
+
   private constructor(private readonly dir: string) {}
 
   static async open(dir: string): Promise<MaskWriter> {
@@ -44,8 +46,12 @@ export class MaskWriter {
     try {
       await writeFile(path, png);
     } catch (err) {
+      // A partly written PNG is worse than none: the folder then names exactly the frames done.
+      await unlink(path).catch(() => undefined);
+      if (isNoSpace(err)) throw new OutputFullError(this.dir, this.frames, err);
       throw new OutputUnwritableError(path, (err as Error).message, err);
     }
+    this.frames++;
     return path;
   }
 }

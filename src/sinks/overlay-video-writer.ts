@@ -1,9 +1,9 @@
 import { PassThrough } from 'node:stream';
 import { once } from 'node:events';
-import { access, constants } from 'node:fs/promises';
+import { access, constants, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Segmentation } from '../types.js';
-import { EncodeError, OutputUnwritableError } from '../errors.js';
+import { EncodeError, isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
 import { blendOverlay, paintMaskRgba } from './paint-mask.js';
 
@@ -34,14 +34,29 @@ export interface OverlayVideoOptions {
  * per-pixel work at output resolution happens in JS. The file is fragmented MP4 (or Matroska by
  * extension), so it stays playable up to the last written fragment even if the run is killed;
  * `close()` finalises it. Frames are written in order with pipe backpressure.
+ *
+ * The encoder starts with the first frame: ffmpeg's overlay passes the background through
+ * unblended when the mask input ends before its first frame, so a run stopped before any frame
+ * was segmented would otherwise write every frame of the input raw. With no frame written,
+ * `close()` leaves no file at the path (the video would hold nothing the stats do not).
  */
 export class OverlayVideoWriter {
   private readonly stdin = new PassThrough({ highWaterMark: 1 << 20 });
-  private readonly run: FfmpegRun;
+  private run: FfmpegRun | undefined;
+  private exited: { error?: Error } | undefined;
+  /** ffmpeg's line about a full disk: ffmpeg 5 can exit 0 after "Error closing file ...: No space left on device". */
+  private noSpace: string | undefined;
   private frames = 0;
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly options: OverlayVideoOptions) {
+    this.stdin.on('error', () => {
+      // ffmpeg went away; `close()` reports why from its exit status.
+    });
+  }
+
+  private start(): FfmpegRun {
+    const { options } = this;
     const { width, height, fps, outWidth, outHeight, background } = options;
     const ow = outWidth - (outWidth % 2);
     const oh = outHeight - (outHeight % 2);
@@ -58,7 +73,7 @@ export class OverlayVideoWriter {
         ].join(';')
       : `[0:v]scale=${ow}:${oh}:flags=bilinear,format=yuv420p[out]`;
     const mkv = /\.mkv$/i.test(options.path);
-    this.run = runFfmpeg({
+    const run = runFfmpeg({
       inputs: background ? [{ source: background.file }, raw] : [raw],
       outputOptions: [
         '-y',
@@ -79,10 +94,12 @@ export class OverlayVideoWriter {
       ],
       format: mkv ? 'matroska' : 'mp4',
       output: options.path,
+      onStderr: (line) => {
+        if (isNoSpace(undefined, line)) this.noSpace ??= line.trim();
+      },
     });
-    this.stdin.on('error', () => {
-      // ffmpeg went away; `close()` reports why from its exit status.
-    });
+    void run.done.then((r) => (this.exited = r));
+    return run;
   }
 
   /** Checks the output folder is writable before any work starts. */
@@ -100,14 +117,23 @@ export class OverlayVideoWriter {
     return this.frames;
   }
 
+  /** Throws if the encoder died mid-run (a full disk, most often): check before writing a frame's other outputs. */
+  assertRunning(): void {
+    if (this.closing) return;
+    if (this.noSpace !== undefined) throw this.failure(new Error(this.noSpace));
+    if (this.exited) throw this.failure(this.exited.error ?? new Error('ffmpeg exited early'));
+  }
+
   async write(seg: Segmentation): Promise<void> {
     if (this.closing) return;
+    this.assertRunning();
+    const run = (this.run ??= this.start());
     const { width, height } = this.options;
     const buf = this.options.background ? paintMaskRgba(seg, OVERLAY_ALPHA) : blendOverlay(seg, OVERLAY_ALPHA);
     if (buf.length !== width * height * (this.options.background ? 4 : 3)) throw new Error('overlay frame size mismatch');
     this.frames++;
     if (!this.stdin.write(buf)) {
-      await Promise.race([once(this.stdin, 'drain'), this.run.done]);
+      await Promise.race([once(this.stdin, 'drain'), run.done]);
     }
   }
 
@@ -115,8 +141,14 @@ export class OverlayVideoWriter {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.stdin.end();
+      if (!this.run) {
+        // Nothing segmented: no file, rather than one that disagrees with the other outputs.
+        await unlink(this.options.path).catch(() => undefined);
+        return;
+      }
       const { error } = await this.run.done;
-      if (error) throw new EncodeError(this.options.path, this.run.stderrTail() || error.message, error);
+      if (error) throw this.failure(error);
+      if (this.noSpace !== undefined) throw this.failure(new Error(this.noSpace));
     })();
     return this.closing;
   }
@@ -124,6 +156,13 @@ export class OverlayVideoWriter {
   /** Stops the encoder at once (the file keeps its complete fragments). */
   async abort(): Promise<void> {
     this.stdin.end();
-    await this.run.stop();
+    await this.run?.stop();
+  }
+
+  private failure(error: Error): Error {
+    const tail = this.run?.stderrTail() ?? '';
+    // Frames sent when the encoder failed: the file holds fewer, whatever ffmpeg had flushed.
+    if (isNoSpace(error, `${error.message} ${tail}`)) return new OutputFullError(this.options.path, this.frames, error);
+    return new EncodeError(this.options.path, tail || error.message, error);
   }
 }

@@ -1,8 +1,8 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { extname } from 'node:path';
-import type { FrameStats } from '../types.js';
-import { BadOptionError, OutputUnwritableError } from '../errors.js';
+import type { ClassInfo, FrameStats } from '../types.js';
+import { BadOptionError, isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 
 export type StatsFormat = 'csv' | 'jsonl';
 
@@ -22,7 +22,9 @@ function csvField(s: string): string {
  * Writes one row per frame: CSV (`stream,seq,pts,head_version,<class name>...` with the pixel
  * fraction of each class) or JSON lines (the full FrameStats record). Rows are flushed as they
  * come, so an interrupted run leaves a valid file with every row written so far; `close()`
- * ends the file. Honours stream backpressure.
+ * ends the file. Honours stream backpressure. A CSV's header is written by `start()` when the
+ * classes are known before the first row (process), else with the first row; a file that
+ * already holds rows is appended to (`append`), header kept. A full disk is `OutputFullError`.
  */
 export class StatsFileWriter {
   private readonly out: WriteStream;
@@ -30,27 +32,47 @@ export class StatsFileWriter {
   private header: string[] | undefined;
   private failure: Error | undefined;
   private closed = false;
+  private rows = 0;
 
   private constructor(
     private readonly path: string,
     out: WriteStream,
+    header?: string[],
   ) {
     this.format = statsFormatFor(path);
     this.out = out;
+    this.header = header;
     out.on('error', (err) => {
-      this.failure = new OutputUnwritableError(path, err.message, err);
+      this.failure ??= this.toError(err);
     });
   }
 
-  static async open(path: string): Promise<StatsFileWriter> {
+  /** `append`: keep what the file holds (its CSV header names the columns) and add rows after it. */
+  static async open(path: string, options: { append?: { header?: string[] } } = {}): Promise<StatsFileWriter> {
     statsFormatFor(path);
-    const out = createWriteStream(path);
+    const out = createWriteStream(path, { flags: options.append ? 'a' : 'w' });
     try {
       await once(out, 'open');
     } catch (err) {
       throw new OutputUnwritableError(path, (err as Error).message, err);
     }
-    return new StatsFileWriter(path, out);
+    return new StatsFileWriter(path, out, options.append?.header);
+  }
+
+  /** Writes the CSV header now (the file is never without it once rows may follow). */
+  start(classes: readonly ClassInfo[]): void {
+    if (this.format !== 'csv' || this.header) return;
+    this.writeHeader(classes.map((c) => c.name));
+  }
+
+  private writeHeader(names: string[]): void {
+    this.header = names;
+    this.out.write(['stream', 'seq', 'pts', 'head_version', ...names].map(csvField).join(',') + '\n');
+  }
+
+  /** Rows written (each one reached the file). */
+  get written(): number {
+    return this.rows;
   }
 
   async write(s: FrameStats): Promise<void> {
@@ -59,14 +81,25 @@ export class StatsFileWriter {
     if (this.format === 'jsonl') {
       line = JSON.stringify(s) + '\n';
     } else {
-      if (!this.header) {
-        this.header = s.classes.map((c) => c.name);
-        this.out.write(['stream', 'seq', 'pts', 'head_version', ...this.header].map(csvField).join(',') + '\n');
-      }
-      const fr = this.header.map((_, i) => (s.classes[i]?.fraction ?? 0).toFixed(6));
+      if (!this.header) this.writeHeader(s.classes.map((c) => c.name));
+      const header = this.header as string[];
+      const fr = header.map((_, i) => (s.classes[i]?.fraction ?? 0).toFixed(6));
       line = [csvField(s.stream), String(s.seq), s.pts.toFixed(6), String(s.headVersion), ...fr].join(',') + '\n';
     }
-    if (!this.out.write(line)) await once(this.out, 'drain');
+    // Each row is awaited until it reached the file, so a failure (a full disk) is this row's,
+    // and the caller can keep its other outputs to the frames this file holds.
+    await new Promise<void>((resolve) =>
+      this.out.write(line, (err) => {
+        if (err && !this.failure) this.failure = this.toError(err);
+        resolve();
+      }),
+    );
+    if (this.failure) throw this.failure;
+    this.rows++;
+  }
+
+  private toError(err: Error): Error {
+    return isNoSpace(err) ? new OutputFullError(this.path, this.rows, err) : new OutputUnwritableError(this.path, err.message, err);
   }
 
   async close(): Promise<void> {
