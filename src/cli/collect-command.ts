@@ -7,6 +7,7 @@ import { connectCluster } from '../cluster/cluster-connection.js';
 import { createStatsCollector } from '../cluster/stats-collector.js';
 import { DEFAULT_GAP_TIMEOUT_MS, DEFAULT_ORDER_WINDOW } from '../cluster/ordered-window.js';
 import { BadOptionError } from '../errors.js';
+import { COLLECTOR_CONSUMER } from '../cluster/cluster-names.js';
 import { Registry } from 'prom-client';
 import { startViewerRelay } from '../cluster/viewer-relay.js';
 
@@ -18,6 +19,7 @@ interface CollectFlags extends ClusterFlags {
   exitWhenDone: boolean;
   viewerPort?: number;
   viewerHost: string;
+  consumer: string;
 }
 
 export function registerCollect(program: Command): void {
@@ -34,6 +36,11 @@ export function registerCollect(program: Command): void {
       'how long a missing frame holds later ones back before it is given up',
       positiveInt('--gap-timeout'),
       DEFAULT_GAP_TIMEOUT_MS,
+    )
+    .option(
+      '--consumer <name>',
+      'durable consumer of the results stream: a collector restarted with the same name goes on where it stopped (one name per collector)',
+      COLLECTOR_CONSUMER,
     )
     .option('--exit-when-done', 'exit once every stream given with --streams is complete', false)
     .option(
@@ -60,16 +67,18 @@ export function registerCollect(program: Command): void {
       statsPath: flags.stats,
       window: flags.window,
       gapTimeoutMs: flags.gapTimeout,
+      durable: flags.consumer,
       logger,
       ...(flags.streams ? { streams: flags.streams } : {}),
       onComplete: (s) => {
         process.stdout.write(
-          `${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`,
+          `${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.failed ? `, ${s.failed} not written` : ''}${s.file ? ` -> ${s.file}` : ''}\n`,
         );
         pending.delete(s.stream);
         if (flags.exitWhenDone && pending.size === 0) allDone();
       },
     });
+    await collector.ready;
     const http = await startHealth(flags, new Registry(), () => ({ ready: true }), logger);
     const viewer =
       flags.viewerPort === undefined

@@ -12,6 +12,7 @@ import {
 import { positiveInt, sizeArg } from './parse-options.js';
 import { interruptSignal } from './interrupt.js';
 import { BadOptionError } from '../errors.js';
+import { ClusterIncompleteError } from '../cluster/cluster-errors.js';
 import { printClusterResult, runProcessCluster } from '../cluster/process-cluster.js';
 
 interface ProcessFlags extends LearningFlags, ModelFlags {
@@ -43,7 +44,7 @@ export function registerProcess(program: Command): void {
     .option('--json', 'print the result as JSON on stdout', false)
     .option(
       '--cluster <nats-url>',
-      'split the videos across cluster workers on this NATS server: one stats file per video (docs/scaling.md)',
+      'split the videos across cluster workers on this NATS server: stats, overlay video and masks per video ({stream} in the names for several)',
     )
     .option('--cluster-prefix <prefix>', 'subject prefix of the cluster', 'stegostream');
   addModelOptions(cmd);
@@ -80,12 +81,6 @@ export function registerProcess(program: Command): void {
 
 /** `process --cluster`: ingest here, segment on the cluster's workers, collect the stats back. */
 async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
-  if (flags.out || flags.masks)
-    throw new BadOptionError(
-      flags.out ? '--out' : '--masks',
-      'no overlay video or masks with --cluster (workers publish them on <prefix>.<stream>.frames / .masks)',
-      flags.out ?? flags.masks,
-    );
   const { signal, dispose } = interruptSignal();
   try {
     const r = await runProcessCluster({
@@ -98,11 +93,18 @@ async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: R
       logger,
       signal,
       ...(flags.stats ? { stats: flags.stats } : {}),
+      ...(flags.out ? { out: flags.out } : {}),
+      ...(flags.outSize ? { outSize: flags.outSize } : {}),
+      ...(flags.masks ? { masks: flags.masks } : {}),
       ...(flags.width ? { width: flags.width } : {}),
       ...(flags.height ? { height: flags.height } : {}),
     });
     printClusterResult(r, flags.json);
     if (r.interrupted) process.exitCode = 130;
+    else if (r.notWritten > 0) {
+      const reasons = r.streams.flatMap((s) => [...(s.lost ? [`${s.stream}: ${s.lost} never came back`] : []), ...(s.errors ?? [])]);
+      throw new ClusterIncompleteError(r.notWritten, r.frames, reasons);
+    }
   } finally {
     dispose();
   }

@@ -16,7 +16,14 @@ import {
   type NatsConnection,
 } from 'nats';
 import type { Logger } from 'pino';
-import { framesStreamName, headsBucketName, ingestWildcard, WORKERS_CONSUMER } from './cluster-names.js';
+import {
+  framesStreamName,
+  headsBucketName,
+  ingestWildcard,
+  resultsStreamName,
+  resultsWildcard,
+  WORKERS_CONSUMER,
+} from './cluster-names.js';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 /** Frames the work queue holds before ingest has to wait (discard: new). */
@@ -83,6 +90,47 @@ export async function ensureFramesStream(jsm: JetStreamManager, prefix: string, 
     if (apiCode(err) !== STREAM_NAME_IN_USE) throw err;
     // Only ingest passes limits; the others take the stream as they find it.
     if (limits.maxMsgs !== undefined || limits.maxBytes !== undefined) {
+      const { retention: _r, ...update } = cfg;
+      await jsm.streams.update(name, update);
+    }
+  }
+  return name;
+}
+
+/** How long the results stream keeps a result for a collector that is away, ms (24 h). */
+export const DEFAULT_RESULTS_MAX_AGE_MS = 24 * 3600_000;
+/** Bytes of results the stream keeps; the oldest go first beyond it (1 GiB). */
+export const DEFAULT_RESULTS_MAX_BYTES = 1024 * 1024 * 1024;
+/** A worker's result published again within this window (a redelivered frame) is stored once, ms. */
+export const RESULTS_DUPLICATE_WINDOW_MS = 10 * 60_000;
+
+export interface ResultsLimits {
+  readonly maxAgeMs?: number;
+  readonly maxBytes?: number;
+}
+
+/**
+ * The results stream: every segmented frame's stats (and mask, when its ingest asked for masks),
+ * kept so that a collector that starts late or restarts reads what it missed. Bounded by age and
+ * size (discard old); workers publish with a msgID per (run, stream, seq), so a frame segmented
+ * twice after a redelivery is stored once within the duplicate window.
+ */
+export async function ensureResultsStream(jsm: JetStreamManager, prefix: string, limits: ResultsLimits = {}): Promise<string> {
+  const name = resultsStreamName(prefix);
+  const cfg = {
+    subjects: [resultsWildcard(prefix)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(limits.maxAgeMs ?? DEFAULT_RESULTS_MAX_AGE_MS),
+    max_bytes: limits.maxBytes ?? DEFAULT_RESULTS_MAX_BYTES,
+    duplicate_window: nanos(Math.min(RESULTS_DUPLICATE_WINDOW_MS, limits.maxAgeMs ?? DEFAULT_RESULTS_MAX_AGE_MS)),
+  };
+  try {
+    await jsm.streams.add({ name, ...cfg });
+  } catch (err) {
+    if (apiCode(err) !== STREAM_NAME_IN_USE) throw err;
+    if (limits.maxAgeMs !== undefined || limits.maxBytes !== undefined) {
       const { retention: _r, ...update } = cfg;
       await jsm.streams.update(name, update);
     }

@@ -33,3 +33,14 @@ export class ClusterStalledError extends StegoError {
     );
   }
 }
+
+/** `process --cluster` finished but some results are not in its outputs (never came back, or an output failed). */
+export class ClusterIncompleteError extends StegoError {
+  constructor(notWritten: number, frames: number, reasons: readonly string[]) {
+    super(
+      'E_CLUSTER',
+      `${notWritten} result(s) of this run were not written (${frames} frame(s) were): ${reasons.join('; ') || 'they never came back from the cluster'}.`,
+      { details: { notWritten, frames, reasons } },
+    );
+  }
+}

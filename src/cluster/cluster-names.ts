@@ -7,6 +7,9 @@
  *   <prefix>.train.features    sampled patch features, workers -> trainer (core NATS)
  *   <PREFIX>_heads             KV bucket: key `head` (checkpoint bytes), key `trainer-lease`
  *   <prefix>.<stream>.stats    results, exactly as the single-process NATS sink publishes them
+ *   <PREFIX>_RESULTS           JetStream stream of results kept for collectors (bounded by age and size)
+ *   <prefix>.results.<stream>.seg  its subjects: one message per segmented frame (stats, mask on request)
+ *   collector                  the durable consumer `stegostream collect` reads it with
  *
  * `<PREFIX>` is the subject prefix with dots made underscores (stream and bucket names cannot
  * hold dots): prefix "site1.stego" gives stream `site1_stego_FRAMES`.
@@ -17,9 +20,10 @@ import { checkPrefix, subjectToken } from '../sinks/nats-subjects.js';
 export const WORKERS_CONSUMER = 'workers';
 export const HEAD_KEY = 'head';
 export const LEASE_KEY = 'trainer-lease';
+export const COLLECTOR_CONSUMER = 'collector';
 
 /** Second tokens of `<prefix>.<x>...` the cluster uses itself: no video stream may be named so. */
-export const RESERVED_STREAM_TOKENS: readonly string[] = ['ingest', 'train', 'ctl', 'events'];
+export const RESERVED_STREAM_TOKENS: readonly string[] = ['ingest', 'train', 'ctl', 'events', 'results'];
 
 function namePart(prefix: string): string {
   return checkPrefix(prefix).replace(/\./g, '_');
@@ -27,6 +31,22 @@ function namePart(prefix: string): string {
 
 export function framesStreamName(prefix: string): string {
   return `${namePart(prefix)}_FRAMES`;
+}
+
+export function resultsStreamName(prefix: string): string {
+  return `${namePart(prefix)}_RESULTS`;
+}
+
+/**
+ * Four tokens after the prefix's, so the stream cannot overlap `serve`'s stats history
+ * (`<prefix>.*.stats`) on the same server and prefix.
+ */
+export function resultsSubject(prefix: string, stream: string): string {
+  return `${prefix}.results.${subjectToken(stream)}.seg`;
+}
+
+export function resultsWildcard(prefix: string): string {
+  return `${prefix}.results.*.seg`;
 }
 
 export function headsBucketName(prefix: string): string {

@@ -23,6 +23,8 @@ export const DEFAULT_JPEG_QUALITY = 90;
 export interface WireFrame {
   readonly frame: Frame;
   readonly run: string;
+  /** Header `want: masks`: the ingest (process --cluster --masks/--out) wants the label map in the result. */
+  readonly wantMask: boolean;
 }
 
 export async function encodeFrame(
@@ -85,6 +87,7 @@ export async function decodeFrame(data: Uint8Array, h: MsgHdrs | undefined): Pro
   }
   return {
     run: h?.get('run') ?? '',
+    wantMask: (h?.get('want') ?? '').split(',').includes('masks'),
     frame: {
       streamId: header(h, 'stream'),
       seq: numberHeader(h, 'seq', true),

@@ -109,6 +109,17 @@ export class OrderedWindow<T> {
     this.release(out);
   }
 
+  /** True while `seq` is held, waiting for an earlier one. */
+  holds(seq: number): boolean {
+    return this.held.has(seq);
+  }
+
+  /** Starts (before anything was pushed) at `next`: every seq below it was written by an earlier collector. */
+  skipTo(next: number): void {
+    if (this.held.size > 0 || this.nextSeq > 0) throw new Error('skipTo only on a fresh window');
+    this.nextSeq = next;
+  }
+
   /** True when `seq` was released or given up (a later copy of it is a duplicate or late). */
   passed(seq: number): boolean {
     return seq < this.nextSeq;

@@ -1,16 +1,23 @@
 /**
  * `stegostream process --cluster nats://...`: recorded videos split across the cluster's workers.
  * The videos (files, or folders of videos) are ingested into the work queue, one stream each,
- * while a collector (./stats-collector.ts) takes this run's results back, drops duplicates and
- * writes one complete stats file per video, in frame order. Workers and a trainer must be running
- * on the same NATS server and prefix; without results for a while, a hint says so.
+ * while a collector (./stats-collector.ts) reads this run's results back from the results stream,
+ * drops duplicates and writes one complete stats file per video, in frame order, and with
+ * `out`/`masks` an overlay video and a mask folder per video, as `process` writes them (the
+ * workers put each frame's label map in its result when the ingest asks). Every output path is
+ * checked before any work. Workers and a trainer must be running on the same NATS server and
+ * prefix; without results for a while, a hint says so.
  *
  * Abort (Ctrl-C): ingest stops; what was collected is written, in order, and the files are closed.
  */
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'nats';
 import type { Logger } from 'pino';
-import { BadOptionError } from '../errors.js';
+import { BadOptionError, OutputUnwritableError } from '../errors.js';
+import { probeVideo } from '../internal/probe-video.js';
+import type { OverlayVideoOptions } from '../sinks/overlay-video-writer.js';
 import { ProgressReporter } from '../pipeline/progress-reporter.js';
 import { statsFormatFor } from '../sinks/stats-file-writer.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
@@ -31,6 +38,11 @@ export interface ProcessClusterOptions {
   readonly prefix?: string;
   /** Stats file template; `{stream}` is needed for several videos (default `{stream}.stats.csv`). */
   readonly stats?: string;
+  /** Overlay video per video (template as `stats`). */
+  readonly out?: string;
+  readonly outSize?: { readonly width: number; readonly height: number };
+  /** Mask folder per video (template as `stats`). */
+  readonly masks?: string;
   readonly backbone?: string;
   readonly width?: number;
   readonly height?: number;
@@ -46,6 +58,8 @@ export interface ProcessClusterOptions {
 export interface ProcessClusterResult {
   readonly streams: readonly StreamSummary[];
   readonly frames: number;
+  /** Results of this run not written to every output: never arrived, or an output failed. */
+  readonly notWritten: number;
   readonly seconds: number;
   readonly fps: number;
   readonly interrupted: boolean;
@@ -61,17 +75,52 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
   const sources = sourcesFromArgs(options.inputs, { every: options.every ?? 1 });
   const template = options.stats ?? DEFAULT_STATS_TEMPLATE;
   statsFormatFor(template);
-  if (sources.length > 1 && !template.includes('{stream}')) {
-    throw new BadOptionError(
-      '--stats',
-      `a file name template with {stream} for ${sources.length} videos (e.g. stats/{stream}.csv)`,
-      template,
-    );
+  const templates: Array<[string, string | undefined]> = [
+    ['--stats', template],
+    ['--out', options.out],
+    ['--masks', options.masks],
+  ];
+  for (const [option, t] of templates) {
+    if (t !== undefined && sources.length > 1 && !t.includes('{stream}')) {
+      throw new BadOptionError(
+        option,
+        `a name template with {stream} for ${sources.length} videos (e.g. out/{stream}${option === '--masks' ? '' : option === '--out' ? '.mp4' : '.csv'})`,
+        t,
+      );
+    }
+  }
+  // Every output's folder is checked now, as `process` does, not after the cluster did the work.
+  for (const src of sources) {
+    const path = (t: string): string => t.replaceAll('{stream}', src.name).replaceAll('{run}', 'run');
+    checkWritableFolder(path(template));
+    if (options.out) checkWritableFolder(path(options.out));
+    if (options.masks) {
+      const dir = path(options.masks);
+      if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OutputUnwritableError(dir, 'it is a file, not a folder');
+      checkWritableFolder(dir);
+    }
   }
   const geometry = backboneGeometry(options.backbone ?? 'builtin');
   const sized = await Promise.all(
     sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width: options.width, height: options.height }) })),
   );
+  const overlays = new Map<string, OverlayVideoOptions>();
+  if (options.out) {
+    for (const { config, size } of sized) {
+      if (config.use !== 'file') continue;
+      const v = await probeVideo(config.with.path);
+      const every = config.with.every;
+      overlays.set(config.name, {
+        path: options.out.replaceAll('{stream}', config.name).replaceAll('{run}', 'run'),
+        width: size.width,
+        height: size.height,
+        fps: v.fps / every,
+        outWidth: options.outSize?.width ?? v.width,
+        outHeight: options.outSize?.height ?? v.height,
+        background: { file: config.with.path, every },
+      });
+    }
+  }
 
   let nc;
   try {
@@ -92,6 +141,8 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     prefix,
     run,
     statsPath: template,
+    ...(options.masks ? { masksPath: options.masks } : {}),
+    ...(options.out ? { overlay: (stream: string) => overlays.get(stream) } : {}),
     streams: sources.map((s) => s.name),
     logger,
     onStats: () => {
@@ -102,7 +153,24 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
   const started = performance.now();
   let interrupted = false;
   let stalled: ClusterStalledError | undefined;
-  const ingest = await runIngest({ nc, prefix, run, sources: sized, logger, ...(options.format ? { format: options.format } : {}) });
+  let ingest;
+  try {
+    // Results are read from the results stream before the first frame is queued.
+    await collector.ready;
+    ingest = await runIngest({
+      nc,
+      prefix,
+      run,
+      sources: sized,
+      logger,
+      ...(options.masks || options.out ? { masks: true } : {}),
+      ...(options.format ? { format: options.format } : {}),
+    });
+  } catch (err) {
+    await collector.close().catch(() => undefined);
+    await nc.drain().catch(() => undefined);
+    throw err;
+  }
   const onAbort = (): void => {
     interrupted = true;
     void ingest.stop();
@@ -159,15 +227,33 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     await nc.drain().catch(() => undefined);
   }
   const seconds = (performance.now() - started) / 1000;
-  const frames = streams.reduce((n, s) => n + s.written, 0);
-  return { streams, frames, seconds, fps: seconds > 0 ? frames / seconds : 0, interrupted };
+  const frames = streams.reduce((n, s) => n + s.written - s.failed, 0);
+  const notWritten = streams.reduce((n, s) => n + s.lost + s.failed, 0);
+  return { streams, frames, notWritten, seconds, fps: seconds > 0 ? frames / seconds : 0, interrupted };
+}
+
+/** Throws OutputUnwritableError when the folder a file goes to is missing or not writable. */
+function checkWritableFolder(path: string): void {
+  const dir = dirname(resolve(path));
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw new OutputUnwritableError(path, `folder ${dir} does not exist or is not writable`, err);
+  }
 }
 
 /** What `process --cluster` prints. */
 export function printClusterResult(r: ProcessClusterResult, json: boolean): void {
   if (json) {
     process.stdout.write(
-      JSON.stringify({ frames: r.frames, seconds: r.seconds, fps: r.fps, interrupted: r.interrupted, streams: r.streams }) + '\n',
+      JSON.stringify({
+        frames: r.frames,
+        notWritten: r.notWritten,
+        seconds: r.seconds,
+        fps: r.fps,
+        interrupted: r.interrupted,
+        streams: r.streams,
+      }) + '\n',
     );
     return;
   }
@@ -176,7 +262,8 @@ export function printClusterResult(r: ProcessClusterResult, json: boolean): void
   );
   for (const s of r.streams) {
     process.stdout.write(
-      `  ${s.stream}: ${s.written} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.file ? ` -> ${s.file}` : ''}\n`,
+      `  ${s.stream}: ${s.written - s.failed} frames in order${s.duplicates ? `, ${s.duplicates} duplicates dropped` : ''}${s.lost ? `, ${s.lost} missing` : ''}${s.failed ? `, ${s.failed} not written` : ''}${s.file ? ` -> ${s.file}` : ''}\n`,
     );
+    for (const e of s.errors ?? []) process.stdout.write(`    ${e}\n`);
   }
 }

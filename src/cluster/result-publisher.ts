@@ -5,18 +5,21 @@
  * sink's image headers. Stats messages also carry headers `worker`, `head-version` and `run`
  * (extra, for the collector and operators; consumers of the sink's stats ignore them).
  *
- * Unlike the sink, nothing is held or dropped here: the worker acks its frames only after
- * `flush()` has confirmed the server received every result of the batch, so a lost connection
- * means redelivery, not loss.
+ * Unlike the sink, nothing is held or dropped here: each result is also stored in the results
+ * stream (`<prefix>.results.<stream>.seg`, ./cluster-connection.ts `ensureResultsStream`) with
+ * msgID `<run>:<stream>:<seq>`, and `publish` resolves only once JetStream has acked it; the
+ * worker acks its frames after that, so a lost connection means redelivery, not loss. The stored
+ * result is JSON `{ stats, mask? }`, `mask` the label PNG in base64 when the frame asked for it.
  */
 import sharp from 'sharp';
-import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from 'nats';
+import { headers as natsHeaders, type JetStreamClient, type MsgHdrs, type NatsConnection } from 'nats';
 import type { ClassInfo, FrameStats, Segmentation } from '../types.js';
 import { frameStats } from '../operators/frame-stats.js';
 import { blendOverlay } from '../sinks/paint-mask.js';
 import { encodeLabelPng } from '../sinks/mask-writer.js';
 import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
 import { serviceEventsSubject, streamSubject } from '../sinks/nats-subjects.js';
+import { resultsSubject } from './cluster-names.js';
 import type { ServiceEvent } from '../service/live-publisher.js';
 
 export interface ResultPublisherOptions {
@@ -31,19 +34,35 @@ export interface ResultPublisherOptions {
   readonly jpegQuality?: number;
 }
 
+/** A result as the results stream stores it. */
+export interface StoredResult {
+  readonly stats: FrameStats;
+  /** Indexed label PNG, base64, when the frame's ingest asked for masks. */
+  readonly mask?: string;
+}
+
+/** How long a result's store may take before the batch is returned to the queue, ms. */
+const STORE_TIMEOUT_MS = 10_000;
+
 export class ResultPublisher {
   /** Per stream: the legend last announced (head version and names), to announce changes only. */
   private readonly legendKey = new Map<string, string>();
   private published = 0;
+  private readonly js: JetStreamClient;
 
-  constructor(private readonly options: ResultPublisherOptions) {}
+  constructor(private readonly options: ResultPublisherOptions) {
+    this.js = options.nc.jetstream();
+  }
 
   get count(): number {
     return this.published;
   }
 
-  /** Publishes one frame's results (stats first, then legend and images). */
-  async publish(seg: Segmentation, run: string): Promise<FrameStats> {
+  /**
+   * Publishes one frame's results (stats first, then legend and images) and stores it in the
+   * results stream; resolves once stored (rejects if it could not be: the frame goes back to the queue).
+   */
+  async publish(seg: Segmentation, run: string, wantMask = false): Promise<FrameStats> {
     const { nc, prefix } = this.options;
     const f = seg.frame;
     const stream = f.streamId;
@@ -58,12 +77,16 @@ export class ResultPublisher {
     h.set('head-version', String(seg.headVersion));
     h.set('run', run);
     nc.publish(streamSubject(prefix, stream, 'stats'), json(stats), { headers: h });
-    this.published++;
     const meta = { seq: f.seq, pts: f.pts, headVersion: seg.headVersion, width: f.width, height: f.height };
-    if (this.options.masks ?? false) {
-      nc.publish(streamSubject(prefix, stream, 'masks'), encodeLabelPng(seg.labels, f.width, f.height, seg.classes), {
-        headers: imageHeaders(stream, meta, 'image/png'),
-      });
+    const png = (this.options.masks ?? false) || wantMask ? encodeLabelPng(seg.labels, f.width, f.height, seg.classes) : undefined;
+    const stored: StoredResult = { stats, ...(wantMask && png ? { mask: Buffer.from(png).toString('base64') } : {}) };
+    const storing = this.js.publish(resultsSubject(prefix, stream), json(stored), {
+      msgID: `${run}:${stream}:${f.seq}`,
+      headers: h,
+      timeout: STORE_TIMEOUT_MS,
+    });
+    if (png && (this.options.masks ?? false)) {
+      nc.publish(streamSubject(prefix, stream, 'masks'), png, { headers: imageHeaders(stream, meta, 'image/png') });
     }
     if (this.options.frames ?? true) {
       const jpeg = await sharp(blendOverlay(seg, OVERLAY_ALPHA), { raw: { width: f.width, height: f.height, channels: 3 } })
@@ -71,6 +94,8 @@ export class ResultPublisher {
         .toBuffer();
       nc.publish(streamSubject(prefix, stream, 'frames'), jpeg, { headers: imageHeaders(stream, meta, 'image/jpeg') });
     }
+    await storing;
+    this.published++;
     return stats;
   }
 

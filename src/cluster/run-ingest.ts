@@ -57,6 +57,8 @@ export interface IngestOptions {
   readonly signal?: AbortSignal;
   /** Id of this run in every frame's `run` header (default: random). */
   readonly run?: string;
+  /** Ask workers for each frame's label map in its durable result (header `want: masks`). */
+  readonly masks?: boolean;
   /** Called after each frame is stored in the queue. */
   readonly onPublished?: (stream: string, seq: number) => void;
 }
@@ -151,6 +153,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
   async function publishFrame(frame: Frame, seq: number, encoded: Promise<{ data: Uint8Array; headers: MsgHdrs }>): Promise<void> {
     const f = seq === frame.seq ? frame : { ...frame, seq };
     const { data, headers } = await encoded;
+    if (options.masks) headers.set('want', 'masks');
     const subject = ingestSubject(prefix, frame.streamId);
     const msgID = `${run}:${frame.streamId}:${seq}`;
     for (let attempt = 0; ; attempt++) {

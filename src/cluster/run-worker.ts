@@ -2,8 +2,8 @@
  * `stegostream worker`: one of any number of inference processes sharing the durable pull
  * consumer `workers` on the frames work queue (each frame goes to one worker). A worker fetches
  * batches, decodes them, runs backbone + head + probe (InferenceClient, in its ORT thread),
- * publishes results on the normal subjects (./result-publisher.ts), waits for the server to have
- * them (`flush`), and only then acks: at-least-once. Frames are kept alive with `working()` while
+ * publishes results on the normal subjects and stores them in the results stream
+ * (./result-publisher.ts), waits for JetStream to have them, and only then acks: at-least-once. Frames are kept alive with `working()` while
  * they wait or run, so a long batch is not redelivered; a worker that dies leaves its frames
  * unacked and JetStream redelivers them to another after the ack wait.
  *
@@ -31,6 +31,7 @@ import {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_ACK_PENDING,
   ensureFramesStream,
+  ensureResultsStream,
   ensureWorkersConsumer,
   openHeadsBucket,
 } from './cluster-connection.js';
@@ -114,6 +115,7 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   const jsm = await nc.jetstreamManager();
   const streamName = await ensureFramesStream(jsm, prefix);
   await ensureWorkersConsumer(jsm, prefix, ackWaitMs, options.maxAckPending ?? DEFAULT_MAX_ACK_PENDING);
+  await ensureResultsStream(jsm, prefix);
   const consumer = await nc.jetstream().consumers.get(streamName, WORKERS_CONSUMER);
   const kv = await openHeadsBucket(nc, prefix);
 
@@ -292,7 +294,8 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
       r.embeddings.map(async (e, i) => {
         let seg: Segmentation = { frame: e.frame, labels: labels[i] as Uint8Array, headVersion: h.version, classes, embedding: e };
         if (objects) seg = objects(seg);
-        await results.publish(seg, (group[i] as { w: WireFrame }).w.run);
+        const w = (group[i] as { w: WireFrame }).w;
+        await results.publish(seg, w.run, w.wantMask);
         if (featuresEvery > 0 && e.frame.seq % featuresEvery === 0) sendFeatures(e);
       }),
     );

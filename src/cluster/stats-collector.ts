@@ -1,19 +1,31 @@
 /**
- * The result side of the cluster: subscribes to `<prefix>.*.stats`, drops duplicates by
- * (stream, seq), restores each stream's order within a bounded window (./ordered-window.ts) and
- * writes one stats file per stream (.csv or .jsonl, `{stream}` and `{run}` in the path template).
+ * The result side of the cluster: reads the results stream `<PREFIX>_RESULTS` (every worker
+ * stores each result there before it acks the frame), drops duplicates by (stream, seq), restores
+ * each stream's order within a bounded window (./ordered-window.ts) and writes one stats file per
+ * stream (.csv or .jsonl, `{stream}` and `{run}` in the path template), and on request one mask
+ * folder and one overlay video per stream (process --cluster).
+ *
+ * Without `durable`, it reads results stored from its own start on (an ordered consumer, which
+ * resumes by itself after a reconnect). With `durable` (`stegostream collect`), it reads through a
+ * durable consumer of that name from the oldest result the stream keeps, and acks each result once
+ * written: a collector that starts late reads what was stored while none ran, and one that
+ * restarts goes on from the first result it had not written (a stream file of the same run is
+ * appended to from its last row on).
  *
  * A stream is complete when every seq below its frame count was written or given up: the count
  * comes from `expect()` (process --cluster knows it) or from ingest's end-of-stream event on
  * `<prefix>.<stream>.events` (header `frames`). A stream's results of a new ingest run (header
  * `run`) end the previous run's window first. Files are finalised on completion and on `close()`.
  */
-import type { Msg, NatsConnection, Subscription } from 'nats';
+import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import type { FrameStats } from '../types.js';
-import { StatsFileWriter } from '../sinks/stats-file-writer.js';
-import { DEFAULT_PREFIX, statsWildcard } from '../sinks/nats-subjects.js';
+import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { OrderedWindow } from './ordered-window.js';
+import { ensureResultsStream } from './cluster-connection.js';
+import { resultsWildcard } from './cluster-names.js';
+import type { StoredResult } from './result-publisher.js';
+import { openStreamOutputs, readResume, type StreamOutputs, type OverlayFor } from './stream-outputs.js';
 
 /** How often held results are checked against the gap timeout, ms. */
 const EXPIRE_INTERVAL_MS = 1_000;
@@ -22,7 +34,14 @@ export interface CollectedStats {
   readonly stats: FrameStats;
   /** Header `worker` of the result message: which worker segmented the frame. */
   readonly worker: string;
+  /** The label PNG, when the ingest asked for masks. */
+  readonly mask?: Uint8Array;
 }
+
+/** How long a durable collector may hold a result (waiting for an earlier one) before it is redelivered, ms. */
+const DURABLE_ACK_WAIT_MS = 5 * 60_000;
+const CONSUMER_EXISTS = 10148;
+const CONSUMER_NAME_EXISTS = 10013;
 
 export interface StreamSummary {
   readonly stream: string;
@@ -32,6 +51,10 @@ export interface StreamSummary {
   readonly duplicates: number;
   /** Seqs given up (never arrived within the window or the gap timeout). */
   readonly lost: number;
+  /** Results that arrived but could not be written to every output (the first reason in `errors`). */
+  readonly failed: number;
+  /** One line per output that failed. */
+  readonly errors?: readonly string[];
   readonly file?: string;
 }
 
@@ -40,6 +63,12 @@ export interface StatsCollectorOptions {
   readonly prefix?: string;
   /** Stats file per stream: a path template with `{stream}` (and optionally `{run}`); none: no files. */
   readonly statsPath?: string;
+  /** Mask folder per stream (template as `statsPath`): one label PNG per frame; the ingest must ask for masks. */
+  readonly masksPath?: string;
+  /** Overlay video per stream (its options; the ingest must ask for masks). */
+  readonly overlay?: OverlayFor;
+  /** Durable consumer name (`stegostream collect`): restarts go on where the last run stopped. */
+  readonly durable?: string;
   /** Only these streams (by name); default all. */
   readonly streams?: readonly string[];
   /** Only results of this ingest run (header `run`); default any. */
@@ -60,8 +89,11 @@ interface StreamState {
   readonly run: string;
   readonly window: OrderedWindow<CollectedStats>;
   written: number;
+  failed: number;
   total: number | undefined;
-  writer: Promise<StatsFileWriter> | undefined;
+  outputs: Promise<StreamOutputs>;
+  /** The outputs once open (for summaries). */
+  outputsNow: StreamOutputs | undefined;
   queue: Promise<void>;
   file: string | undefined;
   done: boolean;
@@ -71,6 +103,8 @@ interface StreamState {
 }
 
 export interface StatsCollector {
+  /** Resolves once the results stream is being read (results stored before are read too when durable). */
+  readonly ready: Promise<void>;
   /** Resolves when `stream` has all `frames` seqs written or given up. */
   expect(stream: string, frames: number): Promise<StreamSummary>;
   /** Per-stream counters so far. */
@@ -89,56 +123,85 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
   const endedRuns = new Set<string>();
   const expected = new Map<string, number>();
   const pendingWaiters = new Map<string, Array<(s: StreamSummary) => void>>();
+  /** Durable: results not yet written, by (stream, run, seq), acked once written or given up. */
+  const unacked = new Map<string, JsMsg>();
   let closing: Promise<StreamSummary[]> | undefined;
 
-  const summary = (s: StreamState): StreamSummary => ({
-    stream: s.stream,
-    run: s.run,
-    written: s.written,
-    duplicates: s.window.duplicates,
-    lost: s.window.lost,
-    ...(s.file !== undefined ? { file: s.file } : {}),
-  });
+  const summary = (s: StreamState): StreamSummary => {
+    const errors = s.outputsNow?.errors() ?? [];
+    return {
+      stream: s.stream,
+      run: s.run,
+      written: s.written,
+      duplicates: s.window.duplicates,
+      lost: s.window.lost,
+      failed: s.failed,
+      ...(errors.length ? { errors } : {}),
+      ...(s.file !== undefined ? { file: s.file } : {}),
+    };
+  };
+
+  const key = (stream: string, run: string, seq: number): string => `${stream}\n${run}\n${seq}`;
+  const ack = (stream: string, run: string, seq: number): void => {
+    const k = key(stream, run, seq);
+    unacked.get(k)?.ack();
+    unacked.delete(k);
+  };
 
   function open(stream: string, run: string): StreamState {
     const window = new OrderedWindow<CollectedStats>({
       ...(options.window !== undefined ? { window: options.window } : {}),
       ...(options.gapTimeoutMs !== undefined ? { gapTimeoutMs: options.gapTimeoutMs } : {}),
     });
+    const file = options.statsPath?.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run');
+    // A durable collector that restarts appends to the file it was writing for this run.
+    const resume = options.durable !== undefined && file !== undefined ? readResume(file, run) : undefined;
+    if (resume) window.skipTo(resume.next);
     const s: StreamState = {
       stream,
       run,
       window,
-      written: 0,
+      written: resume?.next ?? 0,
+      failed: 0,
       total: expected.get(stream),
-      writer: undefined,
+      outputs: openStreamOutputs({
+        stream,
+        run,
+        ...(file !== undefined ? { statsFile: file } : {}),
+        ...(options.masksPath !== undefined
+          ? { masksDir: options.masksPath.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run') }
+          : {}),
+        ...(options.overlay ? { overlay: options.overlay(stream) } : {}),
+        ...(resume ? { resume } : {}),
+        logger: log,
+      }),
+      outputsNow: undefined,
       queue: Promise.resolve(),
-      file: undefined,
+      file,
       done: false,
       finished: undefined,
       waiters: pendingWaiters.get(stream) ?? [],
     };
+    void s.outputs.then((o) => (s.outputsNow = o));
     pendingWaiters.delete(stream);
-    if (options.statsPath !== undefined) {
-      s.file = options.statsPath.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run');
-      s.writer = StatsFileWriter.open(s.file);
-      s.writer.catch((err: unknown) => log.error({ err, file: s.file }, 'cannot open stats file'));
-    }
     states.set(stream, s);
     return s;
   }
 
   function emit(s: StreamState, released: { items: CollectedStats[]; gaps: Array<readonly [number, number]> }): void {
-    for (const [from, to] of released.gaps) log.warn({ stream: s.stream, from, to }, 'results never arrived; giving them up');
+    for (const [from, to] of released.gaps) {
+      log.warn({ stream: s.stream, from, to }, 'results never arrived; giving them up');
+      for (let seq = from; seq <= to; seq++) ack(s.stream, s.run, seq);
+    }
     for (const r of released.items) {
       s.written++;
       options.onStats?.(r);
-      const w = s.writer;
-      if (w !== undefined) {
-        s.queue = s.queue
-          .then(async () => (await w).write(r.stats))
-          .catch((err: unknown) => log.error({ err, file: s.file }, 'stats file write failed'));
-      }
+      s.queue = s.queue.then(async () => {
+        const ok = await (await s.outputs).write(r);
+        if (!ok) s.failed++;
+        // Acked once written (or once writing failed for good): a restart does not redo it.
+        ack(s.stream, s.run, r.stats.seq);
+      });
     }
     checkDone(s);
   }
@@ -156,28 +219,31 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
 
   async function finish(s: StreamState): Promise<StreamSummary> {
     await s.queue;
-    if (s.writer !== undefined)
-      await (
-        await s.writer.catch(() => undefined)
-      )
-        ?.close()
-        .catch((err: unknown) => log.error({ err, file: s.file }, 'closing stats file failed'));
+    const outputs = await s.outputs;
+    await outputs.close();
+    s.outputsNow = outputs;
     return summary(s);
   }
 
-  function onStats(msg: Msg): void {
-    let stats: FrameStats;
+  function onResult(msg: JsMsg): void {
+    let stored: StoredResult;
     try {
-      stats = JSON.parse(Buffer.from(msg.data).toString('utf8')) as FrameStats;
+      stored = JSON.parse(Buffer.from(msg.data).toString('utf8')) as StoredResult;
     } catch (err) {
-      log.warn({ err, subject: msg.subject }, 'ignoring a stats message that is not JSON');
+      log.warn({ err, subject: msg.subject }, 'ignoring a result that is not JSON');
+      msg.ack();
       return;
     }
-    if (typeof stats.stream !== 'string' || !Number.isInteger(stats.seq)) return;
-    if (only && !only.has(stats.stream)) return;
+    const stats = stored.stats;
+    if (typeof stats?.stream !== 'string' || !Number.isInteger(stats.seq) || (only && !only.has(stats.stream))) {
+      msg.ack();
+      return;
+    }
     const run = msg.headers?.get('run') ?? '';
-    if (options.run !== undefined && run !== options.run) return;
-    if (endedRuns.has(`${stats.stream}\n${run}`)) return;
+    if ((options.run !== undefined && run !== options.run) || endedRuns.has(`${stats.stream}\n${run}`)) {
+      msg.ack();
+      return;
+    }
     let s = states.get(stats.stream);
     if (s !== undefined && s.run !== run) {
       // A new ingest run of this stream: finish the old one with what it has.
@@ -190,11 +256,27 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
       s = undefined;
     }
     s ??= open(stats.stream, run);
-    if (s.done) {
+    if (s.done || s.window.passed(stats.seq) || s.window.holds(stats.seq)) {
       s.window.duplicates++;
+      msg.ack();
       return;
     }
-    emit(s, s.window.push(stats.seq, { stats, worker: msg.headers?.get('worker') ?? '' }));
+    if (options.durable !== undefined) {
+      const k = key(s.stream, run, stats.seq);
+      // A redelivery of a result still held: keep one message to ack.
+      if (unacked.has(k)) {
+        s.window.duplicates++;
+        msg.ack();
+        return;
+      }
+      unacked.set(k, msg);
+    }
+    const item: CollectedStats = {
+      stats,
+      worker: msg.headers?.get('worker') ?? '',
+      ...(stored.mask !== undefined ? { mask: Buffer.from(stored.mask, 'base64') } : {}),
+    };
+    emit(s, s.window.push(stats.seq, item));
   }
 
   function setTotal(stream: string, frames: number): void {
@@ -224,15 +306,56 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
   }
 
   const subs: Subscription[] = [
-    nc.subscribe(statsWildcard(prefix), { callback: (err, msg) => (err ? log.error({ err }, 'stats subscription failed') : onStats(msg)) }),
     nc.subscribe(`${prefix}.*.events`, { callback: (err, msg) => (err ? log.error({ err }, 'events subscription failed') : onEvent(msg)) }),
   ];
+  let messages: ConsumerMessages | undefined;
+  const ready = (async () => {
+    const jsm = await nc.jetstreamManager();
+    const streamName = await ensureResultsStream(jsm, prefix);
+    const js = nc.jetstream();
+    let consumer;
+    if (options.durable !== undefined) {
+      const cfg = {
+        durable_name: options.durable,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(DURABLE_ACK_WAIT_MS),
+        max_ack_pending: -1,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: resultsWildcard(prefix),
+      };
+      try {
+        await jsm.consumers.add(streamName, cfg);
+      } catch (err) {
+        const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
+        if (code !== CONSUMER_EXISTS && code !== CONSUMER_NAME_EXISTS) throw err;
+      }
+      consumer = await js.consumers.get(streamName, options.durable);
+    } else {
+      // Results stored from this collector's start on (a run's results all come after it).
+      const info = await jsm.streams.info(streamName);
+      consumer = await js.consumers.get(streamName, {
+        // One subject as a string: nats-server 2.9 (Debian's) has no filter_subjects list.
+        filterSubjects: resultsWildcard(prefix),
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: info.state.last_seq + 1,
+      });
+    }
+    messages = await consumer.consume();
+    const it = messages;
+    void (async () => {
+      for await (const m of it) onResult(m);
+    })().catch((err: unknown) => log.error({ err }, 'reading results failed'));
+  })();
+  ready.catch((err: unknown) => log.error({ err }, 'cannot read the results stream'));
   const timer = setInterval(() => {
     for (const s of states.values()) if (!s.done) emit(s, s.window.expire());
+    // Results held in the window: keep them from being redelivered while they wait.
+    for (const m of unacked.values()) m.working();
   }, EXPIRE_INTERVAL_MS);
   timer.unref();
 
   return {
+    ready,
     expect(stream, frames) {
       return new Promise<StreamSummary>((resolve) => {
         const s = states.get(stream);
@@ -240,7 +363,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
         if (s !== undefined) s.waiters.push(resolve);
         else pendingWaiters.set(stream, [...(pendingWaiters.get(stream) ?? []), resolve]);
         setTotal(stream, frames);
-        if (frames === 0 && s === undefined) resolve({ stream, run: '', written: 0, duplicates: 0, lost: 0 });
+        if (frames === 0 && s === undefined) resolve({ stream, run: '', written: 0, duplicates: 0, lost: 0, failed: 0 });
       });
     },
     summaries: () => [...states.values()].map(summary),
@@ -248,10 +371,16 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
       closing ??= (async () => {
         clearInterval(timer);
         for (const sub of subs) sub.unsubscribe();
+        await ready.catch(() => undefined);
+        messages?.stop();
         const out: StreamSummary[] = [];
         for (const s of states.values()) {
           if (!s.done) {
-            emit(s, s.window.drain());
+            // Held results are written; a durable collector acks them as it writes, so a
+            // restart does not redo them (gaps are left unacked: they may still come).
+            const released = s.window.drain();
+            released.gaps.length = 0;
+            emit(s, released);
             s.done = true;
             s.finished = finish(s);
           }
