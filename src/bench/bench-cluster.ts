@@ -79,6 +79,7 @@ async function ingestAndCollect(nc: NatsConnection, prefix: string, video: strin
   if (!config) throw new Error('no source');
   const size = await sourceSize(config, backboneGeometry('builtin'), { width: WIDTH });
   const collector = createStatsCollector({ nc, prefix, streams: [stream], logger });
+  await collector.ready;
   const t0 = performance.now();
   const ingest = await runIngest({ nc, prefix, sources: [{ config, size }], logger });
   const [done] = await ingest.done;
