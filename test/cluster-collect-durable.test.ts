@@ -8,8 +8,10 @@
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, headers as natsHeaders, type NatsConnection } from 'nats';
+import { connect, type NatsConnection } from 'nats';
 import { ResultPublisher } from '../src/cluster/result-publisher.js';
+import { storeStreamEnd } from '../src/cluster/run-ingest.js';
+import { ensureResultsStream } from '../src/cluster/cluster-connection.js';
 import type { ClassInfo, Segmentation } from '../src/types.js';
 import { NatsServer, natsServerMissing } from './helpers/nats-server.js';
 import { lavfiVideo, runCli, startCli, tempDir } from './helpers/cli.js';
@@ -64,8 +66,7 @@ describe.skipIf(missing)('collect reads the results stream: late start, restart,
 
   it('a collector started after the results were published, killed midway and restarted writes every frame once, in order', async () => {
     const publisher = new ResultPublisher({ nc, prefix: 'stegostream', worker: 'w1', frames: false });
-    // Stored while no collector runs (the worker creates the results stream; here the publisher's first use).
-    const { ensureResultsStream } = await import('../src/cluster/cluster-connection.js');
+    // Stored while no collector runs (workers and ingest create the results stream).
     await ensureResultsStream(await nc.jetstreamManager(), 'stegostream');
     for (let seq = 0; seq < 40; seq++) await publisher.publish(segmentation('reef', seq), 'run1');
     // A worker that segmented a frame twice (a redelivery) publishes it again: stored once.
@@ -79,15 +80,11 @@ describe.skipIf(missing)('collect reads the results stream: late start, restart,
     first.child.kill('SIGKILL');
     await first.done;
 
-    // Published while the collector is down.
+    // Published while the collector is down, with ingest's end of the stream (the count).
     for (let seq = 40; seq < 70; seq++) await publisher.publish(segmentation('reef', seq), 'run1');
+    await storeStreamEnd(nc.jetstream(), 'stegostream', 'reef', 'run1', 70);
+    // The restarted collector learns the count from the stream and exits on its own.
     const second = startCli([...args, '--exit-when-done']);
-    await until('the restarted collector to catch up', () => seqs(file).length >= 70);
-    // Ingest's end-of-stream event: the stream is complete at 70 frames.
-    const h = natsHeaders();
-    h.set('run', 'run1');
-    h.set('frames', '70');
-    nc.publish('stegostream.reef.events', JSON.stringify({ type: 'source-state', stream: 'reef', state: 'stopped' }), { headers: h });
     const r = await second.done;
     expect(r.stderr).not.toMatch(/error/i);
     expect(r.code).toBe(0);

@@ -9,6 +9,7 @@
  *   <prefix>.<stream>.stats    results, exactly as the single-process NATS sink publishes them
  *   <PREFIX>_RESULTS           JetStream stream of results kept for collectors (bounded by age and size)
  *   <prefix>.results.<stream>.seg  its subjects: one message per segmented frame (stats, mask on request)
+ *   <prefix>.results.<stream>.end  ingest's end of a stream (header `frames`), kept for late collectors
  *   collector                  the durable consumer `stegostream collect` reads it with
  *
  * `<PREFIX>` is the subject prefix with dots made underscores (stream and bucket names cannot
@@ -45,8 +46,13 @@ export function resultsSubject(prefix: string, stream: string): string {
   return `${prefix}.results.${subjectToken(stream)}.seg`;
 }
 
+/** Ingest's end of a stream, stored beside its results so a late collector knows the count. */
+export function resultsEndSubject(prefix: string, stream: string): string {
+  return `${prefix}.results.${subjectToken(stream)}.end`;
+}
+
 export function resultsWildcard(prefix: string): string {
-  return `${prefix}.results.*.seg`;
+  return `${prefix}.results.*.*`;
 }
 
 export function headsBucketName(prefix: string): string {

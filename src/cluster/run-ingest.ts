@@ -24,8 +24,8 @@ import { buildSources, type BuiltSource } from '../service/build-sources.js';
 import type { ServiceEvent } from '../service/live-publisher.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { streamSubject, DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
-import { ensureFramesStream, type QueueLimits } from './cluster-connection.js';
-import { ingestSubject } from './cluster-names.js';
+import { ensureFramesStream, ensureResultsStream, type QueueLimits } from './cluster-connection.js';
+import { ingestSubject, resultsEndSubject } from './cluster-names.js';
 import { encodeFrame, DEFAULT_FRAME_FORMAT, DEFAULT_JPEG_QUALITY, type FrameFormat } from './frame-codec.js';
 
 /** Frames encoded and published at once, across streams. */
@@ -100,6 +100,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
   const run = options.run ?? randomBytes(6).toString('hex');
   const jsm = await nc.jetstreamManager();
   const streamName = await ensureFramesStream(jsm, prefix, options.limits ?? {});
+  await ensureResultsStream(jsm, prefix);
   const js: JetStreamClient = nc.jetstream();
   log.info({ stream: streamName, run, format, sources: options.sources.map((s) => s.config.name) }, 'ingest starting');
 
@@ -142,12 +143,19 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
   restate.unref();
   const byName = new Map(built.map((b) => [b.name, b]));
 
+  /** Stores of each stream's end in the results stream: `done` waits for them. */
+  const endsStored: Promise<void>[] = [];
   const sendEndIfDone = (stream: string): void => {
     const c = counters.get(stream);
     if (!c || !c.ended || c.endSent || c.published + c.dropped < c.emitted) return;
     c.endSent = true;
     publishEvent({ type: 'source-state', stream, state: 'stopped', detail: `end of input: ${c.published} frames` }, c.published);
     log.info({ stream, frames: c.published, dropped: c.dropped }, 'stream ingested');
+    endsStored.push(
+      storeStreamEnd(js, prefix, stream, run, c.published).catch((err: unknown) =>
+        log.warn({ err, stream }, 'cannot store the end of the stream for late collectors'),
+      ),
+    );
   };
 
   async function publishFrame(frame: Frame, seq: number, encoded: Promise<{ data: Uint8Array; headers: MsgHdrs }>): Promise<void> {
@@ -280,13 +288,16 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
       sendEndIfDone(name);
     }
     finish();
-    return done;
+    const r = await done;
+    await Promise.all(endsStored);
+    return r;
   };
   options.signal?.addEventListener('abort', () => void stop(), { once: true });
 
   return {
     status,
-    done: done.then((r) => {
+    done: done.then(async (r) => {
+      await Promise.all(endsStored);
       if (failure !== undefined) throw failure;
       return r;
     }),
@@ -295,4 +306,19 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
       return queueFull;
     },
   };
+}
+
+/**
+ * Stores a stream's end (its frame count) in the results stream, after its results' subjects, so
+ * a collector that reads the stream later knows when the stream is complete. Once per run.
+ */
+export async function storeStreamEnd(js: JetStreamClient, prefix: string, stream: string, run: string, frames: number): Promise<void> {
+  const h = natsHeaders();
+  h.set('run', run);
+  h.set('frames', String(frames));
+  await js.publish(resultsEndSubject(prefix, stream), Buffer.from(JSON.stringify({ stream, frames }), 'utf8'), {
+    headers: h,
+    msgID: `${run}:${stream}:end`,
+    timeout: PUBLISH_TIMEOUT_MS,
+  });
 }

@@ -122,6 +122,8 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
   /** Runs that ended per stream: their late results are dropped. */
   const endedRuns = new Set<string>();
   const expected = new Map<string, number>();
+  /** Frame counts from ends stored in the results stream, by stream and run. */
+  const expectedByRun = new Map<string, number>();
   const pendingWaiters = new Map<string, Array<(s: StreamSummary) => void>>();
   /** Durable: results not yet written, by (stream, run, seq), acked once written or given up. */
   const unacked = new Map<string, JsMsg>();
@@ -163,7 +165,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
       window,
       written: resume?.next ?? 0,
       failed: 0,
-      total: expected.get(stream),
+      total: expectedByRun.get(`${stream}\n${run}`) ?? expected.get(stream),
       outputs: openStreamOutputs({
         stream,
         run,
@@ -225,7 +227,29 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
     return summary(s);
   }
 
+  /** Ingest's end of a stream, stored in the results stream: the count completes the stream's run. */
+  function onStoredEnd(msg: JsMsg): void {
+    msg.ack();
+    const frames = Number(msg.headers?.get('frames') ?? '');
+    const run = msg.headers?.get('run') ?? '';
+    let stream: string;
+    try {
+      stream = (JSON.parse(Buffer.from(msg.data).toString('utf8')) as { stream: string }).stream;
+    } catch {
+      return;
+    }
+    if (typeof stream !== 'string' || !Number.isInteger(frames) || frames < 0 || (only && !only.has(stream))) return;
+    if (options.run !== undefined && run !== options.run) return;
+    expectedByRun.set(`${stream}\n${run}`, frames);
+    const s = states.get(stream);
+    if (s !== undefined && s.run === run && !s.done) {
+      s.total = frames;
+      checkDone(s);
+    }
+  }
+
   function onResult(msg: JsMsg): void {
+    if (msg.subject.endsWith('.end')) return onStoredEnd(msg);
     let stored: StoredResult;
     try {
       stored = JSON.parse(Buffer.from(msg.data).toString('utf8')) as StoredResult;
