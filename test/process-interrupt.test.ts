@@ -229,3 +229,35 @@ describe('process on a full disk', () => {
     expect(rows.map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([...Array(rows.length).keys()]);
   });
 });
+
+describe('process stopped by a bad input', () => {
+  it('an image folder with a corrupt image midway: masks and stats hold the images before it, and the message says so', async () => {
+    const dir = await tempDir();
+    const folder = join(dir, 'photos');
+    mkdirSync(folder);
+    // Five real PNGs from ffmpeg; the fourth file is not an image.
+    const r0 = spawnSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=160x96:rate=5:duration=1',
+      '-frames:v',
+      '5',
+      join(folder, 'reef_%02d.png'),
+    ]);
+    expect(r0.status).toBe(0);
+    writeFileSync(join(folder, 'reef_04.png'), 'not a png at all');
+    const stats = join(dir, 'photos.csv');
+    const masks = join(dir, 'masks');
+    const r = await startCli(['process', folder, '--stats', stats, '--masks', masks, '--learn-frames', '2', '--batch', '2', ...FAST]).done;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('[E_DECODE]');
+    expect(r.stderr).toContain('reef_04.png');
+    expect(r.stderr).toContain('failed after 3 frame(s); outputs hold those frames');
+    expect(r.stdout).toMatch(/^3 frames in .*\(stopped by an error\)/m);
+    expect(csvRows(stats)).toHaveLength(4);
+    expect(readdirSync(masks).sort()).toEqual(['reef_01.png', 'reef_02.png', 'reef_03.png']);
+  });
+});
