@@ -175,6 +175,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
           : {}),
         ...(options.overlay ? { overlay: options.overlay(stream) } : {}),
         ...(resume ? { resume } : {}),
+        recordRun: options.durable !== undefined,
         logger: log,
       }),
       outputsNow: undefined,

@@ -34,6 +34,8 @@ export interface StreamOutputsOptions {
   readonly masksDir?: string;
   readonly overlay?: OverlayVideoOptions | undefined;
   readonly resume?: Resume;
+  /** Record the run beside the stats file (`<file>.run`), so a restarted durable collector can resume it. */
+  readonly recordRun?: boolean;
   readonly logger: Logger;
 }
 
@@ -101,7 +103,7 @@ export async function openStreamOutputs(options: StreamOutputsOptions): Promise<
         file,
         options.resume ? { append: options.resume.header ? { header: options.resume.header } : {} } : {},
       );
-      if (!options.resume) writeFileSync(runFile(file), `${options.run}\n`);
+      if (options.recordRun && !options.resume) writeFileSync(runFile(file), `${options.run}\n`);
     } catch (err) {
       fail(file, err);
     }
