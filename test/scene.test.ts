@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EncodeError } from '../src/errors.js';
 import { FlowGate } from '../src/internal/flow-gate.js';
 import { createScene, type SceneFrame } from '../src/scene/render-scene.js';
@@ -306,19 +306,51 @@ describe('sceneSource', () => {
   });
 
   it('stops on unsubscribe: no more frames, no timers left', async () => {
-    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'Immediate').length;
-    const before = timers();
+    // Counts the timers and immediates this subscription creates and which of them are still
+    // pending, rather than every timer in the process: other work in the test worker (a timer
+    // of an earlier test firing late on a busy machine) must not change the count.
+    const pending = new Set<unknown>();
+    const realSetTimeout = globalThis.setTimeout;
+    const realClearTimeout = globalThis.clearTimeout;
+    const realSetImmediate = globalThis.setImmediate;
+    const realClearImmediate = globalThis.clearImmediate;
+    const spies = [
+      vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+        const handle = realSetTimeout(() => (pending.delete(handle), fn(...args)), ms);
+        pending.add(handle);
+        return handle;
+      }) as typeof setTimeout),
+      vi.spyOn(globalThis, 'clearTimeout').mockImplementation(((handle?: NodeJS.Timeout | string | number) => {
+        pending.delete(handle);
+        realClearTimeout(handle);
+      }) as typeof clearTimeout),
+      vi.spyOn(globalThis, 'setImmediate').mockImplementation(((fn: (...a: unknown[]) => void, ...args: unknown[]) => {
+        const handle = realSetImmediate(() => (pending.delete(handle), fn(...args)));
+        pending.add(handle);
+        return handle;
+      }) as typeof setImmediate),
+      vi.spyOn(globalThis, 'clearImmediate').mockImplementation(((handle?: NodeJS.Immediate) => {
+        pending.delete(handle);
+        realClearImmediate(handle);
+      }) as typeof clearImmediate),
+    ];
     const seen: number[] = [];
-    await new Promise<void>((resolve) => {
+    try {
+      // Unsubscribes from outside, after the third frame, when the source is waiting for the
+      // next frame's time: the wait's timer is what teardown must end.
+      let thirdFrame!: () => void;
+      const third = new Promise<void>((resolve) => (thirdFrame = resolve));
       const subscription = sceneSource({ ...small, loop: true, realtime: true, fps: 50 }).subscribe((f) => {
         seen.push(f.seq);
-        if (seen.length === 3) {
-          subscription.unsubscribe();
-          resolve();
-        }
+        if (seen.length === 3) thirdFrame();
       });
-    });
-    expect(timers()).toBe(before);
+      await third;
+      expect(pending.size).toBeGreaterThan(0);
+      subscription.unsubscribe();
+      expect(pending.size).toBe(0);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(seen).toEqual([0, 1, 2]);
   });
