@@ -264,6 +264,37 @@ describe.skipIf(problem !== undefined)(`stegostream models against a local hub${
     expect(countFrames(out)).toBe(10);
   }, 120_000);
 
+  it("serve pulls a pipeline file's model name before it starts, then runs on it", async () => {
+    const file = join(dir, `serve-${n}.yaml`);
+    await writeFile(
+      file,
+      'name: hub\nservice: { port: 0 }\nsources:\n  - { use: scene, name: reef, with: { fps: 15 } }\n' +
+        'model: { backbone: dino-vits16, device: cpu }\nsinks:\n  - use: websocket\n',
+    );
+    const clean = { ...process.env };
+    delete clean['HTTP_PROXY'];
+    delete clean['HTTPS_PROXY'];
+    const child = spawn(process.execPath, [CLI, 'serve', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...clean, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise((done) => child.on('close', done));
+    try {
+      await new Promise<void>((ready, fail) => {
+        child.stdout.on('data', (d: Buffer) => {
+          stdout += d.toString();
+          if (stdout.includes('running; viewer at')) ready();
+        });
+        child.on('close', (code) => fail(new Error(`serve exited ${code} before it ran: ${stderr}`)));
+      });
+      expect(stderr).toContain('dino-vits16 (fp32, about 87.0 MB) is not cached: pulling it into');
+      expect(existsSync(join(cache, 'Xenova/dino-vits16/onnx/model.onnx.sha256'))).toBe(true);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }, 120_000);
+
   it('a working size a fixed position-embedding table cannot take is refused, naming the size it can', async () => {
     expect((await cli(['models', 'pull', 'dino-vits8'], env)).code).toBe(0);
     const r = await cli(['process', join(dir, 'dive.mp4'), '--backbone', 'dino-vits8', '--width', '320'], env);
