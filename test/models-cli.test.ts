@@ -295,6 +295,17 @@ describe.skipIf(problem !== undefined)(`stegostream models against a local hub${
     }
   }, 120_000);
 
+  it('--variant with a backbone that is not a hub model, and an unknown name, are refused before any work', async () => {
+    const r = await cli(['process', join(dir, 'dive.mp4'), '--backbone', 'builtin', '--variant', 'fp16'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      'stegostream: Expected a hub model name in --backbone (e.g. dino-vits8) for --variant but received "builtin" of type string [E_BAD_OPTION]\n',
+    );
+    const unknown = await cli(['process', join(dir, 'dive.mp4'), '--backbone', 'hub:../etc'], env);
+    expect(unknown.stderr).toContain('stegostream: Unknown model "hub:../etc": use one of dino-vits8, dino-vits16,');
+    expect(hub.requests).toEqual([]);
+  });
+
   it('a working size a fixed position-embedding table cannot take is refused, naming the size it can', async () => {
     expect((await cli(['models', 'pull', 'dino-vits8'], env)).code).toBe(0);
     const r = await cli(['process', join(dir, 'dive.mp4'), '--backbone', 'dino-vits8', '--width', '320'], env);

@@ -14,6 +14,7 @@ import {
   providerCandidates,
   providerLibraryPresent,
   providerMissingReason,
+  runsOnGpu,
   type Device,
 } from './execution-device.js';
 
@@ -60,7 +61,7 @@ export class Backbone {
 
   static async load(name: string, options: BackboneOptions = {}): Promise<Backbone> {
     // A model name (dino-vits8, hub:OWNER/REPO) loads from the cache; the CLI pulls it first.
-    const spec = isModelName(name) ? cachedModelPath(name, options.device ?? 'auto') : name;
+    const spec = isModelName(name) ? cachedModelPath(name, runsOnGpu(options.device ?? 'auto')) : name;
     let bytes: Uint8Array;
     if (spec === 'builtin') {
       bytes = buildBuiltinBackbone();

@@ -10,7 +10,7 @@ import type { Device } from '../backbone/execution-device.js';
 import type { ProcessOptions } from '../pipeline/run-process.js';
 import type { Variant } from '../models/model-catalog.js';
 import { resolveBackbone } from '../models/resolve-backbone.js';
-import { runsOnGpu } from './models-command.js';
+import { runsOnGpu } from '../backbone/execution-device.js';
 
 /** Flags added by addModelOptions. */
 export interface ModelFlags {

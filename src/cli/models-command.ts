@@ -1,19 +1,12 @@
 import { Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { DEVICES, providerCandidates, type Device } from '../backbone/execution-device.js';
+import { DEVICES, runsOnGpu, type Device } from '../backbone/execution-device.js';
 import { cachedVariants, cacheRoot, DIGEST_SUFFIX, modelDir, variantPath } from '../models/model-cache.js';
 import { approxBytes, defaultVariant, KNOWN_MODELS, parseModelName, RECOMMENDED, VARIANTS, type Variant } from '../models/model-catalog.js';
 import { formatBytes, hubEndpoint, pullModel } from '../models/pull-model.js';
 import { cachedRepos } from '../models/cached-repos.js';
 import { positiveInt } from './parse-options.js';
-
-/** Whether a device choice ends on a GPU provider here (picks the default variant). */
-export function runsOnGpu(device: Device): boolean {
-  if (device === 'cpu') return false;
-  if (device === 'auto') return providerCandidates('auto')[0]?.[0] !== 'cpu';
-  return true;
-}
 
 /** `--variant`, shared by `models pull` and the commands that take `--backbone`. */
 export function variantOption(): Option {

@@ -5,7 +5,7 @@ import { createLogger, LOG_LEVELS } from '../internal/logger.js';
 import { Option } from 'commander';
 import { BadOptionError } from '../errors.js';
 import { resolveBackbone } from '../models/resolve-backbone.js';
-import { runsOnGpu } from './models-command.js';
+import { runsOnGpu } from '../backbone/execution-device.js';
 
 interface ServeFlags {
   port?: number;

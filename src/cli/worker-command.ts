@@ -1,7 +1,8 @@
 import { BACKBONE_HELP, REFINE_EPS_OPTION, REFINE_RADIUS_OPTION, refineFromFlags } from './common-options.js';
 import { resolveBackbone } from '../models/resolve-backbone.js';
 import type { Variant } from '../models/model-catalog.js';
-import { runsOnGpu, variantOption } from './models-command.js';
+import { variantOption } from './models-command.js';
+import { runsOnGpu } from '../backbone/execution-device.js';
 import { Option, type Command } from 'commander';
 import { createLogger } from '../internal/logger.js';
 import { DEVICES, type Device } from '../backbone/execution-device.js';

@@ -9,10 +9,10 @@ import { defaultVariant, parseModelName, type Variant } from './model-catalog.js
  * device's default variant when cached, else any cached variant. Not cached: ModelOfflineError
  * saying how to pull it or copy it in by hand.
  */
-export function cachedModelPath(name: string, device: string, variant?: Variant): string {
+export function cachedModelPath(name: string, onGpu: boolean, variant?: Variant): string {
   const ref = parseModelName(name);
   const root = cacheRoot();
-  const wanted = variant ?? defaultVariant(device !== 'cpu' && device !== 'auto');
+  const wanted = variant ?? defaultVariant(onGpu);
   if (isCached(ref, wanted, root)) return variantPath(ref, wanted, root);
   const any = variant === undefined ? cachedVariants(ref, root)[0] : undefined;
   if (any) return any.path;
