@@ -11,6 +11,7 @@ import { registerWorker } from './cli/worker-command.js';
 import { registerTrainer } from './cli/trainer-command.js';
 import { registerCollect } from './cli/collect-command.js';
 import { registerDoctor } from './cli/doctor-command.js';
+import { registerModels } from './cli/models-command.js';
 
 /** Time for stdout/stderr to drain before a forced exit, ms. */
 const EXIT_GRACE_MS = 2000;
@@ -33,6 +34,7 @@ registerWorker(program);
 registerTrainer(program);
 registerCollect(program);
 registerDoctor(program);
+registerModels(program);
 
 try {
   await program.parseAsync(process.argv);

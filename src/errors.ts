@@ -22,7 +22,11 @@ export type ErrorCode =
   | 'E_SOURCE'
   | 'E_EVAL_INPUT'
   | 'E_CONTROL'
-  | 'E_CLUSTER';
+  | 'E_CLUSTER'
+  | 'E_MODEL_UNKNOWN'
+  | 'E_MODEL_DOWNLOAD'
+  | 'E_MODEL_OFFLINE'
+  | 'E_MODEL_INTEGRITY';
 
 /** Base class: `code` is stable across releases, `details` holds structured fields. */
 export class StegoError extends Error {
@@ -233,6 +237,41 @@ export class EvalInputError extends StegoError {
 export class ControlError extends StegoError {
   constructor(problem: string) {
     super('E_CONTROL', problem, { details: { problem } });
+  }
+}
+
+/** A --backbone / `models` name that is neither known nor `hub:OWNER/REPO`. */
+export class UnknownModelError extends StegoError {
+  constructor(name: string, known: readonly string[]) {
+    super(
+      'E_MODEL_UNKNOWN',
+      `Unknown model "${name}": use one of ${known.join(', ')}, hub:OWNER/REPO for another repository in the same layout, ` +
+        'builtin, or a path to an ONNX file (stegostream models list shows them).',
+      { details: { name } },
+    );
+  }
+}
+
+/** A model file could not be downloaded (HTTP error, timeout, cut connection that did not resume). */
+export class ModelDownloadError extends StegoError {
+  constructor(url: string, reason: string, fix: string, cause?: unknown) {
+    super('E_MODEL_DOWNLOAD', `Cannot download ${url}: ${reason}. ${fix}`, { cause, details: { url, reason } });
+  }
+}
+
+/** A model is not cached and may not be downloaded (offline). */
+export class ModelOfflineError extends StegoError {
+  constructor(name: string, why: string, manual: string) {
+    super('E_MODEL_OFFLINE', `Model "${name}" is not in the cache and ${why}. ${manual}`, { details: { name } });
+  }
+}
+
+/** A cached or downloaded model file does not match its SHA-256. */
+export class ModelIntegrityError extends StegoError {
+  constructor(path: string, expected: string, actual: string, fix: string) {
+    super('E_MODEL_INTEGRITY', `"${path}" is damaged: its SHA-256 is ${actual}, expected ${expected}. ${fix}`, {
+      details: { path, expected, actual },
+    });
   }
 }
 

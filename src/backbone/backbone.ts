@@ -4,6 +4,9 @@ import type { Embedding, Frame } from '../types.js';
 import { DeviceError, InputNotFoundError, ModelContractError, ModelNotOnnxError } from '../errors.js';
 import { buildBuiltinBackbone, BUILTIN_NAME } from './builtin-backbone.js';
 import { readModelMetadata } from './read-model-metadata.js';
+import { checkHubContract, HUB_INPUT, hubInput, hubTokens, isHubSession, type HubIo } from './hub-contract.js';
+import { checkCachedDigest, cachedModelPath } from '../models/cached-model.js';
+import { isModelName } from '../models/model-catalog.js';
 import {
   availableProviders,
   CUDA_INSTALL_COMMAND,
@@ -11,6 +14,7 @@ import {
   providerCandidates,
   providerLibraryPresent,
   providerMissingReason,
+  runsOnGpu,
   type Device,
 } from './execution-device.js';
 
@@ -51,9 +55,13 @@ export class Backbone {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly info: BackboneInfo,
+    /** Set for a model in the hub layout (pixel_values -> last_hidden_state). */
+    private readonly hub?: HubIo,
   ) {}
 
-  static async load(spec: string, options: BackboneOptions = {}): Promise<Backbone> {
+  static async load(name: string, options: BackboneOptions = {}): Promise<Backbone> {
+    // A model name (dino-vits8, hub:OWNER/REPO) loads from the cache; the CLI pulls it first.
+    const spec = isModelName(name) ? cachedModelPath(name, runsOnGpu(options.device ?? 'auto')) : name;
     let bytes: Uint8Array;
     if (spec === 'builtin') {
       bytes = buildBuiltinBackbone();
@@ -65,6 +73,7 @@ export class Backbone {
         throw new InputNotFoundError(spec, 'backbone model');
       }
     }
+    if (spec !== 'builtin') checkCachedDigest(spec, bytes);
     let meta: Record<string, string>;
     try {
       if (bytes.length === 0) throw new Error('the file is empty');
@@ -74,6 +83,10 @@ export class Backbone {
     }
     const { session, provider, reason } = await createSession(spec, bytes, options);
     try {
+      if (isHubSession(session)) {
+        const { geometry, io } = await checkHubContract(spec, session);
+        return new Backbone(session, { source: spec, ...geometry, hasKeys: false, provider, providerReason: reason }, io);
+      }
       return new Backbone(session, await checkContract(spec, session, meta, provider, reason));
     } catch (err) {
       await session.release();
@@ -94,14 +107,18 @@ export class Backbone {
     const spare = this.spareInput;
     this.spareInput = null;
     const input = spare?.length === length ? spare : new Float32Array(length);
-    frames.forEach((f, b) => normaliseInto(f.rgb, input, b * 3 * plane, plane));
-    const feeds = { image: new ort.Tensor('float32', input, [frames.length, 3, height, width]) };
+    const hub = this.hub;
+    const norm = hub ? hubNormalisation(hub) : IMAGENET;
+    frames.forEach((f, b) => normaliseInto(f.rgb, input, b * 3 * plane, plane, norm));
+    const dims = [frames.length, 3, height, width];
+    const feeds = hub ? { [HUB_INPUT]: hubInput(hub, input, dims) } : { image: new ort.Tensor('float32', input, dims) };
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
       out = await this.session.run(feeds);
     } finally {
       this.spareInput = input;
     }
+    if (hub) return splitHubTokens(frames, out, hub, gridH, gridW, dim);
     const tokens = out['patch_tokens']?.data as Float32Array;
     const cls = out['cls_token']?.data as Float32Array;
     const keys = out['keys']?.data as Float32Array | undefined;
@@ -127,14 +144,56 @@ export class Backbone {
   }
 }
 
-/** HWC uint8 RGB to CHW float32, ImageNet-normalised, in one pass. */
-function normaliseInto(rgb: Buffer, out: Float32Array, offset: number, plane: number): void {
-  const s0 = 1 / (255 * IMAGENET_STD[0]);
-  const s1 = 1 / (255 * IMAGENET_STD[1]);
-  const s2 = 1 / (255 * IMAGENET_STD[2]);
-  const m0 = IMAGENET_MEAN[0] / IMAGENET_STD[0];
-  const m1 = IMAGENET_MEAN[1] / IMAGENET_STD[1];
-  const m2 = IMAGENET_MEAN[2] / IMAGENET_STD[2];
+/** Per-channel input normalisation: x * rescale, minus mean, over std. */
+interface Normalisation {
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+  readonly rescale: number;
+}
+
+const IMAGENET: Normalisation = { mean: IMAGENET_MEAN, std: IMAGENET_STD, rescale: 1 / 255 };
+
+function hubNormalisation(hub: HubIo): Normalisation {
+  return hub.config;
+}
+
+/**
+ * Splits `last_hidden_state` [B, skip+N, C] per frame: CLS is token 0, registers follow it, the
+ * patches are the last N (row-major grid). No keys: LOST correlates the patch tokens instead.
+ */
+function splitHubTokens(
+  frames: readonly Frame[],
+  out: ort.InferenceSession.OnnxValueMapType,
+  hub: HubIo,
+  gridH: number,
+  gridW: number,
+  dim: number,
+): Embedding[] {
+  const { data, tokens } = hubTokens(out);
+  const n = gridH * gridW;
+  return frames.map((frame, b) => {
+    const base = b * tokens * dim;
+    return {
+      frame,
+      gridH,
+      gridW,
+      dim,
+      patchTokens: data.subarray(base + hub.skip * dim, base + (hub.skip + n) * dim),
+      clsToken: data.subarray(base, base + dim),
+    };
+  });
+}
+
+/** HWC uint8 RGB to CHW float32, normalised, in one pass. */
+function normaliseInto(rgb: Buffer, out: Float32Array, offset: number, plane: number, norm: Normalisation): void {
+  const [std0, std1, std2] = norm.std as [number, number, number];
+  const [mean0, mean1, mean2] = norm.mean as [number, number, number];
+  const s0 = norm.rescale / std0;
+  const s1 = norm.rescale / std1;
+  const s2 = norm.rescale / std2;
+  const m0 = mean0 / std0;
+  const m1 = mean1 / std1;
+  const m2 = mean2 / std2;
   for (let i = 0, j = 0; i < plane; i++, j += 3) {
     out[offset + i] = (rgb[j] as number) * s0 - m0;
     out[offset + plane + i] = (rgb[j + 1] as number) * s1 - m1;

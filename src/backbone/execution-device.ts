@@ -48,6 +48,13 @@ export function providerCandidates(device: Device): string[][] {
   }
 }
 
+/** Whether a device choice ends on a GPU provider here (hub models default to fp16 there). */
+export function runsOnGpu(device: Device): boolean {
+  if (device === 'cpu') return false;
+  if (device === 'auto') return providerCandidates('auto')[0]?.[0] !== 'cpu';
+  return true;
+}
+
 /** The directory onnxruntime-node loads its native libraries from, or undefined if not found. */
 export function providerLibraryDir(): string | undefined {
   try {

@@ -8,6 +8,9 @@ import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
 import type { Device } from '../backbone/execution-device.js';
 import type { ProcessOptions } from '../pipeline/run-process.js';
+import type { Variant } from '../models/model-catalog.js';
+import { resolveBackbone } from '../models/resolve-backbone.js';
+import { runsOnGpu } from '../backbone/execution-device.js';
 
 /** Flags added by addModelOptions. */
 export interface ModelFlags {
@@ -39,13 +42,31 @@ export function modelOptionsFrom(
   };
 }
 
+/**
+ * `--backbone NAME` (dino-vits8, hub:OWNER/REPO) to the cached ONNX file, pulling it first unless
+ * offline (README "Models"); `builtin` and paths pass through. Call before building options.
+ */
+export async function resolveModelFlags(flags: ModelFlags & { progress?: boolean }, variant?: Variant): Promise<void> {
+  flags.backbone = await resolveBackbone(flags.backbone, {
+    onGpu: runsOnGpu(flags.device),
+    ...(variant ? { variant } : {}),
+    ...(flags.width ? { width: flags.width } : {}),
+    ...(flags.height ? { height: flags.height } : {}),
+    ...(flags.progress !== undefined ? { progress: flags.progress } : {}),
+  });
+}
+
+/** `--backbone`'s help: every form it takes. */
+export const BACKBONE_HELP =
+  'backbone: builtin (filter bank), a model name (dino-vits8, ... as in models list; pulled when not cached), hub:OWNER/REPO, or an ONNX file';
+
 /** Default state folder for checkpoints (README "Learning"). */
 export const DEFAULT_STATE_DIR = '.stegostream';
 
 /** Backbone, device, batching and working-size options shared by every command that segments. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .option('--backbone <builtin|file.onnx>', 'backbone: the built-in filter bank or an ONNX file keeping the contract', 'builtin')
+    .option('--backbone <builtin|name|file.onnx>', BACKBONE_HELP, 'builtin')
     .addOption(new Option('--device <device>', 'execution provider').choices(DEVICES).default('auto'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .option('--width <px>', 'working width (multiple of the patch size; default 448 or the model size)', positiveInt('--width'))

@@ -11,6 +11,7 @@ import {
   addModelOptions,
   learningFrom,
   modelOptionsFrom,
+  resolveModelFlags,
   type LearningFlags,
   type ModelFlags,
 } from './common-options.js';
@@ -46,6 +47,7 @@ export function registerDemo(program: Command): void {
   addLearningOptions(cmd);
   cmd.action(async (flags: DemoFlags) => {
     const logger = createLogger(flags.logLevel);
+    await resolveModelFlags(flags);
     await mkdir(flags.outDir, { recursive: true });
     const video = join(flags.outDir, 'dive.mp4');
     process.stderr.write(`rendering ${flags.frames} frames of the ${flags.variant} dive scene to ${video}\n`);

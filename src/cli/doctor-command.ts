@@ -11,6 +11,8 @@ import { DEVICES, providerLibraryName, providerLibraryPresent, providerMissingRe
 import { DT, OnnxGraph } from '../internal/onnx-graph.js';
 import { StegoError } from '../errors.js';
 import { simdAvailable } from '../learning/simd-gemm.js';
+import { checkCachedModels, type ModelsReport } from '../models/check-models.js';
+import { formatBytes } from '../models/pull-model.js';
 
 /** How long a NATS server gets to accept the connection, ms. */
 export const DOCTOR_NATS_TIMEOUT_MS = 3000;
@@ -64,6 +66,8 @@ export interface DoctorReport {
   readonly backbone:
     | ({ readonly ok: true; readonly spec: string; readonly device: Device; readonly loadMs: number } & Omit<Backbone['info'], 'source'>)
     | { readonly ok: false; readonly spec: string; readonly device: Device; readonly code: string | null; readonly error: string };
+  /** Hub models in the cache: integrity and whether they run with the providers that load here. */
+  readonly models: ModelsReport;
   readonly nats?: {
     readonly ok: boolean;
     readonly url: string;
@@ -77,7 +81,7 @@ export function registerDoctor(program: Command): void {
   program
     .command('doctor')
     .description('check this machine: ffmpeg, ONNX Runtime execution providers, GPU, the backbone contract, NATS')
-    .option('--backbone <builtin|file.onnx>', 'backbone to load and check', 'builtin')
+    .option('--backbone <builtin|name|file.onnx>', 'backbone to load and check (a model name loads from the cache)', 'builtin')
     .addOption(new Option('--device <device>', 'execution provider to load the backbone on').choices(DEVICES).default('auto'))
     .option('--nats <url>', 'also check that this NATS server accepts a connection (e.g. nats://127.0.0.1:4222)')
     .option('--json', 'print the report as JSON on stdout', false)
@@ -99,12 +103,14 @@ export async function runDoctor(flags: Omit<DoctorFlags, 'json'>): Promise<Docto
     flags.nats !== undefined ? checkNats(flags.nats) : Promise.resolve(undefined),
   ]);
   const libx264 = ffmpeg.ok && encoders(ffmpeg.command).includes('libx264');
+  const models = await checkCachedModels(providers.filter((p) => p.loads && p.name !== 'cpu').map((p) => p.name));
   const problems: string[] = [];
   if (!ffmpeg.ok) problems.push(`ffmpeg: ${ffmpeg.detail}`);
   if (ffmpeg.ok && !libx264) problems.push('ffmpeg has no libx264 encoder: overlay videos (--out) cannot be written');
   if (!ffprobe.ok) problems.push(`ffprobe: ${ffprobe.detail}`);
   if (!backbone.ok) problems.push(`backbone: ${backbone.error}`);
   if (nats && !nats.ok) problems.push(`nats: ${nats.error}`);
+  for (const m of models.models) if (m.integrity === 'damaged') problems.push(`model ${m.name} (${m.variant}): ${m.detail}`);
   return {
     ok: problems.length === 0,
     problems,
@@ -115,6 +121,7 @@ export async function runDoctor(flags: Omit<DoctorFlags, 'json'>): Promise<Docto
     learner: { simd: simdAvailable },
     gpu: checkGpu(),
     backbone,
+    models,
     ...(nats ? { nats } : {}),
   };
 }
@@ -311,11 +318,18 @@ export function formatDoctor(r: DoctorReport): string {
     row(
       'ok',
       'backbone',
-      `${b.name} (${b.spec}): patch ${b.patchSize}, dim ${b.dim}, input ${size}, keys ${b.hasKeys ? 'yes' : 'no (LOST uses the tokens)'}`,
+      `${b.name} (${b.spec}): patch ${b.patchSize}, dim ${b.dim}, input ${size}, keys ${b.hasKeys ? 'yes' : 'no (LOST uses the patch tokens, README "Models")'}`,
     );
     lines.push(`        provider ${b.provider}: ${b.providerReason}`);
   } else {
     row('FAIL', 'backbone', `${b.spec}: ${b.error}`);
+  }
+  const m = r.models;
+  row('info', 'models', m.models.length === 0 ? `none cached in ${m.cache} (stegostream models pull NAME)` : `cached in ${m.cache}:`);
+  for (const x of m.models) {
+    lines.push(
+      `        ${(x.integrity === 'damaged' ? 'DAMAGED' : x.runs ? 'runs' : 'no').padEnd(7)} ${`${x.name} ${x.variant}`.padEnd(26)} ${formatBytes(x.bytes).padEnd(9)} ${x.detail}`,
+    );
   }
   if (r.nats) {
     const n = r.nats;

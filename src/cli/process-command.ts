@@ -6,6 +6,7 @@ import {
   addModelOptions,
   learningFrom,
   modelOptionsFrom,
+  resolveModelFlags,
   type LearningFlags,
   type ModelFlags,
 } from './common-options.js';
@@ -14,8 +15,11 @@ import { interruptSignal } from './interrupt.js';
 import { BadOptionError } from '../errors.js';
 import { ClusterIncompleteError } from '../cluster/cluster-errors.js';
 import { printClusterResult, runProcessCluster } from '../cluster/process-cluster.js';
+import type { Variant } from '../models/model-catalog.js';
+import { variantOption } from './models-command.js';
 
 interface ProcessFlags extends LearningFlags, ModelFlags {
+  variant?: Variant;
   out?: string;
   outSize?: { width: number; height: number };
   masks?: string;
@@ -48,9 +52,11 @@ export function registerProcess(program: Command): void {
     )
     .option('--cluster-prefix <prefix>', 'subject prefix of the cluster', 'stegostream');
   addModelOptions(cmd);
+  cmd.addOption(variantOption());
   addLearningOptions(cmd);
   cmd.action(async (inputs: string[], flags: ProcessFlags) => {
     const logger = createLogger(flags.logLevel);
+    await resolveModelFlags(flags, flags.variant);
     if (flags.cluster) return processOnCluster(inputs, flags, logger);
     if (inputs.length > 1) throw new BadOptionError('input', 'one video or image folder (several videos need --cluster)', inputs.join(' '));
     const input = inputs[0] as string;

@@ -4,6 +4,8 @@ import { runService } from '../service/run-service.js';
 import { createLogger, LOG_LEVELS } from '../internal/logger.js';
 import { Option } from 'commander';
 import { BadOptionError } from '../errors.js';
+import { resolveBackbone } from '../models/resolve-backbone.js';
+import { runsOnGpu } from '../backbone/execution-device.js';
 
 interface ServeFlags {
   port?: number;
@@ -28,6 +30,8 @@ export function registerServe(program: Command): void {
     .action(async (file: string, flags: ServeFlags) => {
       const logger = createLogger(flags.logLevel);
       const config = await loadPipeline(file);
+      // A model name in the file is pulled now (progress on stderr); the backbone loads it from the cache.
+      await resolveBackbone(config.model.backbone, { onGpu: runsOnGpu(config.model.device) });
       const envPort = process.env['PORT'];
       const port = flags.port ?? (envPort !== undefined && envPort !== '' ? portArg(envPort) : undefined);
       const service = await runService(config, { logger, ...(port !== undefined ? { port } : {}) });

@@ -1,4 +1,8 @@
-import { REFINE_EPS_OPTION, REFINE_RADIUS_OPTION, refineFromFlags } from './common-options.js';
+import { BACKBONE_HELP, REFINE_EPS_OPTION, REFINE_RADIUS_OPTION, refineFromFlags } from './common-options.js';
+import { resolveBackbone } from '../models/resolve-backbone.js';
+import type { Variant } from '../models/model-catalog.js';
+import { variantOption } from './models-command.js';
+import { runsOnGpu } from '../backbone/execution-device.js';
 import { Option, type Command } from 'commander';
 import { createLogger } from '../internal/logger.js';
 import { DEVICES, type Device } from '../backbone/execution-device.js';
@@ -9,6 +13,7 @@ import { DEFAULT_FEATURE_POINTS, DEFAULT_FEATURES_EVERY, runWorker } from '../cl
 
 interface WorkerFlags extends ClusterFlags {
   backbone: string;
+  variant?: Variant;
   device: Device;
   threads?: number;
   refineRadius: number;
@@ -29,7 +34,8 @@ export function registerWorker(program: Command): void {
   const cmd = program
     .command('worker')
     .description('cluster role: take frames from the work queue, segment them with the head from KV, publish results (run any number)')
-    .option('--backbone <builtin|file.onnx>', 'backbone: the built-in filter bank or an ONNX file keeping the contract', 'builtin')
+    .option('--backbone <builtin|name|file.onnx>', BACKBONE_HELP, 'builtin')
+    .addOption(variantOption())
     .addOption(new Option('--device <device>', 'execution provider').choices(DEVICES).default('auto'))
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
     .option('--batch <n>', 'frames per backbone call', positiveInt('--batch'), 4)
@@ -67,6 +73,10 @@ export function registerWorker(program: Command): void {
   addClusterOptions(cmd);
   cmd.action(async (flags: WorkerFlags) => {
     const logger = createLogger(flags.logLevel);
+    flags.backbone = await resolveBackbone(flags.backbone, {
+      onGpu: runsOnGpu(flags.device),
+      ...(flags.variant ? { variant: flags.variant } : {}),
+    });
     const nc = await connectCluster(natsServers(flags), `stegostream-worker${flags.name ? `-${flags.name}` : ''}`, logger);
     const worker = await runWorker({
       nc,

@@ -207,8 +207,8 @@ export const pipelineSchema = z
     sources: z.array(sourceSchema, { error: 'expected a list of sources' }).min(1, { error: 'expected at least one source' }),
     model: z
       .strictObject({
-        /** builtin (no download), or the path of a DINO ONNX export (README "Models"). */
-        backbone: text('"builtin" or an ONNX model path').default('builtin'),
+        /** builtin (no download), a model name (dino-vits8, hub:OWNER/REPO; pulled by serve), or an ONNX file (README "Models"). */
+        backbone: text('"builtin", a model name or an ONNX model path').default('builtin'),
         /** Execution provider; auto picks the best available. */
         device: z.enum(DEVICES).default('auto'),
         /** ONNX Runtime intra-op threads (default: ORT's choice). */
