@@ -58,11 +58,12 @@ const ILLUMINATION_PASSES = 3;
  */
 const ILLUMINATION_TARGET = 0.45;
 /**
- * Added to the illumination estimate (0-1 luminance): caps the gain at TARGET / this (15x), so
- * the sensor noise and compression blocks of black water are lifted to a murky grey, not to
- * full-scale texture.
+ * Added to the illumination estimate (0-1 luminance): caps the gain at TARGET / this (45x), so
+ * that black (water beyond the lamps' reach, 0-2 levels of 255) stays dark rather than its
+ * compression noise being lifted to full scale. 0.03 left the dim rim of a lit floor darker and
+ * greyer than its middle, a ring class on the Ventana clips.
  */
-const ILLUMINATION_FLOOR = 0.03;
+const ILLUMINATION_FLOOR = 0.01;
 
 export interface BuiltinOptions {
   /** Per-channel standardisation; defaults to the constants calibrated once (builtin-calibration.ts). */

@@ -30,14 +30,14 @@ export function gentleLamp(W: number, H: number): LampGains {
   return { r: gain, g: gain, b: gain, sunlight: 1 };
 }
 
-/** Peak gain at the centre of the lamp's spot (a little above 1: the spot is brighter than the gentle lamps). */
+/** Gain of the spot before range fall-off and vignetting (0.8 at its centre after them). */
 const SPOT_PEAK = 1.15;
 /** Light outside the spot, as a fraction of the peak (the lamp's spill and the water's scatter). */
-const SPOT_FLOOR = 0.2;
+const SPOT_FLOOR = 0.15;
 /** Radius of the spot (1/e of its excess over the floor), in view heights. */
 const SPOT_RADIUS = 0.4;
 /** Inverse-square fall-off with range: gain / (1 + this * range^2), range 0 (bottom row) to 1 (top row). */
-const RANGE_FALLOFF = 1.5;
+const RANGE_FALLOFF = 3;
 /** Vignetting by the cos^4 law: 1 / (1 + (rho / this)^2)^2, rho the distance from the view's centre in half-diagonals. */
 const VIGNETTE_FOCAL = 1.6;
 /**
@@ -52,8 +52,9 @@ const ATTENUATION: readonly [number, number, number] = [0.6, 0.2, 0.12];
  * shafts; marine snow still shines in the lamps). A spot aimed below the
  * middle of the view, spilling off to a floor; falling off with the square of range (range grows
  * from the bottom of the view to the top); the lens's vignetting; and the water's colour
- * attenuation over the range, red first. From the spot's centre to a top corner the light drops
- * to about a sixth, and its colour turns blue-green.
+ * attenuation over the range, red first. From the spot's centre (gain 0.8) to the top of the view
+ * the light drops to a twentieth, to a fortieth in the top corners, and turns blue-green: as dark
+ * as the water beyond a real ROV's lamps, where 8-bit colour is down to a few levels.
  */
 export function rovLamp(W: number, H: number): LampGains {
   const r = new Float32Array(W * H);
