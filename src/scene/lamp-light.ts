@@ -38,8 +38,12 @@ const SPOT_FLOOR = 0.15;
 const SPOT_RADIUS = 0.4;
 /** Inverse-square fall-off with range: gain / (1 + this * range^2), range 0 (bottom row) to 1 (top row). */
 const RANGE_FALLOFF = 3;
-/** Vignetting by the cos^4 law: 1 / (1 + (rho / this)^2)^2, rho the distance from the view's centre in half-diagonals. */
-const VIGNETTE_FOCAL = 1.6;
+/**
+ * Vignetting by the cos^4 law: 1 / (1 + (rho / this)^2)^2, rho the distance from the view's
+ * centre in half-diagonals (0.74 in the corners). At 2 the top corners' water was down to 1-4
+ * levels of 255, where rounding alone shifts its hue enough to make a class of it.
+ */
+const VIGNETTE_FOCAL = 2.5;
 /**
  * Attenuation per unit of range, per channel (exp(-this * range)): water takes red first, then
  * green, so far things turn blue-green. Moderate: at the top of the view red is down to 0.55 of
@@ -53,8 +57,8 @@ const ATTENUATION: readonly [number, number, number] = [0.6, 0.2, 0.12];
  * middle of the view, spilling off to a floor; falling off with the square of range (range grows
  * from the bottom of the view to the top); the lens's vignetting; and the water's colour
  * attenuation over the range, red first. From the spot's centre (gain 0.8) to the top of the view
- * the light drops to a twentieth, to a fortieth in the top corners, and turns blue-green: as dark
- * as the water beyond a real ROV's lamps, where 8-bit colour is down to a few levels.
+ * the light drops to a fifteenth, to a thirtieth in the top corners, and turns blue-green: the
+ * water up there is down to 2-10 levels of 255, as beyond a real ROV's lamps.
  */
 export function rovLamp(W: number, H: number): LampGains {
   const r = new Float32Array(W * H);
