@@ -80,8 +80,11 @@ export interface BuiltinOptions {
 /**
  * Builds the built-in backbone: a fixed-weight ONNX graph that needs no download. Per 8x8 patch it
  * gives chromaticity (opponent colour over luminance), texture (Gabor energy over squared
- * luminance, squashed to 0-1) at two scales and log luminance, standardised per channel and
- * weighted by group, plus a constant channel. It keeps the backbone contract of DESIGN.md: input
+ * luminance, squashed to 0-1) at two scales and log luminance relative to the surroundings,
+ * standardised per channel and weighted by group, plus a constant channel. The frame's
+ * low-frequency illumination (the lamps' spot and fall-off, vignetting, the water's depth
+ * gradient) is divided out first, so that how brightly a patch is lit is not a feature: see the
+ * ILLUMINATION_* constants. It keeps the backbone contract of DESIGN.md: input
  * `image` [B,3,H,W] ImageNet-normalised, outputs `patch_tokens`, `cls_token` and `keys` (the
  * tokens without the constant channel, so that LOST's correlations are centred). H and W may be
  * any multiple of 8.
