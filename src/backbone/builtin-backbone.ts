@@ -73,7 +73,10 @@ export interface BuiltinOptions {
   readonly weights?: Float32Array;
   /** Value of the constant channel; defaults to BIAS_CHANNEL. */
   readonly bias?: number;
-  /** Divide out the frame's low-frequency illumination (default true); false gives v2's features, for comparison. */
+  /**
+   * Divide out the frame's low-frequency illumination (default true); false leaves that step out
+   * (v2's features, standardised with v3's constants), to measure what it buys.
+   */
   readonly normaliseIllumination?: boolean;
 }
 

@@ -40,8 +40,9 @@ const SPOT_RADIUS = 0.4;
 const RANGE_FALLOFF = 3;
 /**
  * Vignetting by the cos^4 law: 1 / (1 + (rho / this)^2)^2, rho the distance from the view's
- * centre in half-diagonals (0.74 in the corners). At 2 the top corners' water was down to 1-4
- * levels of 255, where rounding alone shifts its hue enough to make a class of it.
+ * centre in half-diagonals: the corners get 0.74 of the centre's light. At 2 (0.64) the top
+ * corners' water was down to 1-4 levels of 255, where rounding alone shifts its hue enough to
+ * make a class of it.
  */
 const VIGNETTE_FOCAL = 2.5;
 /**
@@ -53,8 +54,8 @@ const ATTENUATION: readonly [number, number, number] = [0.6, 0.2, 0.12];
 
 /**
  * The 'lit' scene's lamps: a deep-sea ROV's, the only light there is (no caustics, no sun
- * shafts; marine snow still shines in the lamps). A spot aimed below the
- * middle of the view, spilling off to a floor; falling off with the square of range (range grows
+ * shafts; marine snow still shines in the lamps). A spot aimed below the middle of the view,
+ * spilling off to a floor; falling off with the square of range (range grows
  * from the bottom of the view to the top); the lens's vignetting; and the water's colour
  * attenuation over the range, red first. From the spot's centre (gain 0.8) to the top of the view
  * the light drops to a fifteenth, to a thirtieth in the top corners, and turns blue-green: the
