@@ -133,6 +133,35 @@ describe('createScene', () => {
     expect(coralChanged / coral).toBeGreaterThan(0.95);
   });
 
+  it('lit keeps the easy scene labels and dims the view by the lamps: dark and blue-green far up, bright in the spot', () => {
+    for (const seed of [3, 8]) {
+      for (const frame of [0, 45]) {
+        const easy = createScene({ width: W, height: H, seed, variant: 'easy' }).render(frame);
+        const lit = createScene({ width: W, height: H, seed, variant: 'lit' }).render(frame);
+        expect(Buffer.from(lit.labels).equals(Buffer.from(easy.labels)), `seed ${seed} frame ${frame}`).toBe(true);
+        expect(lit.rgb.equals(easy.rgb)).toBe(false);
+      }
+    }
+    // Mean brightness of a window, lit against easy: the top (far) rows keep little of their
+    // light, and less of their red than of their blue; the middle of the spot keeps most.
+    const easy = createScene({ width: W, height: H, seed: 3, variant: 'easy' }).render(0);
+    const lit = createScene({ width: W, height: H, seed: 3, variant: 'lit' }).render(0);
+    const kept = (x0: number, x1: number, y0: number, y1: number, channel: number): number => {
+      let a = 0;
+      let b = 0;
+      for (let y = Math.round(y0 * H); y < Math.round(y1 * H); y++) {
+        for (let x = Math.round(x0 * W); x < Math.round(x1 * W); x++) {
+          a += lit.rgb[(y * W + x) * 3 + channel]!;
+          b += easy.rgb[(y * W + x) * 3 + channel]!;
+        }
+      }
+      return a / b;
+    };
+    expect(kept(0, 1, 0, 0.1, 1)).toBeLessThan(0.15);
+    expect(kept(0, 1, 0, 0.1, 0)).toBeLessThan(kept(0, 1, 0, 0.1, 2));
+    expect(kept(0.4, 0.6, 0.55, 0.7, 1)).toBeGreaterThan(0.6);
+  });
+
   it('hard gives coral the mean colour of sand; easy keeps them apart', () => {
     for (const seed of [11, 12, 13]) {
       const easy = createScene({ width: W, height: H, seed, variant: 'easy' }).render(60);
@@ -186,7 +215,7 @@ describe('createScene', () => {
       'Expected integer between 16 and 8192 for width but received 1.5 of type number',
     );
     expect(() => createScene({ width: W, height: H, seed: 1, variant: 'medium' as 'easy' })).toThrow(
-      'Expected "easy" or "hard" for variant but received "medium" of type string',
+      'Expected "easy", "hard" or "lit" for variant but received "medium" of type string',
     );
     expect(() => createScene({ width: W, height: H, seed: 1, fps: 0 })).toThrow(
       'Expected number above 0 and at most 1000 for fps but received 0 of type number',

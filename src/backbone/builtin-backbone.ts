@@ -2,13 +2,13 @@ import { OnnxGraph, DT } from '../internal/onnx-graph.js';
 import { textureBank } from './builtin-filters.js';
 import { BUILTIN_FEATURE_MEAN, BUILTIN_FEATURE_STD } from './builtin-calibration.js';
 
-export const BUILTIN_NAME = 'builtin-filterbank-v2';
+export const BUILTIN_NAME = 'builtin-filterbank-v3';
 export const BUILTIN_PATCH_SIZE = 8;
 const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
 
 /** Raw features per patch, in this order (see buildBuiltinBackbone). */
-export const BUILTIN_FEATURE_NAMES = ['red-green', 'blue-yellow', 'texture', 'log-luminance', 'coarse-texture'] as const;
+export const BUILTIN_FEATURE_NAMES = ['red-green', 'blue-yellow', 'texture', 'log-relative-luminance', 'coarse-texture'] as const;
 /** Raw features per patch. */
 export const BUILTIN_FEATURE_DIM = BUILTIN_FEATURE_NAMES.length;
 /** Standardised features plus one constant channel (see BIAS_CHANNEL). */
@@ -42,6 +42,28 @@ const TEXTURE_HALF = 0.008;
 const QUARTER_TEXTURE_WEIGHT = 4;
 /** Keeps log() finite on black. */
 const LUMINANCE_LOG_OFFSET = 0.02;
+/**
+ * The illumination estimate: each patch's mean luminance, box-blurred ILLUMINATION_PASSES times
+ * over ILLUMINATION_KERNEL x ILLUMINATION_KERNEL patches (a near-Gaussian of about 6 patches'
+ * sigma: 50 pixels, a ninth of the default 448-pixel width). Wider than a rock or a coral, so
+ * an object does not divide itself away; narrower than a lamp's spot, so the spot's fall-off is
+ * followed.
+ */
+const ILLUMINATION_KERNEL = 13;
+const ILLUMINATION_PASSES = 3;
+/**
+ * Luminance every patch is brought to: its features are computed as if the frame had been
+ * multiplied by ILLUMINATION_TARGET / illumination there. Mid-grey, about the level of the
+ * evenly lit scenes the other constants were tuned on, so those keep their meaning.
+ */
+const ILLUMINATION_TARGET = 0.45;
+/**
+ * Added to the illumination estimate (0-1 luminance): caps the gain at TARGET / this (45x), so
+ * that black (water beyond the lamps' reach, 0-2 levels of 255) stays dark rather than its
+ * compression noise being lifted to full scale. 0.03 left the dim rim of a lit floor darker and
+ * greyer than its middle, a ring class on the Ventana clips.
+ */
+const ILLUMINATION_FLOOR = 0.01;
 
 export interface BuiltinOptions {
   /** Per-channel standardisation; defaults to the constants calibrated once (builtin-calibration.ts). */
@@ -51,13 +73,21 @@ export interface BuiltinOptions {
   readonly weights?: Float32Array;
   /** Value of the constant channel; defaults to BIAS_CHANNEL. */
   readonly bias?: number;
+  /**
+   * Divide out the frame's low-frequency illumination (default true); false leaves that step out
+   * (v2's features, standardised with v3's constants), to measure what it buys.
+   */
+  readonly normaliseIllumination?: boolean;
 }
 
 /**
  * Builds the built-in backbone: a fixed-weight ONNX graph that needs no download. Per 8x8 patch it
  * gives chromaticity (opponent colour over luminance), texture (Gabor energy over squared
- * luminance, squashed to 0-1) at two scales and log luminance, standardised per channel and
- * weighted by group, plus a constant channel. It keeps the backbone contract of DESIGN.md: input
+ * luminance, squashed to 0-1) at two scales and log luminance relative to the surroundings,
+ * standardised per channel and weighted by group, plus a constant channel. The frame's
+ * low-frequency illumination (the lamps' spot and fall-off, vignetting, the water's depth
+ * gradient) is divided out first, so that how brightly a patch is lit is not a feature: see the
+ * ILLUMINATION_* constants. It keeps the backbone contract of DESIGN.md: input
  * `image` [B,3,H,W] ImageNet-normalised, outputs `patch_tokens`, `cls_token` and `keys` (the
  * tokens without the constant channel, so that LOST's correlations are centred). H and W may be
  * any multiple of 8.
@@ -137,15 +167,37 @@ export function buildBuiltinBackbone(options: BuiltinOptions = {}): Uint8Array {
   const pick = g.op1('Expand', [g.op1('ArgMin', [unevenness], { axis: 1, keepdims: 1 }), i64([1, 1, S, 1])]);
   const chosen = g.op1('Squeeze', [g.op1('GatherElements', [byQuarter, pick], { axis: 1 }), i64([1])]); // [B, S, N]
 
-  const L = slice(chosen, 0, 1, 1);
-  const chroma = g.op1('Div', [slice(chosen, 1, 3, 1), g.op1('Add', [L, c(CHROMA_OFFSET)])]);
+  // Illumination: divided out of the chosen quarter's statistics, patch by patch (colour and
+  // luminance scale with the gain, texture energy with its square). The estimate is smooth, so a
+  // gain per patch is as good as one per pixel, and far cheaper.
+  const normalise = options.normaliseIllumination ?? true;
+  let lit = chosen;
+  if (normalise) {
+    let light = g.op1('Relu', [pool(lumHalf, q)]); // [B, 1, H/8, W/8]
+    for (let i = 0; i < ILLUMINATION_PASSES; i++) {
+      const r = (ILLUMINATION_KERNEL - 1) / 2;
+      // count_include_pad 0: at the border the mean is over the patches that exist, not over zeros.
+      light = g.op1('AveragePool', [light], {
+        kernel_shape: [ILLUMINATION_KERNEL, ILLUMINATION_KERNEL],
+        pads: [r, r, r, r],
+        count_include_pad: 0,
+      });
+    }
+    const gain = g.op1('Div', [c(ILLUMINATION_TARGET), g.op1('Add', [g.op1('Reshape', [light, i64([0, 1, -1])]), c(ILLUMINATION_FLOOR)])]);
+    const colour = g.op1('Mul', [slice(chosen, 0, 3, 1), gain]);
+    const energies = g.op1('Mul', [slice(chosen, 6, 8, 1), square(gain)]);
+    lit = g.op1('Concat', [colour, slice(chosen, 3, 6, 1), energies], { axis: 1 });
+  }
+
+  const L = slice(lit, 0, 1, 1);
+  const chroma = g.op1('Div', [slice(lit, 1, 3, 1), g.op1('Add', [L, c(CHROMA_OFFSET)])]);
   const contrastScale = square(g.op1('Add', [L, c(TEXTURE_LUMINANCE_OFFSET)]));
   const squash = (e: string): string => {
     const contrast = g.op1('Div', [e, contrastScale]);
     return g.op1('Div', [contrast, g.op1('Add', [contrast, c(TEXTURE_HALF)])]);
   };
   const logL = g.op1('Log', [g.op1('Add', [g.op1('Relu', [L]), c(LUMINANCE_LOG_OFFSET)])]);
-  const raw = g.op1('Concat', [chroma, squash(slice(chosen, 6, 7, 1)), logL, squash(slice(chosen, 7, 8, 1))], { axis: 1 });
+  const raw = g.op1('Concat', [chroma, squash(slice(lit, 6, 7, 1)), logL, squash(slice(lit, 7, 8, 1))], { axis: 1 });
 
   const mean = options.mean ?? BUILTIN_FEATURE_MEAN;
   const std = options.std ?? BUILTIN_FEATURE_STD;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { runProcess } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
 import { createScene } from '../scene/render-scene.js';
+import { SCENE_VARIANTS, type SceneVariant } from '../scene/scene-options.js';
 import { writeSceneVideo } from '../scene/write-scene-files.js';
 import { ConfusionMatrix } from '../eval/segmentation-metrics.js';
 import {
@@ -16,15 +17,16 @@ import {
   type ModelFlags,
 } from './common-options.js';
 import { oneOf, positiveInt } from './parse-options.js';
-import { printResult } from './process-command.js';
+import { printResult, resultJson } from './process-command.js';
 import { interruptSignal } from './interrupt.js';
 import { resizeLabelsNearest } from '../eval/resize-labels.js';
 
 interface DemoFlags extends LearningFlags, ModelFlags {
   outDir: string;
   frames: number;
-  variant: 'easy' | 'hard';
+  variant: SceneVariant;
   sceneSeed: number;
+  json: boolean;
 }
 
 export const DEMO_SIZE = { width: 640, height: 360 } as const;
@@ -37,12 +39,13 @@ export function registerDemo(program: Command): void {
     .option('--out-dir <dir>', 'where the demo files go', 'stegostream-demo')
     .option('--frames <n>', 'length of the scene in frames', positiveInt('--frames'), 150)
     .option(
-      '--variant <easy|hard>',
-      'hard: coral the colour of sand, told apart only by texture',
-      oneOf('--variant', ['easy', 'hard'] as const),
+      '--variant <easy|hard|lit>',
+      "hard: coral the colour of sand, told apart only by texture; lit: the easy scene under a deep-sea ROV's lamps alone",
+      oneOf('--variant', SCENE_VARIANTS),
       'easy',
     )
-    .option('--scene-seed <n>', 'layout of the scene', positiveInt('--scene-seed'), 7);
+    .option('--scene-seed <n>', 'layout of the scene', positiveInt('--scene-seed'), 7)
+    .option('--json', 'print the result and the scores as one JSON object on stdout', false);
   addModelOptions(cmd);
   addLearningOptions(cmd);
   cmd.action(async (flags: DemoFlags) => {
@@ -73,14 +76,23 @@ export function registerDemo(program: Command): void {
         confusion.add(seg.labels, resizeLabelsNearest(truth.labels, truth.width, truth.height, seg.frame.width, seg.frame.height));
       },
     }).finally(dispose);
-    printResult(result, false);
-    if (confusion) {
-      const s = confusion.score(scene.classNames);
-      process.stdout.write(
-        `\nagainst the scene's ground truth: mIoU ${(s.mIoU * 100).toFixed(1)}%, pixel accuracy ${(s.pixelAccuracy * 100).toFixed(1)}%\n` +
-          s.perClass.map((c) => `  ${c.name.padEnd(6)} IoU ${(c.iou * 100).toFixed(1)}%`).join('\n') +
-          '\n',
-      );
+    const s = confusion?.score(scene.classNames);
+    if (flags.json) {
+      const scores = s && {
+        mIoU: s.mIoU,
+        pixelAccuracy: s.pixelAccuracy,
+        perClass: s.perClass.map(({ id, name, iou, cluster }) => ({ id, name, iou, cluster })),
+      };
+      process.stdout.write(JSON.stringify({ ...resultJson(result), variant: flags.variant, sceneSeed: flags.sceneSeed, ...scores }) + '\n');
+    } else {
+      printResult(result, false);
+      if (s) {
+        process.stdout.write(
+          `\nagainst the scene's ground truth: mIoU ${(s.mIoU * 100).toFixed(1)}%, pixel accuracy ${(s.pixelAccuracy * 100).toFixed(1)}%\n` +
+            s.perClass.map((c) => `  ${c.name.padEnd(6)} IoU ${(c.iou * 100).toFixed(1)}%`).join('\n') +
+            '\n',
+        );
+      }
     }
     if (result.error) throw result.error;
   });

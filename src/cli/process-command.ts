@@ -116,23 +116,26 @@ async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: R
   }
 }
 
+/** The result as `--json` prints it (demo adds its scores to the same object). */
+export function resultJson(r: ProcessResult): Record<string, unknown> {
+  return {
+    frames: r.frames,
+    seconds: r.seconds,
+    fps: r.fps,
+    interrupted: r.interrupted,
+    learned: r.learned,
+    headVersion: r.headVersion,
+    backbone: r.backbone,
+    classes: r.shares,
+    outputs: r.outputs,
+    error: r.error?.message,
+    maxRssMiB: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
 export function printResult(r: ProcessResult, json: boolean): void {
   if (json) {
-    process.stdout.write(
-      JSON.stringify({
-        frames: r.frames,
-        seconds: r.seconds,
-        fps: r.fps,
-        interrupted: r.interrupted,
-        learned: r.learned,
-        headVersion: r.headVersion,
-        backbone: r.backbone,
-        classes: r.shares,
-        outputs: r.outputs,
-        error: r.error?.message,
-        maxRssMiB: process.resourceUsage().maxRSS / 1024,
-      }) + '\n',
-    );
+    process.stdout.write(JSON.stringify(resultJson(r)) + '\n');
     return;
   }
   const state = r.interrupted

@@ -39,8 +39,8 @@ const sceneSource = z.strictObject({
   name: streamName,
   with: z
     .strictObject({
-      /** easy, or hard (coral the colour of sand). */
-      variant: z.enum(['easy', 'hard']).default('easy'),
+      /** easy, hard (coral the colour of sand) or lit (the easy scene under a deep-sea ROV's lamps alone). */
+      variant: z.enum(['easy', 'hard', 'lit']).default('easy'),
       seed: int(0).default(7),
       /** Frames per second of the rendered scene. */
       fps: positiveNumber(120).default(15),

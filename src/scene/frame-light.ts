@@ -1,12 +1,13 @@
 /**
- * Per-frame light, applied to a frame after the fish are in it: the ROV's lamps (bright in the
- * middle and low, falling off to the corners), caustics shimmering near the surface, slanted
- * shafts of sunlight, then drifting marine snow. Colour only: labels are untouched, so a speck of
+ * Per-frame light, applied to a frame after the fish are in it: the ROV's lamps (lamp-light.ts:
+ * a gain per pixel and channel), caustics shimmering near the surface, slanted shafts of sunlight
+ * (both left out where the lamps say there is no sunlight), then drifting marine snow. Colour only: labels are untouched, so a speck of
  * snow belongs to whatever class is behind it.
  *
  * Everything per pixel is a table lookup and a multiply-add; the tables are built once per scene.
  */
 import type { Canvas } from './canvas.js';
+import type { LampGains } from './lamp-light.js';
 import type { SnowSpec, WorldGeometry } from './layout.js';
 import { mulberry32, subSeed } from './prng.js';
 
@@ -27,10 +28,11 @@ export interface FrameLight {
   apply(view: Canvas, t: number, ox: number, oy: number): void;
 }
 
-export function createFrameLight(g: WorldGeometry, snow: readonly SnowSpec[], seed: number): FrameLight {
+/** `lamp` gives the lamps' gain per view pixel and channel (lamp-light.ts). */
+export function createFrameLight(g: WorldGeometry, snow: readonly SnowSpec[], seed: number, lamp: LampGains): FrameLight {
   const W = g.viewWidth;
   const H = g.viewHeight;
-  const vignette = lampFalloff(W, H);
+  const { r: gainR, g: gainG, b: gainB } = lamp;
   // About one texel per pixel at any resolution: finer wastes time, coarser shows blocks.
   const causticSize = Math.max(64, 2 ** Math.ceil(Math.log2(CAUSTIC_CELLS * CAUSTIC_CELL * H)));
   const causticMask = causticSize - 1;
@@ -41,8 +43,8 @@ export function createFrameLight(g: WorldGeometry, snow: readonly SnowSpec[], se
   for (let y = 0; y < H; y++) {
     const c = Math.max(0, 1 - y / (CAUSTIC_DEPTH * H));
     const r = Math.max(0, 1 - y / (RAY_DEPTH * H));
-    causticRow[y] = CAUSTIC_GAIN * c * c;
-    rayRow[y] = RAY_GAIN * r * r;
+    causticRow[y] = lamp.sunlight * CAUSTIC_GAIN * c * c;
+    rayRow[y] = lamp.sunlight * RAY_GAIN * r * r;
   }
   const texelsPerPx = causticSize / CAUSTIC_CELLS / (CAUSTIC_CELL * H);
   const rayPerPx = 256 / W;
@@ -74,35 +76,18 @@ export function createFrameLight(g: WorldGeometry, snow: readonly SnowSpec[], se
         const rayShift = rayDrift + y * 0.45 * rayPerPx;
         let i = y * W;
         for (let x = 0; x < W; x++, i++) {
-          const gain = vignette[i]!;
           let add = 0;
           if (cg > 0) add = cg * caustic[rowA + colA[x]!]! * caustic[rowB + colB[x]!]!;
           if (rg > 0) add += rg * rays[Math.floor((x + ox * 0.5) * rayPerPx + rayShift) & RAY_MASK]!;
           const o = i * 3;
-          rgb[o] = rgb[o]! * gain + add * 0.85;
-          rgb[o + 1] = rgb[o + 1]! * gain + add;
-          rgb[o + 2] = rgb[o + 2]! * gain + add * 0.95;
+          rgb[o] = rgb[o]! * gainR[i]! + add * 0.85;
+          rgb[o + 1] = rgb[o + 1]! * gainG[i]! + add;
+          rgb[o + 2] = rgb[o + 2]! * gainB[i]! + add * 0.95;
         }
       }
       for (const s of snow) drawSpeck(view, s, t, ox);
     },
   };
-}
-
-/**
- * The lamps: an off-centre radial falloff, aimed a little below the middle of the view. Gentle
- * (0.8-1.06), so that near and far sand still look like one material.
- */
-function lampFalloff(W: number, H: number): Float32Array {
-  const gain = new Float32Array(W * H);
-  for (let y = 0; y < H; y++) {
-    const dy = (y + 0.5 - 0.6 * H) / (0.75 * H);
-    for (let x = 0; x < W; x++) {
-      const dx = (x + 0.5 - 0.5 * W) / (0.62 * W);
-      gain[y * W + x] = Math.max(0.8, 1.06 - 0.22 * (dx * dx + dy * dy));
-    }
-  }
-  return gain;
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Base colours of the scene, per variant. Textures and lighting modulate these; the 'hard' variant
+ * Base colours of the scene, per variant ('lit' has the easy scene's). Textures and lighting modulate these; the 'hard' variant
  * differs only in coral, which takes the sand's colour (and is then matched to the sand's rendered
  * mean exactly, see paint-world.ts) so that colour alone cannot tell the two apart.
  */

@@ -6,6 +6,7 @@ import { BadOptionError } from '../errors.js';
 import { wrapCanvas } from './canvas.js';
 import { drawFish } from './draw-fish.js';
 import { createFrameLight } from './frame-light.js';
+import { gentleLamp, rovLamp } from './lamp-light.js';
 import { cameraOffset, planLayout } from './layout.js';
 import { paintWorld } from './paint-world.js';
 import { paletteFor } from './palette.js';
@@ -51,7 +52,8 @@ export function createScene(options: SceneOptions): Scene {
   const layout = planLayout(o, palette);
   const g = layout.geometry;
   const world = paintWorld(layout, palette, o.seed);
-  const light = createFrameLight(g, layout.snow, o.seed);
+  const lamp = o.variant === 'lit' ? rovLamp(o.width, o.height) : gentleLamp(o.width, o.height);
+  const light = createFrameLight(g, layout.snow, o.seed, lamp);
   const W = o.width;
   const H = o.height;
 

@@ -4,7 +4,9 @@
  */
 import { BadOptionError } from '../errors.js';
 
-export type SceneVariant = 'easy' | 'hard';
+export type SceneVariant = 'easy' | 'hard' | 'lit';
+/** Every variant, in the order messages list them. */
+export const SCENE_VARIANTS: readonly SceneVariant[] = ['easy', 'hard', 'lit'];
 
 export interface SceneOptions {
   /** Frame width in pixels, integer 16-8192. */
@@ -13,7 +15,11 @@ export interface SceneOptions {
   readonly height: number;
   /** Any safe integer; the same seed gives the same frames byte for byte. */
   readonly seed: number;
-  /** 'hard' gives coral the sand's mean colour, so only texture tells them apart. Default 'easy'. */
+  /**
+   * 'hard' gives coral the sand's mean colour, so only texture tells them apart; 'lit' is the easy
+   * scene lit by a deep-sea ROV's lamps alone (spot, fall-off with range, vignetting, red lost with
+   * range), with the same labels. Default 'easy'.
+   */
   readonly variant?: SceneVariant;
   /** Frames per second of scene time: fish and camera move in seconds. Default 30. */
   readonly fps?: number;
@@ -38,7 +44,7 @@ export const MAX_SCENE_FPS = 1000;
 export function resolveSceneOptions(options: SceneOptions): ResolvedSceneOptions {
   if (typeof options !== 'object' || options === null) throw new BadOptionError('options', 'an object', options);
   const variant = options.variant ?? DEFAULT_SCENE_VARIANT;
-  if (variant !== 'easy' && variant !== 'hard') throw new BadOptionError('variant', '"easy" or "hard"', variant);
+  if (!SCENE_VARIANTS.includes(variant)) throw new BadOptionError('variant', '"easy", "hard" or "lit"', variant);
   return Object.freeze({
     width: expectInteger('width', options.width, MIN_SCENE_SIZE, MAX_SCENE_SIZE),
     height: expectInteger('height', options.height, MIN_SCENE_SIZE, MAX_SCENE_SIZE),
