@@ -63,7 +63,9 @@ port.on('message', (msg: LearnerRequest) => {
         return;
       }
       case 'rename':
-        learner?.rename(msg.classId, msg.name);
+        // Checked by the client against the classes it knew; a round that merged classes since
+        // may have removed this id (k 'auto'), and then the rename has nothing to name.
+        if (learner && msg.classId < learner.state.k) learner.rename(msg.classId, msg.name);
         return;
       case 'pause':
         learner?.pause();

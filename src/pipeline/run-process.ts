@@ -22,7 +22,7 @@ import { ProgressReporter } from './progress-reporter.js';
 import { ClassSummary } from './class-summary.js';
 import { InputNotFoundError } from '../errors.js';
 import { ObjectFinder } from './add-objects.js';
-import { learnerTrainOptions, type LearningOptions } from './learning-options.js';
+import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from './learning-options.js';
 
 export interface ProcessOptions {
   /** A video file or a folder of images. */
@@ -61,6 +61,8 @@ export interface ProcessResult {
   readonly shares: readonly { id: number; name: string; share: number }[];
   readonly backbone: string;
   readonly outputs: readonly string[];
+  /** Things the user should know about the result (e.g. frames too uniform to segment). */
+  readonly warnings: readonly string[];
   /** Set when the input failed midway: outputs hold the frames before the failure. */
   readonly error?: Error;
 }
@@ -122,7 +124,8 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   let initial: HeadState | undefined;
   const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
   if (headFile) {
-    initial = await loadCheckpoint(headFile, { dim: info.dim, k: learning.k + learning.extraClusters });
+    const k = expectedClassCount(learning);
+    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) });
     logger.info({ head: headFile, version: initial.version }, 'head loaded');
   }
 
@@ -167,9 +170,10 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
     warmupFrames: Math.max(1, Math.min(learning.learnFrames, totalFrames ?? learning.learnFrames)),
     learnPassSteps: learning.learnSteps,
+    // A recorded input has no deadline: rounds at fixed frame counts make a seed's output reproducible.
+    syncRounds: true,
     learner: {
-      k: learning.k,
-      extraClusters: learning.extraClusters,
+      ...learnerClassOptions(learning),
       codeDim: learning.codeDim,
       seed: learning.seed,
       freeze: learning.freeze,
@@ -275,6 +279,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     shares: summary.rows(classes),
     backbone: info.name,
     outputs,
+    warnings: engine.warning ? [engine.warning] : [],
     ...(runError ? { error: runError } : {}),
   };
   return result;
