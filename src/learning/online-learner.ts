@@ -648,7 +648,7 @@ export class OnlineLearner {
       this.pace?.();
       return r;
     };
-    const ratios = candidates.map(ratioOf);
+    const ratios = candidates.map((l) => ratioOf(l));
     if (limit === 0) return { accepted: 0, ratio: ratios[0]! };
     const within = ratios.findIndex((r) => r <= limit);
     if (within >= 0) return { accepted: within, ratio: ratios[within]! };
