@@ -161,7 +161,7 @@ export class LearnerClient {
    * machine, or takes more of its core while the rest leaves cores idle (`train.adaptiveCpu`);
    * the others run flat out.
    */
-  runRound(framesSeen: number, steps?: number, background = false): Promise<HeadState> {
+  runRound(framesSeen: number, steps?: number, background = false, renumber = false): Promise<HeadState> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.inFlight) {
       // Joining a round means waiting for it: no point holding it back any more.
@@ -181,6 +181,7 @@ export class LearnerClient {
         id,
         framesSeen,
         ...(steps !== undefined ? { steps } : {}),
+        ...(renumber ? { renumber } : {}),
         ...(this.hurryFlag ? { cpuShare, hurry: this.hurryFlag, adaptive: this.options.train.adaptiveCpu ?? true } : {}),
       });
     })

@@ -52,7 +52,7 @@ port.on('message', (msg: LearnerRequest) => {
           msg.cpuShare !== undefined && msg.cpuShare < 1
             ? new DutyCycle(msg.cpuShare, msg.hurry, msg.adaptive ? { clock: cpuClock, cores: availableParallelism() } : undefined)
             : undefined;
-        const state = learner.runRound(msg.framesSeen, msg.steps, duty ? () => duty.tick() : undefined);
+        const state = learner.runRound(msg.framesSeen, msg.steps, duty ? () => duty.tick() : undefined, msg.renumber ?? false);
         const report = learner.lastRound;
         reply({
           type: 'round',

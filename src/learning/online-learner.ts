@@ -366,8 +366,11 @@ export class OnlineLearner {
    * @param steps Adam steps for this round instead of `train.steps` (a longer first round).
    * @param pace called between pieces of the round's work (every Adam step, every k-means fit):
    *   a background round's duty-cycle limiter pauses the thread there (duty-cycle.ts).
+   * @param renumber number the classes by share afresh, as the first fit does, instead of
+   *   aligning them to the old ids: for rounds whose old ids nobody has seen yet (the rounds of
+   *   a learning pass, before any output).
    */
-  runRound(framesSeen?: number, steps?: number, pace?: () => void): HeadState {
+  runRound(framesSeen?: number, steps?: number, pace?: () => void, renumber = false): HeadState {
     const t0 = performance.now();
     this.pace = pace;
     this.framesAtLastRound = framesSeen ?? this.lastFramesSeen ?? this.bank.seen;
@@ -479,7 +482,7 @@ export class OnlineLearner {
     }
     // Canonical ids: the first fit numbers its classes by share, largest first, so runs with any
     // seed give the same id to the same stuff; later rounds keep ids by alignment.
-    if (old.version === 0) best = byShare(best, fitPoints, D, K);
+    if (old.version === 0 || renumber) best = byShare(best, fitPoints, D, K);
     const trainedSteps = this.optimizer?.totalSteps ?? old.trainedSteps ?? 0;
     if (!weights) this.rawCentroids = best.centroids;
 
@@ -523,7 +526,7 @@ export class OnlineLearner {
     let alignScore = 1;
     // The first fit keeps the names given by id (and, with k 'auto', drops those beyond its count).
     let legend = { names: padNames(old.names.slice(0, K), K), colors: defaultClassColors(K) };
-    if (old.version > 0) {
+    if (old.version > 0 && !renumber) {
       let a: Alignment;
       if (sameSpace) {
         const c = alignCentroids(old.centroids, best.centroids, D);

@@ -125,8 +125,10 @@ export class SegmentationEngine {
    */
   async finishLearningPass(): Promise<void> {
     if (this.learner.isFrozen || this.learner.paused || this.framesSeen === 0) return;
+    // Nothing has been segmented yet: the round numbers its classes by share afresh (canonical ids
+    // for the head that output starts with), not by the probe's ids.
     if (!this.learner.ready) await this.round(true);
-    await this.round(true, this.options.learnPassSteps);
+    await this.round(true, this.options.learnPassSteps, true);
     this.swapHead();
   }
 
@@ -177,10 +179,10 @@ export class SegmentationEngine {
     else void this.round(false);
   }
 
-  private async round(wait: boolean, steps?: number): Promise<void> {
+  private async round(wait: boolean, steps?: number, renumber = false): Promise<void> {
     const before = this.learner.state.version;
     // A round nobody waits for shares the machine with inference: it keeps to its CPU share.
-    const run = this.learner.runRound(this.framesSeen, steps, !wait).then(
+    const run = this.learner.runRound(this.framesSeen, steps, !wait, renumber).then(
       (state) => {
         const r = this.learner.lastRound;
         this.noteClassCount(r);
