@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { alignCentroids } from '../src/learning/align-classes.js';
 import { chooseClassCount } from '../src/learning/choose-class-count.js';
+import { classifyFeatures } from '../src/learning/cluster-probe.js';
 import { OnlineLearner } from '../src/learning/online-learner.js';
 import { Rng } from '../src/learning/rng.js';
 import { sphericalKmeans } from '../src/learning/spherical-kmeans.js';
@@ -116,6 +117,24 @@ describe("OnlineLearner with k 'auto'", () => {
     const l = fed(1, [1], 0.002);
     expect(l.state.k).toBe(1);
     expect(l.lastRound?.classCount?.uniform).toBe(true);
+  });
+
+  it('training rounds add a class at a time when new stuff appears, keeping the old ids', () => {
+    const l = fed(1, [1], 0.002);
+    expect(l.state.k).toBe(1);
+    const { x } = blobs(9, [0.5, 0.5], 4000, 0.15);
+    for (let f = 0; f < 20; f++) l.observe(x.subarray(f * 200 * D, (f + 1) * 200 * D), 200);
+    const counts: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      l.runRound(40 + r, 20);
+      counts.push(l.state.k);
+    }
+    // Up by at most one a round, to the three kinds the bank now holds, and no further.
+    counts.forEach((k, i) => expect(k - (counts[i - 1] ?? 1)).toBeLessThanOrEqual(1));
+    expect(counts[counts.length - 1]).toBe(3);
+    // The first class (the uniform stuff) kept id 0 through every round.
+    const flat = blobs(7, [1], 400, 0.002).x;
+    expect(new Set(classifyFeatures(l.state, flat, 400))).toEqual(new Set([0]));
   });
 
   it('a numeric k is kept as given', () => {
