@@ -129,7 +129,7 @@ describe('reproducible runs and canonical class ids', () => {
 
 describe('-k auto on footage with nothing to segment', () => {
   it(
-    'an almost uniform clip (flat colour, slight noise) gets one class and a warning, not invented classes',
+    'an almost uniform clip (flat colour, slight noise) gets one class and a warning, not invented classes; -k 6 a warning',
     async () => {
       const flat = join(dir, 'flat.mp4');
       const r = spawnSync(
@@ -157,6 +157,13 @@ describe('-k auto on footage with nothing to segment', () => {
       expect(out.json.classes).toHaveLength(1);
       expect(out.json.warnings).toHaveLength(1);
       expect(out.json.warnings[0]).toMatch(/^the frames barely vary \(feature dispersion [0-9.e+-]+\): one class, nothing to segment/);
+      // A fixed count is kept as asked, with a warning that its classes are noise.
+      const forced = await run('flat6', flat, ['-k', '6']);
+      expect(forced.json.classes).toHaveLength(6);
+      expect(forced.json.warnings).toHaveLength(1);
+      expect(forced.json.warnings[0]).toMatch(
+        /^the frames barely vary \(feature dispersion [0-9.e+-]+\): the 6 classes split noise, not stuff/,
+      );
     },
     RUN_MS,
   );

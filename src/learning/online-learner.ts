@@ -175,8 +175,9 @@ export interface RoundReport {
   readonly cpuShare?: number;
   readonly reason?: string;
   /**
-   * With k 'auto': what the features said at this round. `uniform`: they barely vary (empty
-   * mid-water, a flat picture), so there is one class and nothing to segment; callers warn.
+   * What the features said at this round (every round with k 'auto'; the first fit with a fixed
+   * k). `uniform`: they barely vary (empty mid-water, a flat picture): with k 'auto' there is
+   * then one class, with a fixed k the classes split noise; callers warn.
    */
   readonly classCount?: { readonly k: number; readonly dispersion: number; readonly uniform: boolean };
 }
@@ -471,6 +472,10 @@ export class OnlineLearner {
         });
         K = chosen.k;
       }
+    } else if (old.version === 0) {
+      // A fixed count still says how much the features vary, so callers can warn on a flat clip.
+      const dispersion = oneClusterDispersion(codes, fitPoints, D);
+      classCount = { k: K, dispersion, uniform: dispersion < DEFAULT_MIN_DISPERSION };
     } else if (this.autoK && weights && sameSpace) {
       const moved = this.moveClassCount(codes, feats, fitPoints, D, best, roundRng);
       classCount = moved.count;

@@ -228,9 +228,11 @@ export class SegmentationEngine {
       return;
     }
     if (this.uniformWarning) return;
+    const d = count.dispersion.toExponential(1);
     this.uniformWarning =
-      `the frames barely vary (feature dispersion ${count.dispersion.toExponential(1)}): one class, nothing to segment ` +
-      '(empty mid-water or a flat picture?); give -k a number to force classes';
+      count.k === 1
+        ? `the frames barely vary (feature dispersion ${d}): one class, nothing to segment (empty mid-water or a flat picture?); give -k a number to force classes`
+        : `the frames barely vary (feature dispersion ${d}): the ${count.k} classes split noise, not stuff (empty mid-water or a flat picture?); -k auto gives one class here`;
     this.options.logger?.warn({ dispersion: count.dispersion, classes: count.k }, this.uniformWarning);
   }
 
