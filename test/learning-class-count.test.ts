@@ -137,6 +137,18 @@ describe("OnlineLearner with k 'auto'", () => {
     expect(new Set(classifyFeatures(l.state, flat, 400))).toEqual(new Set([0]));
   });
 
+  it("with recount off (process), rounds keep the first fit's count", () => {
+    const l = new OnlineLearner({ dim: D, k: 'auto', recount: false, seed: 1, train: { everyFrames: 1000 }, fit: { maxPoints: 4000 } });
+    const flat = blobs(7, [1], 4000, 0.002).x;
+    for (let f = 0; f < 20; f++) l.observe(flat.subarray(f * 200 * D, (f + 1) * 200 * D), 200);
+    l.runRound(20);
+    const { x } = blobs(9, [0.5, 0.5], 4000, 0.15);
+    for (let f = 0; f < 20; f++) l.observe(x.subarray(f * 200 * D, (f + 1) * 200 * D), 200);
+    for (let r = 0; r < 3; r++) l.runRound(40 + r, 20);
+    expect(l.state.version).toBeGreaterThanOrEqual(3);
+    expect(l.state.k).toBe(1);
+  });
+
   it('a numeric k is kept as given', () => {
     expect(fed(1, [0.5, 0.5], 0.15, 6).state.k).toBe(6);
   });

@@ -52,6 +52,11 @@ export interface OnlineLearnerOptions {
   readonly k: number | 'auto';
   /** With k 'auto': most classes. Default `DEFAULT_MAX_CLASSES`. */
   readonly maxClasses?: number;
+  /**
+   * With k 'auto': let training rounds move the count (default true); false keeps the first
+   * fit's count for the rest of the run (one set of classes across a batch job's output files).
+   */
+  readonly recount?: boolean;
   /** Clusters beyond k (STEGO's `extra_clusters`); the state has k + extraClusters classes. Default 0; not with k 'auto'. */
   readonly extraClusters?: number;
   readonly bank?: {
@@ -476,7 +481,7 @@ export class OnlineLearner {
       // A fixed count still says how much the features vary, so callers can warn on a flat clip.
       const dispersion = oneClusterDispersion(codes, fitPoints, D);
       classCount = { k: K, dispersion, uniform: dispersion < DEFAULT_MIN_DISPERSION };
-    } else if (this.autoK && weights && sameSpace) {
+    } else if (this.autoK && weights && sameSpace && (this.opts.recount ?? true)) {
       const moved = this.moveClassCount(codes, feats, fitPoints, D, best, roundRng);
       classCount = moved.count;
       if (moved.result !== best) {

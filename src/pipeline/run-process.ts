@@ -174,6 +174,9 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     syncRounds: true,
     learner: {
       ...learnerClassOptions(learning),
+      // One set of classes across the CSV columns, the masks and the summary: the count is
+      // decided at the first fit (a live service lets rounds move it).
+      recount: false,
       codeDim: learning.codeDim,
       seed: learning.seed,
       freeze: learning.freeze,
