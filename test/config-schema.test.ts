@@ -178,6 +178,7 @@ describe('defaults and freezing', () => {
       },
       learning: {
         classes: LEARNING_DEFAULTS.k,
+        maxClasses: LEARNING_DEFAULTS.maxClasses,
         extraClusters: 0,
         codeDim: LEARNING_DEFAULTS.codeDim,
         trainEvery: LEARNING_DEFAULTS.trainEvery,

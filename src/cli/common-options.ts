@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEVICES } from '../backbone/execution-device.js';
 import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-options.js';
-import { integer, nonNegativeInt, oneOf, positiveInt, positiveNumber, ratioOrZero, share } from './parse-options.js';
+import { classCount, integer, nonNegativeInt, oneOf, positiveInt, positiveNumber, ratioOrZero, share } from './parse-options.js';
 import { DEFAULT_REFINE, refineFrom, type RefineOptions } from '../operators/refine-options.js';
 import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
@@ -99,7 +99,13 @@ export function refineFromFlags(flags: { refineRadius: number; refineEps: number
 /** Learning knobs (README "Learning"). */
 export function addLearningOptions(cmd: Command): Command {
   return cmd
-    .option('-k, --classes <k>', 'number of classes', positiveInt('--classes'), LEARNING_DEFAULTS.k)
+    .option(
+      '-k, --classes <k|auto>',
+      'number of classes, or auto: as many as the features hold, at most --max-classes',
+      classCount('--classes'),
+      LEARNING_DEFAULTS.k,
+    )
+    .option('--max-classes <n>', 'most classes -k auto picks', positiveInt('--max-classes'), LEARNING_DEFAULTS.maxClasses)
     .option('--extra-clusters <n>', 'clusters beyond --classes', nonNegativeInt('--extra-clusters'), LEARNING_DEFAULTS.extraClusters)
     .option('--code-dim <d>', 'code dimension of the head', positiveInt('--code-dim'), LEARNING_DEFAULTS.codeDim)
     .option('--train-every <frames>', 'a training round every N frames', positiveInt('--train-every'), LEARNING_DEFAULTS.trainEvery)
@@ -147,7 +153,8 @@ export function addLearningOptions(cmd: Command): Command {
 }
 
 export interface LearningFlags {
-  classes: number;
+  classes: number | 'auto';
+  maxClasses: number;
   extraClusters: number;
   codeDim: number;
   trainEvery: number;
@@ -169,6 +176,12 @@ export interface LearningFlags {
 export function learningFrom(flags: LearningFlags): LearningOptions {
   if (flags.freeze && !flags.head && !flags.resume)
     throw new BadOptionError('--freeze', 'a head to freeze: add --head FILE or --resume', true);
+  if (flags.classes === 'auto' && flags.extraClusters > 0)
+    throw new BadOptionError(
+      '--extra-clusters',
+      '0 with -k auto (it picks the count itself); give -k a number to add clusters',
+      flags.extraClusters,
+    );
   const checkpoint = flags.checkpoint ?? (flags.resume ? `${DEFAULT_STATE_DIR}/head.ckpt` : undefined);
   let names: string[] | undefined;
   if (flags.names) {
@@ -183,6 +196,7 @@ export function learningFrom(flags: LearningFlags): LearningOptions {
   }
   return {
     k: flags.classes,
+    maxClasses: flags.maxClasses,
     extraClusters: flags.extraClusters,
     codeDim: flags.codeDim,
     trainEvery: flags.trainEvery,

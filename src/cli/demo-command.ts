@@ -72,7 +72,9 @@ export function registerDemo(program: Command): void {
       signal,
       onSegment: (seg) => {
         const truth = scene.render(seg.frame.seq);
-        confusion ??= new ConfusionMatrix(seg.classes.length, scene.classNames.length);
+        // With -k auto the count may grow at a later round (up to --max-classes).
+        const rows = Math.max(seg.classes.length, flags.classes === 'auto' ? flags.maxClasses : 0);
+        confusion ??= new ConfusionMatrix(rows, scene.classNames.length);
         confusion.add(seg.labels, resizeLabelsNearest(truth.labels, truth.width, truth.height, seg.frame.width, seg.frame.height));
       },
     }).finally(dispose);

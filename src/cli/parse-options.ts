@@ -1,6 +1,17 @@
 import { InvalidArgumentError } from 'commander';
 
 /** commander argParsers with the errors module's message template. */
+
+/** A class count: a positive integer, or "auto" (the count the features hold). */
+export function classCount(name: string): (v: string) => number | 'auto' {
+  return (v) => {
+    if (v === 'auto') return 'auto';
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < 1)
+      throw new InvalidArgumentError(`Expected positive integer or "auto" for ${name} but received "${v}"`);
+    return n;
+  };
+}
 export function positiveInt(name: string): (v: string) => number {
   return (v) => {
     const n = Number(v);

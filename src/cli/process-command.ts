@@ -128,6 +128,7 @@ export function resultJson(r: ProcessResult): Record<string, unknown> {
     backbone: r.backbone,
     classes: r.shares,
     outputs: r.outputs,
+    warnings: r.warnings,
     error: r.error?.message,
     maxRssMiB: process.resourceUsage().maxRSS / 1024,
   };
@@ -148,5 +149,6 @@ export function printResult(r: ProcessResult, json: boolean): void {
   process.stdout.write(
     `\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps)${state}, backbone ${r.backbone}, head version ${r.headVersion}\n\n${r.summary}\n`,
   );
+  for (const w of r.warnings) process.stdout.write(`\nwarning: ${w}\n`);
   if (r.outputs.length) process.stdout.write(`\noutputs:\n${r.outputs.map((o) => `  ${o}`).join('\n')}\n`);
 }

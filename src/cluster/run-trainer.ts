@@ -21,7 +21,7 @@ import { Registry } from 'prom-client';
 import { LearnerClient } from '../learning/learner-client.js';
 import { decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from '../learning/checkpoint.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
-import { learnerTrainOptions, type LearningOptions } from '../pipeline/learning-options.js';
+import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from '../pipeline/learning-options.js';
 import { DEFAULT_PREFIX, controlSubject, serviceEventsSubject } from '../sinks/nats-subjects.js';
 import { assertClassId, runControl, type ControlHandler } from '../service/control.js';
 import { ControlError } from '../errors.js';
@@ -64,7 +64,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   const name = options.name ?? `${hostname()}-${process.pid}`;
   const log = logger.child({ stage: 'trainer', trainer: name });
   const warmupFrames = options.warmupFrames ?? DEFAULT_WARMUP_FRAMES;
-  const k = learning.k + learning.extraClusters;
+  const k = expectedClassCount(learning);
   const registry = options.registry ?? new Registry();
   const mHead = gauge(registry, 'stegostream_trainer_head_version', 'Head version last published');
   const mFeatures = counter(registry, 'stegostream_trainer_feature_frames_total', 'Feature frames received from workers', ['outcome']);
@@ -88,7 +88,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   if (entry !== null && entry.operation === 'PUT') {
     headRevision = entry.revision;
     try {
-      published = decodeCheckpoint(entry.value, where, { k });
+      published = decodeCheckpoint(entry.value, where, k === undefined ? {} : { k });
       log.info({ headVersion: published.version }, 'resuming from the head in KV');
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'the head in KV does not fit this trainer; learning a new one');
@@ -97,7 +97,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   let initial = published;
   const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
   if (headFile) {
-    const fromFile = await loadCheckpoint(headFile, { k });
+    const fromFile = await loadCheckpoint(headFile, k === undefined ? {} : { k });
     // Keep versions increasing across the cluster: outputs are told apart by version.
     const version = Math.max(fromFile.version, (published?.version ?? 0) + 1);
     initial = { ...fromFile, version };
@@ -241,8 +241,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     const l = await LearnerClient.start({
       dim,
       backboneName,
-      k: learning.k,
-      extraClusters: learning.extraClusters,
+      ...learnerClassOptions(learning),
       codeDim: learning.codeDim,
       seed: learning.seed,
       bank: { capacityFrames: learning.bankFrames },

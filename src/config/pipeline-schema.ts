@@ -236,8 +236,10 @@ export const pipelineSchema = z
       }),
     learning: z
       .strictObject({
-        /** Number of classes K the head learns. */
-        classes: int(1, 64).default(LEARNING_DEFAULTS.k),
+        /** Number of classes K the head learns, or "auto": as many as the features hold, at most maxClasses. */
+        classes: z.union([int(1, 64), z.literal('auto')], { error: 'expected integer 1-64 or "auto"' }).default(LEARNING_DEFAULTS.k),
+        /** With classes "auto": most classes. */
+        maxClasses: int(1, 64).default(LEARNING_DEFAULTS.maxClasses),
         /** Extra centroids beyond K (over-clustering). */
         extraClusters: int(0).default(0),
         /** Code dimension D of the head. */
@@ -282,13 +284,21 @@ export const pipelineSchema = z
           .optional(),
       })
       .superRefine((l, ctx) => {
-        const k = l.classes + l.extraClusters;
+        const k = l.classes === 'auto' ? l.maxClasses : l.classes + l.extraClusters;
+        if (l.classes === 'auto' && l.extraClusters > 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['extraClusters'],
+            input: l.extraClusters,
+            message: 'expected 0 with classes "auto" (it chooses the count itself)',
+          });
+        }
         if (l.names !== undefined && l.names.length > k) {
           ctx.addIssue({
             code: 'custom',
             path: ['names'],
             input: l.names,
-            message: `expected at most ${k} names (learning.classes + learning.extraClusters)`,
+            message: `expected at most ${k} names (${l.classes === 'auto' ? 'learning.maxClasses with classes "auto"' : 'learning.classes + learning.extraClusters'})`,
           });
         }
         if (l.resume && l.checkpoint === undefined) {
@@ -302,6 +312,7 @@ export const pipelineSchema = z
       })
       .default({
         classes: LEARNING_DEFAULTS.k,
+        maxClasses: LEARNING_DEFAULTS.maxClasses,
         extraClusters: 0,
         codeDim: LEARNING_DEFAULTS.codeDim,
         trainEvery: LEARNING_DEFAULTS.trainEvery,

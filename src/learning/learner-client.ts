@@ -8,6 +8,7 @@ import type { OnlineLearnerOptions, RoundReport } from './online-learner.js';
 import type { HeadState } from './head-state.js';
 import { DEFAULT_BANK_POINTS_PER_FRAME } from './feature-bank.js';
 import { DEFAULT_LEARN_CPU_SHARE, hurry, hurryCell, threadShare } from './duty-cycle.js';
+import { Rng } from './rng.js';
 
 /**
  * The pipeline's handle on the online learner, which runs in a worker thread. Frames are
@@ -31,12 +32,16 @@ export class LearnerClient {
   private hurryFlag: Int32Array | undefined;
   /** Thinning of frames offered while a round runs (see `observe`). */
   private duringRound = { offered: 0, stride: 1, keptAtStride: 0 };
+  /** Renames sent while the round in flight runs: the worker applies them after it, so do we. */
+  private renamesDuringRound: [number, string][] = [];
   private sent = 0;
   private thinned = 0;
   private failure: Error | undefined;
   private closed = false;
   private report: RoundReport | undefined;
   private readonly pointsPerFrame: number;
+  /** Picks the patches each frame sends: seeded, so the bank is the same on every run of a seed. */
+  private readonly sampler: Rng;
 
   private constructor(
     worker: Worker,
@@ -46,6 +51,8 @@ export class LearnerClient {
     this.worker = worker;
     this.current = initial;
     this.pointsPerFrame = options.bank?.pointsPerFrame ?? DEFAULT_BANK_POINTS_PER_FRAME;
+    // Not the worker's stream (a separate generator, so thread timing cannot interleave them).
+    this.sampler = new Rng((options.seed ^ SAMPLER_SEED_SALT) >>> 0);
     worker.on('message', (msg: LearnerReply) => this.onReply(msg));
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {
@@ -131,7 +138,7 @@ export class LearnerClient {
     const idx = new Uint32Array(n);
     for (let i = 0; i < n; i++) idx[i] = i;
     for (let i = 0; i < m; i++) {
-      const j = i + Math.floor(Math.random() * (n - i));
+      const j = i + this.sampler.int(n - i);
       const t = idx[i] as number;
       idx[i] = idx[j] as number;
       idx[j] = t;
@@ -154,7 +161,7 @@ export class LearnerClient {
    * machine, or takes more of its core while the rest leaves cores idle (`train.adaptiveCpu`);
    * the others run flat out.
    */
-  runRound(framesSeen: number, steps?: number, background = false): Promise<HeadState> {
+  runRound(framesSeen: number, steps?: number, background = false, renumber = false): Promise<HeadState> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.inFlight) {
       // Joining a round means waiting for it: no point holding it back any more.
@@ -163,6 +170,7 @@ export class LearnerClient {
     }
     this.framesAtLastRound = framesSeen;
     this.duringRound = { offered: 0, stride: 1, keptAtStride: 0 };
+    this.renamesDuringRound = [];
     const id = this.nextId++;
     this.inFlight = new Promise<{ state: HeadState; report: RoundReport | undefined }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -173,14 +181,19 @@ export class LearnerClient {
         id,
         framesSeen,
         ...(steps !== undefined ? { steps } : {}),
+        ...(renumber ? { renumber } : {}),
         ...(this.hurryFlag ? { cpuShare, hurry: this.hurryFlag, adaptive: this.options.train.adaptiveCpu ?? true } : {}),
       });
     })
       .then(({ state, report }) => {
         this.report = report;
-        // Names only change through rename(), which updates `current` at once; a rename sent
-        // while the round ran is not in the worker's reply yet, so keep ours.
-        this.current = { ...state, names: this.current.names };
+        // The reply has the names the worker had when the round began, carried to the new ids
+        // (k 'auto' may add or merge classes); renames sent since then are applied after it,
+        // here as in the worker (one whose id a merge removed is dropped there too).
+        const names = [...state.names];
+        for (const [classId, name] of this.renamesDuringRound) if (classId < state.k) names[classId] = name;
+        this.renamesDuringRound = [];
+        this.current = { ...state, names };
         return this.current;
       })
       .finally(() => {
@@ -205,6 +218,7 @@ export class LearnerClient {
     const names = [...this.current.names];
     names[classId] = name;
     this.current = { ...this.current, names };
+    if (this.inFlight) this.renamesDuringRound.push([classId, name]);
     post(this.worker, { type: 'rename', classId, name });
   }
 
@@ -250,6 +264,9 @@ export class LearnerClient {
     this.pending.clear();
   }
 }
+
+/** Mixed into the seed of the patch sampler so it does not replay the learner's own stream. */
+const SAMPLER_SEED_SALT = 0x5eed_0b5e;
 
 /** Frames kept at each stride while a round runs (`observe`). */
 const THIN_GROUP = 16;

@@ -10,6 +10,8 @@ export type LearnerRequest =
       readonly id: number;
       readonly framesSeen: number;
       readonly steps?: number;
+      /** Number the classes by share afresh instead of aligning them (OnlineLearner.runRound). */
+      readonly renumber?: boolean;
       /** Most of one core the round may keep busy on average (duty-cycle.ts); 1 or omitted: no limit. */
       readonly cpuShare?: number;
       /** With `cpuShare`: the shared cell the pipeline sets to let the round run flat out (duty-cycle.ts `hurry`). */

@@ -52,7 +52,7 @@ port.on('message', (msg: LearnerRequest) => {
           msg.cpuShare !== undefined && msg.cpuShare < 1
             ? new DutyCycle(msg.cpuShare, msg.hurry, msg.adaptive ? { clock: cpuClock, cores: availableParallelism() } : undefined)
             : undefined;
-        const state = learner.runRound(msg.framesSeen, msg.steps, duty ? () => duty.tick() : undefined);
+        const state = learner.runRound(msg.framesSeen, msg.steps, duty ? () => duty.tick() : undefined, msg.renumber ?? false);
         const report = learner.lastRound;
         reply({
           type: 'round',
@@ -63,7 +63,9 @@ port.on('message', (msg: LearnerRequest) => {
         return;
       }
       case 'rename':
-        learner?.rename(msg.classId, msg.name);
+        // Checked by the client against the classes it knew; a round that merged classes since
+        // may have removed this id (k 'auto'), and then the rename has nothing to name.
+        if (learner && msg.classId < learner.state.k) learner.rename(msg.classId, msg.name);
         return;
       case 'pause':
         learner?.pause();

@@ -22,15 +22,16 @@
  */
 import { BadOptionError } from '../errors.js';
 import { Adam } from './adam.js';
-import { alignByAssignments, alignCentroids } from './align-classes.js';
+import { alignByAssignments, alignCentroids, type Alignment } from './align-classes.js';
+import { chooseClassCount, DEFAULT_MERGE_SHARE, DEFAULT_MIN_DISPERSION } from './choose-class-count.js';
 import { classifyFeatures } from './cluster-probe.js';
 import type { PairKinds } from './correlation-loss.js';
 import { DEFAULT_BANK_CAPACITY_FRAMES, DEFAULT_BANK_POINTS_PER_FRAME, FeatureBank, type BankMode } from './feature-bank.js';
-import { defaultClassColors, defaultClassNames, type HeadState } from './head-state.js';
+import { classColor, defaultClassColors, defaultClassNames, type HeadState, type Rgb } from './head-state.js';
 import { partitionDispersion } from './partition-dispersion.js';
 import { principalBasis } from './principal-basis.js';
 import { Rng } from './rng.js';
-import { sphericalKmeans, type SphericalKmeansResult } from './spherical-kmeans.js';
+import { normaliseRowsCopy, sphericalKmeans, type SphericalKmeansResult } from './spherical-kmeans.js';
 import { DEFAULT_CODE_DIM, headForward, headTensors, initHead, type HeadWeights } from './stego-head.js';
 import { trainRound, type TrainRoundStats } from './train-round.js';
 
@@ -43,9 +44,20 @@ export interface OnlineLearnerOptions {
   readonly backboneName?: string;
   /** Code dimension D; default 70 (ignored when `initial` is given: its D is used). */
   readonly codeDim?: number;
-  /** Number of classes. */
-  readonly k: number;
-  /** Clusters beyond k (STEGO's `extra_clusters`); the state has k + extraClusters classes. Default 0. */
+  /**
+   * Number of classes, or 'auto': the count the features hold (choose-class-count.ts), at most
+   * `maxClasses`, decided at the first fit and moved by at most one at each training round
+   * (`RoundReport.classCount`).
+   */
+  readonly k: number | 'auto';
+  /** With k 'auto': most classes. Default `DEFAULT_MAX_CLASSES`. */
+  readonly maxClasses?: number;
+  /**
+   * With k 'auto': let training rounds move the count (default true); false keeps the first
+   * fit's count for the rest of the run (one set of classes across a batch job's output files).
+   */
+  readonly recount?: boolean;
+  /** Clusters beyond k (STEGO's `extra_clusters`); the state has k + extraClusters classes. Default 0; not with k 'auto'. */
   readonly extraClusters?: number;
   readonly bank?: {
     /** Default 256 frames. */
@@ -167,7 +179,16 @@ export interface RoundReport {
   /** The share of its core the background round kept to at its end (above `train.cpuShare` when cores were idle). */
   readonly cpuShare?: number;
   readonly reason?: string;
+  /**
+   * What the features said at this round (every round with k 'auto'; the first fit with a fixed
+   * k). `uniform`: they barely vary (empty mid-water, a flat picture): with k 'auto' there is
+   * then one class, with a fixed k the classes split noise; callers warn.
+   */
+  readonly classCount?: { readonly k: number; readonly dispersion: number; readonly uniform: boolean };
 }
+
+/** Most classes `k: 'auto'` chooses by default. */
+export const DEFAULT_MAX_CLASSES = 8;
 
 /** See `train.lrDecaySteps`: the hard generated scenes gained most by 400-600 full-rate steps. */
 export const DEFAULT_LR_DECAY_STEPS = 400;
@@ -179,6 +200,8 @@ export const DEFAULT_LR_DECAY_STEPS = 400;
 export const DEFAULT_MAX_DISPERSION_RATIO = 1.1;
 
 export const DEFAULT_FIT_MAX_POINTS = 8192;
+/** Most classes a state may have: label maps are 8-bit and the palette reads up to here. */
+const MAX_CLASSES_LIMIT = 64;
 /** k-means++ starts of a centroid fit without, and with, previous centroids to warm-start from. */
 const COLD_FIT_RESTARTS = 16;
 const WARM_FIT_RESTARTS = 4;
@@ -197,7 +220,10 @@ function positiveInt(name: string, v: unknown): number {
 export class OnlineLearner {
   readonly bank: FeatureBank;
   private readonly opts: OnlineLearnerOptions;
-  private readonly K: number;
+  /** Classes in force (moves with k 'auto'). */
+  private K: number;
+  private readonly autoK: boolean;
+  private readonly maxK: number;
   private readonly codeDim: number;
   private readonly frozen: boolean;
   private readonly rng: Rng;
@@ -217,10 +243,13 @@ export class OnlineLearner {
   constructor(opts: OnlineLearnerOptions) {
     this.opts = opts;
     const dim = positiveInt('learner.dim', opts.dim);
-    const k = positiveInt('learner.k', opts.k);
+    this.autoK = opts.k === 'auto';
+    this.maxK = positiveInt('learner.maxClasses', opts.maxClasses ?? DEFAULT_MAX_CLASSES);
+    if (this.maxK > MAX_CLASSES_LIMIT) throw new BadOptionError('learner.maxClasses', `integer in [1, ${MAX_CLASSES_LIMIT}]`, this.maxK);
     const extra = opts.extraClusters ?? 0;
     if (!Number.isInteger(extra) || extra < 0) throw new BadOptionError('learner.extraClusters', 'non-negative integer', extra);
-    this.K = k + extra;
+    if (this.autoK && extra > 0) throw new BadOptionError('learner.extraClusters', "0 with k 'auto' (it chooses the count itself)", extra);
+    this.K = this.autoK ? (opts.initial?.k ?? this.maxK) : positiveInt('learner.k', opts.k) + extra;
     positiveInt('learner.train.everyFrames', opts.train.everyFrames);
     const decay = opts.train.lrDecaySteps;
     if (decay !== undefined && !(Number.isFinite(decay) && decay >= 0)) {
@@ -250,7 +279,8 @@ export class OnlineLearner {
       if (init.backbone.dim !== dim) {
         throw new BadOptionError('learner.initial', `a head state for a ${dim}-dim backbone`, `one for ${init.backbone.dim} dims`);
       }
-      if (init.k !== this.K) throw new BadOptionError('learner.initial', `a head state with ${this.K} classes`, `one with ${init.k}`);
+      if (!this.autoK && init.k !== this.K)
+        throw new BadOptionError('learner.initial', `a head state with ${this.K} classes`, `one with ${init.k}`);
       this.codeDim = init.codeDim;
       this.current = init;
     } else {
@@ -342,8 +372,11 @@ export class OnlineLearner {
    * @param steps Adam steps for this round instead of `train.steps` (a longer first round).
    * @param pace called between pieces of the round's work (every Adam step, every k-means fit):
    *   a background round's duty-cycle limiter pauses the thread there (duty-cycle.ts).
+   * @param renumber number the classes by share afresh, as the first fit does, instead of
+   *   aligning them to the old ids: for rounds whose old ids nobody has seen yet (the rounds of
+   *   a learning pass, before any output).
    */
-  runRound(framesSeen?: number, steps?: number, pace?: () => void): HeadState {
+  runRound(framesSeen?: number, steps?: number, pace?: () => void, renumber = false): HeadState {
     const t0 = performance.now();
     this.pace = pace;
     this.framesAtLastRound = framesSeen ?? this.lastFramesSeen ?? this.bank.seen;
@@ -421,8 +454,45 @@ export class OnlineLearner {
     const oldLabels = old.version > 0 && !sameSpace ? classifyFeatures(old, feats, fitPoints) : undefined;
     const carried = oldLabels ? classMeans(codes, fitPoints, D, oldLabels, this.K) : undefined;
     pace?.();
-    const fit = this.fitCentroids(codes, fitPoints, D, sameSpace ? old.centroids : carried, roundRng, !sameSpace);
+    let K = this.K;
+    const fit: { best: SphericalKmeansResult; warm?: SphericalKmeansResult } = this.fitCentroids(
+      codes,
+      fitPoints,
+      D,
+      K,
+      sameSpace ? old.centroids : carried,
+      roundRng,
+      !sameSpace,
+    );
     let best = fit.best;
+    let classCount: RoundReport['classCount'];
+    if (this.autoK && old.version === 0) {
+      // The first fit over-segments (K = maxClasses) and merges what the features do not tell apart.
+      const chosen = chooseClassCount(codes, fitPoints, D, best.assignments, K);
+      classCount = { k: chosen.k, dispersion: chosen.dispersion, uniform: chosen.uniform };
+      if (chosen.k < K) {
+        best = sphericalKmeans(codes, fitPoints, D, chosen.k, {
+          seed: roundRng.u32(),
+          init: groupMeans(codes, fitPoints, D, best.assignments, chosen.groups, chosen.k),
+        });
+        K = chosen.k;
+      }
+    } else if (old.version === 0) {
+      // A fixed count still says how much the features vary, so callers can warn on a flat clip.
+      const dispersion = oneClusterDispersion(codes, fitPoints, D);
+      classCount = { k: K, dispersion, uniform: dispersion < DEFAULT_MIN_DISPERSION };
+    } else if (this.autoK && weights && sameSpace && (this.opts.recount ?? true)) {
+      const moved = this.moveClassCount(codes, feats, fitPoints, D, best, roundRng);
+      classCount = moved.count;
+      if (moved.result !== best) {
+        best = moved.result;
+        K = moved.count.k;
+        delete fit.warm; // it has the old count
+      }
+    }
+    // Canonical ids: the first fit numbers its classes by share, largest first, so runs with any
+    // seed give the same id to the same stuff; later rounds keep ids by alignment.
+    if (old.version === 0 || renumber) best = byShare(best, fitPoints, D, K);
     const trainedSteps = this.optimizer?.totalSteps ?? old.trainedSteps ?? 0;
     if (!weights) this.rawCentroids = best.centroids;
 
@@ -435,6 +505,7 @@ export class OnlineLearner {
         old,
         feats,
         fitPoints,
+        K,
         candidates.map((c) => c.assignments),
         roundRng,
       );
@@ -455,6 +526,7 @@ export class OnlineLearner {
           ...(this.optimizer ? { learningRate: this.optimizer.currentLr } : {}),
           ms: performance.now() - t0,
           ...(guard.reason === undefined ? {} : { reason: guard.reason }),
+          ...(classCount ? { classCount: { ...classCount, k: this.K } } : {}),
         };
         return this.current;
       }
@@ -462,19 +534,24 @@ export class OnlineLearner {
 
     let centroids = best.centroids;
     let alignScore = 1;
-    if (old.version > 0) {
+    // The first fit keeps the names given by id (and, with k 'auto', drops those beyond its count).
+    let legend = { names: padNames(old.names.slice(0, K), K), colors: defaultClassColors(K) };
+    if (old.version > 0 && !renumber) {
+      let a: Alignment;
       if (sameSpace) {
-        const a = alignCentroids(old.centroids, best.centroids, D);
-        centroids = a.centroids;
-        alignScore = a.meanScore;
+        const c = alignCentroids(old.centroids, best.centroids, D);
+        centroids = c.centroids;
+        a = c;
       } else {
         // Raw probe -> first head: the spaces differ, so match ids by shared points.
-        const a = alignByAssignments(oldLabels!, old.k, best.assignments, this.K);
-        centroids = new Float32Array(this.K * D);
+        a = alignByAssignments(oldLabels!, old.k, best.assignments, K);
+        centroids = new Float32Array(K * D);
         a.order.forEach((src, id) => centroids.set(best.centroids.subarray(src * D, (src + 1) * D), id * D));
-        alignScore = a.meanScore;
       }
+      alignScore = a.meanScore;
+      legend = carryLegend(old, a.oldIds);
     }
+    this.K = K;
 
     this.current = {
       version: old.version + 1,
@@ -482,9 +559,9 @@ export class OnlineLearner {
       codeDim: this.codeDim,
       weights,
       centroids,
-      k: this.K,
-      names: old.names,
-      colors: old.colors,
+      k: K,
+      names: legend.names,
+      colors: legend.colors,
       createdAt: this.now(),
       ...(weights ? { trainedSteps } : {}),
     };
@@ -498,8 +575,57 @@ export class OnlineLearner {
       ...(dispersionRatio === undefined ? {} : { dispersionRatio }),
       ...(weights && this.optimizer ? { learningRate: this.optimizer.currentLr } : {}),
       ms: performance.now() - t0,
+      ...(classCount ? { classCount } : {}),
     };
     return this.current;
+  }
+
+  /**
+   * k 'auto' at a training round: merges the clusters of `best` (K classes, in code space) that
+   * cost less than half the merge threshold to join, or else tries one class more and keeps it
+   * when even its cheapest merge costs twice the threshold. The factor-of-two band between
+   * merging and splitting keeps the count (and so the ids) from flickering between rounds.
+   * While the raw features barely vary, the count does not grow.
+   */
+  private moveClassCount(
+    codes: Float32Array,
+    feats: Float32Array,
+    n: number,
+    D: number,
+    best: SphericalKmeansResult,
+    rng: Rng,
+  ): { result: SphericalKmeansResult; count: NonNullable<RoundReport['classCount']> } {
+    const K = this.K;
+    const rawDispersion = oneClusterDispersion(feats, n, this.bank.dim);
+    const uniform = rawDispersion < DEFAULT_MIN_DISPERSION;
+    const count = (k: number): NonNullable<RoundReport['classCount']> => ({ k, dispersion: rawDispersion, uniform });
+    const seed = rng.u32();
+    const merged = chooseClassCount(codes, n, D, best.assignments, K, { mergeShare: DEFAULT_MERGE_SHARE / 2, minDispersion: 0 });
+    if (merged.k < K) {
+      const init = groupMeans(codes, n, D, best.assignments, merged.groups, merged.k);
+      return { result: sphericalKmeans(codes, n, D, merged.k, { seed, init }), count: count(merged.k) };
+    }
+    if (uniform || K >= this.maxK || n <= K) return { result: best, count: count(K) };
+    // One more centroid at the point its own centroid fits worst.
+    const x = normaliseRowsCopy(codes, n, D);
+    let far = 0;
+    let farSim = Infinity;
+    for (let i = 0; i < n; i++) {
+      const c = best.assignments[i]!;
+      let s = 0;
+      for (let j = 0; j < D; j++) s += x[i * D + j]! * best.centroids[c * D + j]!;
+      if (s < farSim) {
+        farSim = s;
+        far = i;
+      }
+    }
+    const init = new Float32Array((K + 1) * D);
+    init.set(best.centroids);
+    init.set(x.subarray(far * D, (far + 1) * D), K * D);
+    const grown = sphericalKmeans(codes, n, D, K + 1, { seed, init });
+    this.pace?.();
+    const check = chooseClassCount(codes, n, D, grown.assignments, K + 1, { mergeShare: 2 * DEFAULT_MERGE_SHARE, minDispersion: 0 });
+    return check.k === K + 1 ? { result: grown, count: count(K + 1) } : { result: best, count: count(K) };
   }
 
   /**
@@ -512,6 +638,7 @@ export class OnlineLearner {
     old: HeadState,
     feats: Float32Array,
     n: number,
+    K: number,
     candidates: readonly Int32Array[],
     rng: Rng,
   ): { accepted: number; ratio: number; reason?: string } {
@@ -524,20 +651,22 @@ export class OnlineLearner {
       candidates = candidates.map((l) => Int32Array.from({ length: m }, (_, i) => l[evenIndex(i, n, m)]!));
       n = m;
     }
-    const reference = this.fitCentroids(feats, n, C, this.rawCentroids, rng).best;
+    const warm = this.rawCentroids?.length === K * C ? this.rawCentroids : undefined;
+    const reference = this.fitCentroids(feats, n, C, K, warm, rng).best;
     this.rawCentroids = reference.centroids;
-    const raw = partitionDispersion(feats, n, C, reference.assignments, this.K);
-    const ratioOf = (l: Int32Array): number => {
-      const r = raw > 0 ? partitionDispersion(feats, n, C, l, this.K) / raw : 1;
+    const raw = partitionDispersion(feats, n, C, reference.assignments, K);
+    // The serving head's partition may have another count (k 'auto'): dispersion takes any.
+    const ratioOf = (l: Int32Array, k = K): number => {
+      const r = raw > 0 ? partitionDispersion(feats, n, C, l, k) / raw : 1;
       this.pace?.();
       return r;
     };
-    const ratios = candidates.map(ratioOf);
+    const ratios = candidates.map((l) => ratioOf(l));
     if (limit === 0) return { accepted: 0, ratio: ratios[0]! };
     const within = ratios.findIndex((r) => r <= limit);
     if (within >= 0) return { accepted: within, ratio: ratios[within]! };
     // A scene that changed can leave the serving head worse than the limit: any improvement wins.
-    const serving = old.weights ? ratioOf(classifyFeatures(old, feats, n)) : 1;
+    const serving = old.weights ? ratioOf(classifyFeatures(old, feats, n), old.k) : 1;
     const better = ratios.findIndex((r) => r < serving);
     if (better >= 0) return { accepted: better, ratio: ratios[better]! };
     const ratio = ratios[0]!;
@@ -589,6 +718,7 @@ export class OnlineLearner {
     codes: Float32Array,
     n: number,
     D: number,
+    K: number,
     previous: Float32Array | undefined,
     rng: Rng,
     cold = !previous,
@@ -603,19 +733,76 @@ export class OnlineLearner {
     let best: SphericalKmeansResult;
     if (n >= 2 * RESTART_POINTS) {
       const m = RESTART_POINTS;
-      const start = sphericalKmeans(evenRows(codes, n, D, m), m, D, this.K, { ...base, restarts });
+      const start = sphericalKmeans(evenRows(codes, n, D, m), m, D, K, { ...base, restarts });
       this.pace?.();
-      best = sphericalKmeans(codes, n, D, this.K, { ...base, init: start.centroids });
+      best = sphericalKmeans(codes, n, D, K, { ...base, init: start.centroids });
     } else {
-      best = sphericalKmeans(codes, n, D, this.K, { ...base, restarts });
+      best = sphericalKmeans(codes, n, D, K, { ...base, restarts });
     }
     this.pace?.();
     if (!previous) return { best };
-    const warm = sphericalKmeans(codes, n, D, this.K, { ...base, init: previous });
+    const warm = sphericalKmeans(codes, n, D, K, { ...base, init: previous });
     this.pace?.();
     if (warm.objective >= best.objective) best = warm;
     return { best, warm };
   }
+}
+
+/** The fit renumbered by share of the points, largest first (ties: lower index first). */
+function byShare(fit: SphericalKmeansResult, n: number, D: number, K: number): SphericalKmeansResult {
+  const sizes = new Float64Array(K);
+  for (let i = 0; i < n; i++) sizes[fit.assignments[i]!]!++;
+  const order = Array.from({ length: K }, (_, i) => i).sort((a, b) => sizes[b]! - sizes[a]! || a - b);
+  const rank = new Int32Array(K);
+  order.forEach((src, id) => (rank[src] = id));
+  const centroids = new Float32Array(K * D);
+  order.forEach((src, id) => centroids.set(fit.centroids.subarray(src * D, (src + 1) * D), id * D));
+  return { ...fit, centroids, assignments: fit.assignments.map((c) => rank[c]!) };
+}
+
+/** Unit mean direction of the codes of each group of clusters (`groups[cluster]` in [0, k)). */
+function groupMeans(codes: Float32Array, n: number, D: number, assignments: Int32Array, groups: Int32Array, k: number): Float32Array {
+  return classMeans(
+    normaliseRowsCopy(codes, n, D),
+    n,
+    D,
+    assignments.map((c) => groups[c]!),
+    k,
+  );
+}
+
+/** 1 - |mean unit vector| of n rows [n×C]: 0 when they all point one way. */
+function oneClusterDispersion(x: Float32Array, n: number, C: number): number {
+  return n > 0 ? partitionDispersion(x, n, C, new Int32Array(n), 1) : 0;
+}
+
+/** `names` with "class <id>" for the ids it lacks. */
+function padNames(names: readonly string[], K: number): string[] {
+  return Array.from({ length: K }, (_, id) => names[id] ?? `class ${id}`);
+}
+
+/**
+ * Names and colours after an alignment: each class keeps the name and colour of the old class it
+ * carries on (a default name "class <old id>" is renumbered to its new id); new classes get a
+ * default name and the first palette colour no kept class uses.
+ */
+function carryLegend(old: HeadState, oldIds: Int32Array): { names: string[]; colors: Rgb[] } {
+  const names: string[] = [];
+  const colors: Rgb[] = [];
+  oldIds.forEach((o, id) => {
+    const name = o >= 0 ? old.names[o] : undefined;
+    names.push(name === undefined || name === `class ${o}` ? `class ${id}` : name);
+    colors.push(o >= 0 ? (old.colors[o] ?? classColor(o)) : [-1, -1, -1]);
+  });
+  const used = new Set(colors.map((c) => c.join(',')));
+  let p = 0;
+  colors.forEach((c, id) => {
+    if (c[0] >= 0) return;
+    while (used.has(classColor(p).join(','))) p++;
+    colors[id] = classColor(p);
+    used.add(colors[id].join(','));
+  });
+  return { names, colors };
 }
 
 /** Unit mean of the codes [n×D] of each class (labels in [0, K)); a class with no points gets a zero row. */

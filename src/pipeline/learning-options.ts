@@ -1,10 +1,17 @@
 import { DEFAULT_LEARN_CPU_SHARE } from '../learning/duty-cycle.js';
-import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_DISPERSION_RATIO, type OnlineLearnerOptions } from '../learning/online-learner.js';
+import {
+  DEFAULT_LR_DECAY_STEPS,
+  DEFAULT_MAX_CLASSES,
+  DEFAULT_MAX_DISPERSION_RATIO,
+  type OnlineLearnerOptions,
+} from '../learning/online-learner.js';
 
 /** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
 export interface LearningOptions {
-  /** Classes K. */
-  readonly k: number;
+  /** Classes K, or 'auto': the count the features hold, at most `maxClasses`. */
+  readonly k: number | 'auto';
+  /** With k 'auto': most classes. */
+  readonly maxClasses: number;
   /** Clusters beyond K (STEGO's extra clusters). */
   readonly extraClusters: number;
   /** Code dimension D of the head. */
@@ -38,7 +45,8 @@ export interface LearningOptions {
 }
 
 export const LEARNING_DEFAULTS = {
-  k: 6,
+  k: 'auto',
+  maxClasses: DEFAULT_MAX_CLASSES,
   extraClusters: 0,
   codeDim: 70,
   trainEvery: 300,
@@ -51,6 +59,18 @@ export const LEARNING_DEFAULTS = {
   learnFrames: 64,
   seed: 1,
 } as const;
+
+/** The learner's class-count options from the learning knobs. */
+export function learnerClassOptions(
+  l: Pick<LearningOptions, 'k' | 'maxClasses' | 'extraClusters'>,
+): Pick<OnlineLearnerOptions, 'k' | 'maxClasses' | 'extraClusters'> {
+  return { k: l.k, maxClasses: l.maxClasses, extraClusters: l.extraClusters };
+}
+
+/** The class count a head must have for these knobs (to check a loaded one), or undefined with k 'auto'. */
+export function expectedClassCount(l: Pick<LearningOptions, 'k' | 'extraClusters'>): number | undefined {
+  return l.k === 'auto' ? undefined : l.k + l.extraClusters;
+}
 
 /** The learner's round options from the learning knobs (CLI flags and YAML `learning:` share these names). */
 export function learnerTrainOptions(

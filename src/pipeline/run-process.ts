@@ -36,7 +36,7 @@ import { ProgressReporter } from './progress-reporter.js';
 import { ClassSummary } from './class-summary.js';
 import { DamagedInputError, DecodeError, InputNotFoundError } from '../errors.js';
 import { ObjectFinder } from './add-objects.js';
-import { learnerTrainOptions, type LearningOptions } from './learning-options.js';
+import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from './learning-options.js';
 
 export interface ProcessOptions {
   /** A video file or a folder of images. */
@@ -77,6 +77,8 @@ export interface ProcessResult {
   readonly shares: readonly { id: number; name: string; share: number }[];
   readonly backbone: string;
   readonly outputs: readonly string[];
+  /** Things the user should know about the result (e.g. frames too uniform to segment). */
+  readonly warnings: readonly string[];
   /** Set when the input failed midway: outputs hold the frames before the failure. */
   readonly error?: Error;
 }
@@ -140,7 +142,8 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
   let initial: HeadState | undefined;
   const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
   if (headFile) {
-    initial = await loadCheckpoint(headFile, { dim: info.dim, k: learning.k + learning.extraClusters });
+    const k = expectedClassCount(learning);
+    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) });
     logger.info({ head: headFile, version: initial.version }, 'head loaded');
   }
 
@@ -185,9 +188,13 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
     warmupFrames: Math.max(1, Math.min(learning.learnFrames, totalFrames ?? learning.learnFrames)),
     learnPassSteps: learning.learnSteps,
+    // A recorded input has no deadline: rounds at fixed frame counts make a seed's output reproducible.
+    syncRounds: true,
     learner: {
-      k: learning.k,
-      extraClusters: learning.extraClusters,
+      ...learnerClassOptions(learning),
+      // One set of classes across the CSV columns, the masks and the summary: the count is
+      // decided at the first fit (a live service lets rounds move it).
+      recount: false,
       codeDim: learning.codeDim,
       seed: learning.seed,
       freeze: learning.freeze,
@@ -325,6 +332,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     shares: summary.rows(classes),
     backbone: info.name,
     outputs,
+    warnings: engine.warning ? [engine.warning] : [],
     ...(runError ? { error: runError } : {}),
   };
   return result;

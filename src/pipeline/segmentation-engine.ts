@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ClassInfo, Embedding, Frame, Segmentation } from '../types.js';
 import type { InferenceClient } from '../backbone/inference-client.js';
-import type { OnlineLearnerOptions } from '../learning/online-learner.js';
+import type { OnlineLearnerOptions, RoundReport } from '../learning/online-learner.js';
 import { LearnerClient } from '../learning/learner-client.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
 import { saveCheckpoint } from '../learning/checkpoint.js';
@@ -16,6 +16,12 @@ export interface EngineOptions {
   readonly warmupFrames?: number;
   /** Adam steps of the round that ends a learning pass (default: the learner's train.steps). */
   readonly learnPassSteps?: number;
+  /**
+   * Run every round to completion at the frame count it falls due, before the next batch, instead
+   * of in the background: which frames each head segments then depends on frame counts only, not
+   * on how fast the round ran, so a seed gives the same output on every run (process). Default false.
+   */
+  readonly syncRounds?: boolean;
   /** Checkpoint file written after each round and on close. */
   readonly checkpoint?: string;
   /** Adds LOST object boxes (needs the backbone's keys). */
@@ -37,6 +43,7 @@ export class SegmentationEngine {
   /** The head every batch uses: replaced only between batches, when a round has finished. */
   private head: HeadState;
   private nextHead: HeadState | undefined;
+  private uniformWarning: string | undefined;
 
   private constructor(
     private readonly options: EngineOptions,
@@ -58,6 +65,14 @@ export class SegmentationEngine {
 
   get classInfo(): readonly ClassInfo[] {
     return this.classes;
+  }
+
+  /**
+   * Set while the last round found the frames' features barely varying (k 'auto': one class, as
+   * there is nothing to segment); for summaries. Logged as a warning when it first appears.
+   */
+  get warning(): string | undefined {
+    return this.uniformWarning;
   }
 
   /** Embeds frames and feeds the learner without segmenting (a learning pass). */
@@ -110,8 +125,10 @@ export class SegmentationEngine {
    */
   async finishLearningPass(): Promise<void> {
     if (this.learner.isFrozen || this.learner.paused || this.framesSeen === 0) return;
+    // Nothing has been segmented yet: the round numbers its classes by share afresh (canonical ids
+    // for the head that output starts with), not by the probe's ids.
     if (!this.learner.ready) await this.round(true);
-    await this.round(true, this.options.learnPassSteps);
+    await this.round(true, this.options.learnPassSteps, true);
     this.swapHead();
   }
 
@@ -148,7 +165,8 @@ export class SegmentationEngine {
 
   /**
    * Starts a round when one is due. The very first fit (no head yet) is awaited, since nothing
-   * can be segmented without centroids; later rounds run in the worker while batches go on.
+   * can be segmented without centroids; later rounds run in the worker while batches go on
+   * (or, with `syncRounds`, are awaited too).
    */
   private async maybeTrain(): Promise<void> {
     if (this.learner.isFrozen || this.learner.paused) return;
@@ -156,15 +174,18 @@ export class SegmentationEngine {
       if (this.framesSeen >= (this.options.warmupFrames ?? 1)) await this.round(true);
       return;
     }
-    if (this.learner.shouldTrain(this.framesSeen)) void this.round(false);
+    if (!this.learner.shouldTrain(this.framesSeen)) return;
+    if (this.options.syncRounds) await this.round(true);
+    else void this.round(false);
   }
 
-  private async round(wait: boolean, steps?: number): Promise<void> {
+  private async round(wait: boolean, steps?: number, renumber = false): Promise<void> {
     const before = this.learner.state.version;
     // A round nobody waits for shares the machine with inference: it keeps to its CPU share.
-    const run = this.learner.runRound(this.framesSeen, steps, !wait).then(
+    const run = this.learner.runRound(this.framesSeen, steps, !wait, renumber).then(
       (state) => {
         const r = this.learner.lastRound;
+        this.noteClassCount(r);
         if (state.version === before) {
           if (r?.kind === 'rejected') {
             this.options.logger?.info(
@@ -185,6 +206,8 @@ export class SegmentationEngine {
             meanCosine: r?.meanCosine,
             alignScore: r?.alignScore,
             dispersionRatio: r?.dispersionRatio,
+            classes: state.k,
+            featureDispersion: r?.classCount?.dispersion,
           },
           'head trained',
         );
@@ -195,6 +218,22 @@ export class SegmentationEngine {
       await run;
       this.swapHead();
     }
+  }
+
+  private noteClassCount(r: RoundReport | undefined): void {
+    const count = r?.classCount;
+    if (!count) return;
+    if (!count.uniform) {
+      this.uniformWarning = undefined;
+      return;
+    }
+    if (this.uniformWarning) return;
+    const d = count.dispersion.toExponential(1);
+    this.uniformWarning =
+      count.k === 1
+        ? `the frames barely vary (feature dispersion ${d}): one class, nothing to segment (empty mid-water or a flat picture?); give -k a number to force classes`
+        : `the frames barely vary (feature dispersion ${d}): the ${count.k} classes split noise, not stuff (empty mid-water or a flat picture?); -k auto gives one class here`;
+    this.options.logger?.warn({ dispersion: count.dispersion, classes: count.k }, this.uniformWarning);
   }
 
   /** Swaps a newly trained head in (between batches), then checkpoints it. */

@@ -11,7 +11,7 @@ import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import { workingSize } from '../internal/working-size.js';
 import { SegmentationEngine } from '../pipeline/segmentation-engine.js';
-import { learnerTrainOptions } from '../pipeline/learning-options.js';
+import { expectedClassCount, learnerClassOptions, learnerTrainOptions } from '../pipeline/learning-options.js';
 import { ObjectFinder } from '../pipeline/add-objects.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { frameStats } from '../operators/frame-stats.js';
@@ -92,7 +92,8 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     logger.info({ checkpoint: l.checkpoint }, 'no checkpoint to resume from yet: learning a new head');
   const headFile = l.head ?? resumeFrom;
   if (headFile) {
-    initial = await loadCheckpoint(headFile, { dim: info.dim, k: l.classes + l.extraClusters }).catch(async (err: unknown) => {
+    const k = expectedClassCount({ k: l.classes, extraClusters: l.extraClusters });
+    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) }).catch(async (err: unknown) => {
       await inference.close();
       throw err;
     });
@@ -117,8 +118,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     warmupFrames: l.warmupFrames,
     ...(l.checkpoint && !l.freeze ? { checkpoint: l.checkpoint } : {}),
     learner: {
-      k: l.classes,
-      extraClusters: l.extraClusters,
+      ...learnerClassOptions({ k: l.classes, maxClasses: l.maxClasses, extraClusters: l.extraClusters }),
       codeDim: l.codeDim,
       seed: l.seed,
       freeze: l.freeze,
