@@ -30,9 +30,10 @@ interface DemoJson {
   pixelAccuracy: number;
   perClass: { id: number; name: string; iou: number | null; cluster: number }[];
   backbone: string;
+  classes: { id: number; share: number }[];
 }
 
-async function demo(variant: 'easy' | 'lit', sceneSeed: number): Promise<DemoJson> {
+async function demo(variant: 'easy' | 'lit', sceneSeed: number, k = '5'): Promise<DemoJson> {
   const dir = await tempDir();
   const r = await runCli([
     'demo',
@@ -43,7 +44,7 @@ async function demo(variant: 'easy' | 'lit', sceneSeed: number): Promise<DemoJso
     '--frames',
     FRAMES,
     '--classes',
-    '5',
+    k,
     '--json',
     '--out-dir',
     join(dir, 'demo'),
@@ -71,6 +72,21 @@ describe('demo --variant lit', () => {
         const detail = `${figures.join('; ')}; lit per class: ${lit.perClass.map((c) => `${c.name} ${c.iou?.toFixed(2)}`).join(', ')}`;
         expect(lit.mIoU, detail).toBeGreaterThanOrEqual(0.75);
         expect(Math.abs(lit.mIoU - unlit.mIoU), detail).toBeLessThanOrEqual(0.03);
+      }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'with -k auto the lamp-lit scene gets no more classes than the evenly lit one (seeds 1 and 2)',
+    async () => {
+      for (const seed of [1, 2]) {
+        const unlit = await demo('easy', seed, 'auto');
+        const lit = await demo('lit', seed, 'auto');
+        expect(lit.classes.length, `seed ${seed}: lit ${lit.classes.length}, unlit ${unlit.classes.length}`).toBeLessThanOrEqual(
+          unlit.classes.length,
+        );
+        expect(unlit.classes.length).toBeGreaterThanOrEqual(4);
       }
     },
     TEST_MS,
