@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ClassInfo, Embedding, Frame, Segmentation } from '../types.js';
 import type { InferenceClient } from '../backbone/inference-client.js';
-import type { OnlineLearnerOptions } from '../learning/online-learner.js';
+import type { OnlineLearnerOptions, RoundReport } from '../learning/online-learner.js';
 import { LearnerClient } from '../learning/learner-client.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
 import { saveCheckpoint } from '../learning/checkpoint.js';
@@ -23,6 +23,8 @@ export interface EngineOptions {
   readonly logger?: Logger;
   /** Called when a new head version is swapped in. */
   readonly onHead?: (state: HeadState, classes: readonly ClassInfo[]) => void;
+  /** Called after each training round that ran (not after a failed one), with its report. */
+  readonly onRound?: (report: RoundReport) => void;
 }
 
 /**
@@ -37,6 +39,7 @@ export class SegmentationEngine {
   /** The head every batch uses: replaced only between batches, when a round has finished. */
   private head: HeadState;
   private nextHead: HeadState | undefined;
+  private reportedRound: RoundReport | undefined;
 
   private constructor(
     private readonly options: EngineOptions,
@@ -165,6 +168,11 @@ export class SegmentationEngine {
     const run = this.learner.runRound(this.framesSeen, steps, !wait).then(
       (state) => {
         const r = this.learner.lastRound;
+        // Two callers can join one round in the worker: report it once.
+        if (r && r !== this.reportedRound) {
+          this.reportedRound = r;
+          this.options.onRound?.(r);
+        }
         if (state.version === before) {
           if (r?.kind === 'rejected') {
             this.options.logger?.info(
