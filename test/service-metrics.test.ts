@@ -268,6 +268,41 @@ sinks:
     },
   );
 
+  it('counts rounds whose head the dispersion check turns away as rejected', async () => {
+    // maxDispersionRatio 1: a trained head must fit the features as well as k-means does, which
+    // ten Adam steps hardly ever reach, so nearly every round after the first fit is rejected.
+    const s = await runService(
+      parsePipeline(
+        `
+name: rejecting
+sources:
+  - { use: scene, name: reef, with: { fps: 10 } }
+model: { width: 224, batch: { size: 2, maxDelayMs: 10 } }
+learning: { classes: 4, trainEvery: 8, trainSteps: 10, maxDispersionRatio: 1 }
+sinks:
+  - use: websocket
+`,
+        'test',
+        {},
+      ),
+      { logger: silent, port: 0 },
+    );
+    services.push(s);
+    await expect
+      .poll(async () => value(await scrape(s), 'stegostream_train_rounds_total', { result: 'rejected' }), { timeout: WAIT_MS })
+      .toBeGreaterThanOrEqual(2);
+    // Only kept rounds make head versions (the first fit is version 1); the swap comes at the next batch.
+    await expect
+      .poll(
+        async () => {
+          const t = await scrape(s);
+          return value(t, 'stegostream_head_version') === value(t, 'stegostream_train_rounds_total', { result: 'kept' });
+        },
+        { timeout: WAIT_MS },
+      )
+      .toBe(true);
+  });
+
   it('the naming-rule check finds what promtool refuses', () => {
     const bad = [
       '# HELP a_total ok',
