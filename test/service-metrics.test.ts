@@ -9,10 +9,12 @@ import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load-pipeline.js';
 import { runService, type RunningService } from '../src/service/run-service.js';
+import { PipelineMetrics } from '../src/service/pipeline-metrics.js';
 import { BUILTIN_NAME } from '../src/backbone/builtin-backbone.js';
 import type { ServerMessage } from '../src/sinks/ws-protocol.js';
 import type { FrameStats } from '../src/types.js';
@@ -301,6 +303,23 @@ sinks:
         { timeout: WAIT_MS },
       )
       .toBe(true);
+  });
+
+  it('a renamed class moves its share to the new name; two classes of one name add up', async () => {
+    const registry = new Registry();
+    const m = new PipelineMetrics(registry);
+    m.setClassFractions('reef', [
+      { name: 'water', fraction: 0.5 },
+      { name: 'sand', fraction: 0.3 },
+      { name: 'rock', fraction: 0.2 },
+    ]);
+    m.setClassFractions('reef', [
+      { name: 'water', fraction: 0.4 },
+      { name: 'reef', fraction: 0.35 },
+      { name: 'reef', fraction: 0.25 },
+    ]);
+    const f = parseExposition(await registry.metrics()).get('stegostream_class_fraction');
+    expect(Object.fromEntries((f?.samples ?? []).map((x) => [x.labels.class, x.value]))).toEqual({ water: 0.4, reef: 0.6 });
   });
 
   it('the naming-rule check finds what promtool refuses', () => {
