@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNTIME_PKGS=(ffmpeg)
-# nats-server: NATS tests; chromium: viewer tests; python3-torch/onnx: the DINO export tests.
-TEST_PKGS=(ffmpeg nats-server chromium python3-torch python3-onnx)
+# nats-server: NATS tests; chromium: viewer tests; python3-torch/onnx: the DINO export tests;
+# prometheus: its promtool checks the /metrics exposition.
+TEST_PKGS=(ffmpeg nats-server chromium python3-torch python3-onnx prometheus)
 
 need_node() {
   if ! command -v node >/dev/null 2>&1; then

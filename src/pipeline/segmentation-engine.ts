@@ -29,6 +29,8 @@ export interface EngineOptions {
   readonly logger?: Logger;
   /** Called when a new head version is swapped in. */
   readonly onHead?: (state: HeadState, classes: readonly ClassInfo[]) => void;
+  /** Called after each training round that ran (not after a failed one), with its report. */
+  readonly onRound?: (report: RoundReport) => void;
 }
 
 /**
@@ -44,6 +46,7 @@ export class SegmentationEngine {
   private head: HeadState;
   private nextHead: HeadState | undefined;
   private uniformWarning: string | undefined;
+  private reportedRound: RoundReport | undefined;
 
   private constructor(
     private readonly options: EngineOptions,
@@ -186,6 +189,11 @@ export class SegmentationEngine {
       (state) => {
         const r = this.learner.lastRound;
         this.noteClassCount(r);
+        // Two callers can join one round in the worker: report it once.
+        if (r && r !== this.reportedRound) {
+          this.reportedRound = r;
+          this.options.onRound?.(r);
+        }
         if (state.version === before) {
           if (r?.kind === 'rejected') {
             this.options.logger?.info(

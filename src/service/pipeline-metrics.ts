@@ -1,6 +1,10 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ClassStat } from '../types.js';
 
-/** The pipeline's Prometheus metrics (README "Operations" lists them). */
+/** Outcome of a training round, as `stegostream_train_rounds_total` counts it. */
+export type TrainRoundResult = 'kept' | 'rejected';
+
+/** The pipeline's Prometheus metrics (README "HTTP and metrics" lists them). */
 export class PipelineMetrics {
   readonly framesIn: Counter<'stream'>;
   readonly framesOut: Counter<'stream'>;
@@ -10,6 +14,12 @@ export class PipelineMetrics {
   readonly batchSize: Histogram;
   readonly headVersion: Gauge;
   readonly fps: Gauge<'stream'>;
+  readonly classFraction: Gauge<'stream' | 'class'>;
+  readonly sourceUp: Gauge<'stream'>;
+  readonly trainRounds: Counter<'result'>;
+  readonly buildInfo: Gauge<'version' | 'backbone'>;
+  /** Class names each stream's last frame had: a renamed class's old series is removed, not left stale. */
+  private readonly classNames = new Map<string, ReadonlySet<string>>();
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -58,5 +68,44 @@ export class PipelineMetrics {
       labelNames: ['stream'],
       registers,
     });
+    this.classFraction = new Gauge({
+      name: 'stegostream_class_fraction',
+      help: "Share of the last published frame's pixels in each class (0-1), per stream; class = the class name",
+      labelNames: ['stream', 'class'],
+      registers,
+    });
+    this.sourceUp = new Gauge({
+      name: 'stegostream_source_up',
+      help: '1 while the source delivers frames (live), 0 while connecting, stalled, retrying or stopped',
+      labelNames: ['stream'],
+      registers,
+    });
+    this.trainRounds = new Counter({
+      name: 'stegostream_train_rounds_total',
+      help: 'Training rounds of the head: kept (swapped in) or rejected (the serving head stayed)',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['kept', 'rejected'] as const) this.trainRounds.inc({ result }, 0);
+    this.buildInfo = new Gauge({
+      name: 'stegostream_build_info',
+      help: 'Always 1; the labels give the stegostream version and the backbone in use',
+      labelNames: ['version', 'backbone'],
+      registers,
+    });
+  }
+
+  /**
+   * Sets `stegostream_class_fraction` from one frame's class stats. Two classes with the same name
+   * (possible after renames) add up into one series, since labels would otherwise collide.
+   */
+  setClassFractions(stream: string, classes: readonly Pick<ClassStat, 'name' | 'fraction'>[]): void {
+    const shares = new Map<string, number>();
+    for (const c of classes) shares.set(c.name, (shares.get(c.name) ?? 0) + c.fraction);
+    for (const name of this.classNames.get(stream) ?? []) {
+      if (!shares.has(name)) this.classFraction.remove({ stream, class: name });
+    }
+    for (const [name, fraction] of shares) this.classFraction.set({ stream, class: name }, fraction);
+    this.classNames.set(stream, new Set(shares.keys()));
   }
 }

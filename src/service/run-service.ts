@@ -3,7 +3,8 @@ import { merge, Subscription, concatMap, tap } from 'rxjs';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import { Registry } from 'prom-client';
 import sharp from 'sharp';
 import type { Logger } from 'pino';
 import type { ClassInfo, Frame, Segmentation, StageCounters } from '../types.js';
@@ -29,11 +30,14 @@ import type { ControlHandler } from './control.js';
 import { startHttpService, type HttpService, type Readiness } from './http-server.js';
 import { buildSources, type BuiltSource } from './build-sources.js';
 import { PipelineMetrics } from './pipeline-metrics.js';
+import { collectProcessMetrics } from './metrics.js';
 
 /** Default working-frame aspect for live pipelines (sources of other shapes are scaled to it). */
 const DEFAULT_ASPECT = 9 / 16;
 /** How often per-stream counters go out as events, ms. */
 const COUNTERS_INTERVAL_MS = 1000;
+/** The package's version, for `stegostream_build_info` (src/service and dist/service alike sit two levels down). */
+const { version: PACKAGE_VERSION } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 export interface RunningService {
   readonly url: string;
@@ -60,7 +64,7 @@ export interface ServiceOptions {
 export async function runService(config: Readonly<PipelineConfig>, options: ServiceOptions): Promise<RunningService> {
   const logger = options.logger.child({ pipeline: config.name });
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'stegostream_process_' });
+  collectProcessMetrics(registry);
   const metrics = new PipelineMetrics(registry);
 
   const l = config.learning;
@@ -71,6 +75,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     refine: refineFrom(config.model.refine.radius, config.model.refine.eps, 'model.refine'),
   });
   const info = inference.info;
+  metrics.buildInfo.set({ version: PACKAGE_VERSION, backbone: info.name }, 1);
   logger.info({ backbone: info.name, provider: info.provider, reason: info.providerReason }, 'backbone loaded');
   const size =
     info.inputWidth > 0
@@ -135,10 +140,17 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       publishLegend(classes, state.version);
       live.publisher?.event({ type: 'head-updated', version: state.version, reason });
     },
+    onRound: (r) => {
+      // A skipped round (too little data yet) trained nothing: not counted.
+      if (r.kind === 'rejected') metrics.trainRounds.inc({ result: 'rejected' });
+      else if (r.kind !== 'skipped') metrics.trainRounds.inc({ result: 'kept' });
+    },
   }).catch(async (err: unknown) => {
     await inference.close();
     throw err;
   });
+  // A head loaded from a file is in use before any round.
+  metrics.headVersion.set(engine.headState.version);
 
   const sourceStates = new Map<string, SourceState>();
   /** Set when inference fails: the service stays up to say so (readyz, events) but segments nothing. */
@@ -223,7 +235,10 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   live.publisher = pub;
 
   const events = (e: ServiceEvent): void => {
-    if (e.type === 'source-state') sourceStates.set(e.stream, e.state);
+    if (e.type === 'source-state') {
+      sourceStates.set(e.stream, e.state);
+      metrics.sourceUp.set({ stream: e.stream }, e.state === 'live' ? 1 : 0);
+    }
     pub.event(e);
   };
 
@@ -264,13 +279,16 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     metrics.framesIn.inc({ stream }, 0);
     metrics.framesOut.inc({ stream }, 0);
     metrics.framesDropped.inc({ stream }, 0);
+    if (!sourceStates.has(stream)) metrics.sourceUp.set({ stream }, 0);
   }
   const release = (f: Frame): void => byName.get(f.streamId)?.gate?.release();
 
   const publish = async (seg: Segmentation): Promise<void> => {
     const f = seg.frame;
     const stream = f.streamId;
-    pub.stats(frameStats(seg));
+    const stats = frameStats(seg);
+    pub.stats(stats);
+    metrics.setClassFractions(stream, stats.classes);
     metrics.framesOut.inc({ stream });
     metrics.frameAgeSeconds.observe({ stream }, (Date.now() - f.capturedAt) / 1000);
     published.set(stream, (published.get(stream) ?? 0) + 1);
