@@ -1,3 +1,4 @@
+import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -306,21 +307,44 @@ describe('sceneSource', () => {
   });
 
   it('stops on unsubscribe: no more frames, no timers left', async () => {
-    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'Immediate').length;
-    const before = timers();
-    const seen: number[] = [];
-    await new Promise<void>((resolve) => {
-      const subscription = sceneSource({ ...small, loop: true, realtime: true, fps: 50 }).subscribe((f) => {
-        seen.push(f.seq);
-        if (seen.length === 3) {
-          subscription.unsubscribe();
-          resolve();
-        }
+    // Only the source's own timers count (the test runner keeps timers of its own): those made
+    // while code of the subscription ran, told apart by an AsyncLocalStorage mark.
+    const mark = new AsyncLocalStorage<'scene'>();
+    const pending = new Set<number>();
+    let unsubscribed = false;
+    let firedAfter = 0;
+    const hook = createHook({
+      init: (id, type) => {
+        if ((type === 'Timeout' || type === 'Immediate') && mark.getStore() === 'scene') pending.add(id);
+      },
+      before: (id) => {
+        if (unsubscribed && pending.has(id)) firedAfter++;
+      },
+      destroy: (id) => pending.delete(id),
+    }).enable();
+    try {
+      const seen: number[] = [];
+      await new Promise<void>((resolve) => {
+        const subscription = mark.run('scene', () =>
+          sceneSource({ ...small, loop: true, realtime: true, fps: 50 }).subscribe((f) => {
+            seen.push(f.seq);
+            if (seen.length === 3) {
+              unsubscribed = true;
+              subscription.unsubscribe();
+              resolve();
+            }
+          }),
+        );
       });
-    });
-    expect(timers()).toBe(before);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(seen).toEqual([0, 1, 2]);
+      // Cleared timers are reported destroyed a turn of the event loop later; one left running
+      // would either fire (counted) or never be destroyed (the poll times out).
+      await expect.poll(() => pending.size, { timeout: 10_000 }).toBe(0);
+      expect(firedAfter).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(seen).toEqual([0, 1, 2]);
+    } finally {
+      hook.disable();
+    }
   });
 
   it('checks options when called', () => {
