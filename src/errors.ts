@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'E_INPUT_EMPTY'
   | 'E_INPUT_NOT_VIDEO'
   | 'E_DECODE'
+  | 'E_IMAGE_UNREADABLE'
   | 'E_INPUT_DAMAGED'
   | 'E_FFMPEG_MISSING'
   | 'E_OUTPUT_UNWRITABLE'
@@ -38,8 +39,8 @@ export class StegoError extends Error {
 
 /** A file or folder given as input does not exist. */
 export class InputNotFoundError extends StegoError {
-  constructor(path: string, what = 'input') {
-    super('E_INPUT_NOT_FOUND', `Cannot read ${what} "${path}": no such file or folder. Check the path.`, {
+  constructor(path: string, what = 'input', reason = 'no such file or folder') {
+    super('E_INPUT_NOT_FOUND', `Cannot read ${what} "${path}": ${reason}. Check the path.`, {
       details: { path },
     });
   }
@@ -71,6 +72,16 @@ export class DecodeError extends StegoError {
     super('E_DECODE', `Decoding "${input}" failed after ${framesDecoded} frame(s); outputs hold those frames. ffmpeg said: ${stderrTail}`, {
       cause,
       details: { input, framesDecoded, stderrTail },
+    });
+  }
+}
+
+/** A still image (a frame of an image folder, a mask) cannot be read or decoded. */
+export class ImageUnreadableError extends StegoError {
+  constructor(path: string, reason: string, cause?: unknown) {
+    super('E_IMAGE_UNREADABLE', `Cannot read image "${path}": ${reason}. Replace or remove it, or convert it to PNG.`, {
+      cause,
+      details: { path, reason },
     });
   }
 }
