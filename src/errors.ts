@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'E_SOURCE'
   | 'E_EVAL_INPUT'
   | 'E_CONTROL'
+  | 'E_LISTEN'
   | 'E_CLUSTER';
 
 /** Base class: `code` is stable across releases, `details` holds structured fields. */
@@ -48,8 +49,8 @@ export class InputNotFoundError extends StegoError {
 
 /** The input exists but holds nothing to decode. */
 export class InputEmptyError extends StegoError {
-  constructor(path: string, reason = 'the file is empty (0 bytes)') {
-    super('E_INPUT_EMPTY', `Cannot process "${path}": ${reason}. Give a video file with at least one frame.`, {
+  constructor(path: string, reason = 'the file is empty (0 bytes)', fix = 'Give a video file with at least one frame') {
+    super('E_INPUT_EMPTY', `Cannot process "${path}": ${reason}. ${fix}.`, {
       details: { path },
     });
   }
@@ -196,6 +197,21 @@ export class EvalInputError extends StegoError {
 export class ControlError extends StegoError {
   constructor(problem: string) {
     super('E_CONTROL', problem, { details: { problem } });
+  }
+}
+
+/** A server cannot bind its address (the port is in use, a privileged port, an address not on this machine). */
+export class ListenError extends StegoError {
+  constructor(host: string, port: number, code: string, fix: string, cause?: unknown) {
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the port is in use (EADDRINUSE)'
+        : code === 'EACCES'
+          ? 'permission denied (EACCES; ports below 1024 need privileges)'
+          : code === 'EADDRNOTAVAIL'
+            ? 'the address is not on this machine (EADDRNOTAVAIL)'
+            : code;
+    super('E_LISTEN', `Cannot listen on ${host}:${port}: ${why}; ${fix}`, { cause, details: { host, port, code } });
   }
 }
 

@@ -31,7 +31,12 @@ export function listImages(dir: string): string[] {
   const names = entries
     .filter((n) => (IMAGE_EXTENSIONS as readonly string[]).includes(extname(n).toLowerCase()))
     .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
-  if (names.length === 0) throw new InputEmptyError(dir, `the folder holds no images (${IMAGE_EXTENSIONS.join(', ')})`);
+  if (names.length === 0)
+    throw new InputEmptyError(
+      dir,
+      `the folder holds no images (${IMAGE_EXTENSIONS.join(', ')})`,
+      'Give a video file or a folder with at least one image',
+    );
   return names.map((n) => join(dir, n));
 }
 
