@@ -9,5 +9,8 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 60_000,
+    // expect.poll waits on a condition; its default of 1 s is a wall-clock bet a busy machine
+    // loses (npm run test:stress). A condition that holds passes as soon as it does.
+    expect: { poll: { timeout: 20_000 } },
   },
 });

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'E_INPUT_EMPTY'
   | 'E_INPUT_NOT_VIDEO'
   | 'E_DECODE'
+  | 'E_IMAGE_UNREADABLE'
   | 'E_INPUT_DAMAGED'
   | 'E_FFMPEG_MISSING'
   | 'E_OUTPUT_UNWRITABLE'
@@ -22,6 +23,7 @@ export type ErrorCode =
   | 'E_SOURCE'
   | 'E_EVAL_INPUT'
   | 'E_CONTROL'
+  | 'E_LISTEN'
   | 'E_CLUSTER'
   | 'E_MODEL_UNKNOWN'
   | 'E_MODEL_DOWNLOAD'
@@ -43,8 +45,8 @@ export class StegoError extends Error {
 
 /** A file or folder given as input does not exist. */
 export class InputNotFoundError extends StegoError {
-  constructor(path: string, what = 'input') {
-    super('E_INPUT_NOT_FOUND', `Cannot read ${what} "${path}": no such file or folder. Check the path.`, {
+  constructor(path: string, what = 'input', reason = 'no such file or folder') {
+    super('E_INPUT_NOT_FOUND', `Cannot read ${what} "${path}": ${reason}. Check the path.`, {
       details: { path },
     });
   }
@@ -52,8 +54,8 @@ export class InputNotFoundError extends StegoError {
 
 /** The input exists but holds nothing to decode. */
 export class InputEmptyError extends StegoError {
-  constructor(path: string, reason = 'the file is empty (0 bytes)') {
-    super('E_INPUT_EMPTY', `Cannot process "${path}": ${reason}. Give a video file with at least one frame.`, {
+  constructor(path: string, reason = 'the file is empty (0 bytes)', fix = 'Give a video file with at least one frame') {
+    super('E_INPUT_EMPTY', `Cannot process "${path}": ${reason}. ${fix}.`, {
       details: { path },
     });
   }
@@ -93,6 +95,16 @@ export class DecodeError extends StegoError {
   /** The same failure, stating how many frames the outputs hold. */
   withFramesWritten(framesWritten: number): DecodeError {
     return new DecodeError(this.input, this.framesDecoded, this.stderrTail, this.cause, framesWritten);
+  }
+}
+
+/** A still image (a frame of an image folder, a mask) cannot be read or decoded. */
+export class ImageUnreadableError extends StegoError {
+  constructor(path: string, reason: string, cause?: unknown) {
+    super('E_IMAGE_UNREADABLE', `Cannot read image "${path}": ${reason}. Replace or remove it, or convert it to PNG.`, {
+      cause,
+      details: { path, reason },
+    });
   }
 }
 
@@ -272,6 +284,21 @@ export class ModelIntegrityError extends StegoError {
     super('E_MODEL_INTEGRITY', `"${path}" is damaged: its SHA-256 is ${actual}, expected ${expected}. ${fix}`, {
       details: { path, expected, actual },
     });
+  }
+}
+
+/** A server cannot bind its address (the port is in use, a privileged port, an address not on this machine). */
+export class ListenError extends StegoError {
+  constructor(host: string, port: number, code: string, fix: string, cause?: unknown) {
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the port is in use (EADDRINUSE)'
+        : code === 'EACCES'
+          ? 'permission denied (EACCES; ports below 1024 need privileges)'
+          : code === 'EADDRNOTAVAIL'
+            ? 'the address is not on this machine (EADDRNOTAVAIL)'
+            : code;
+    super('E_LISTEN', `Cannot listen on ${host}:${port}: ${why}; ${fix}`, { cause, details: { host, port, code } });
   }
 }
 

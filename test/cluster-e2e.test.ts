@@ -179,7 +179,7 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
     expect(rows.map((l) => Number(l.split(',')[1]))).toEqual([...Array(MAIN_FRAMES).keys()]);
 
     // Control over NATS, as in single-process mode: the trainer renames, workers use the new name.
-    const reply = (await nc.request('stegostream.ctl.rename', JSON.stringify({ classId: 0, name: 'sand' }), { timeout: 5000 })).json<{
+    const reply = (await nc.request('stegostream.ctl.rename', JSON.stringify({ classId: 0, name: 'sand' }), { timeout: 15_000 })).json<{
       ok: boolean;
       classes: Array<{ name: string }>;
     }>();
@@ -190,7 +190,7 @@ describe.skipIf(missing)('cluster: ingest, 2 workers, trainer, collector', () =>
       return e !== null && decodeCheckpoint(e.value, 'kv').names[0] === 'sand';
     });
     expect(await headVersion()).toBe(second);
-    const status = (await nc.request('stegostream.ctl.status', '', { timeout: 5000 })).json<{
+    const status = (await nc.request('stegostream.ctl.status', '', { timeout: 15_000 })).json<{
       ok: boolean;
       status: { role: string; headVersion: number };
     }>();

@@ -132,7 +132,7 @@ sinks:
     const events = await collect(c, 'stegostream.events');
     const ask = async (verb: string, body?: unknown): Promise<unknown> =>
       json(
-        await c.request(`stegostream.ctl.${verb}`, body === undefined ? undefined : Buffer.from(JSON.stringify(body)), { timeout: 5_000 }),
+        await c.request(`stegostream.ctl.${verb}`, body === undefined ? undefined : Buffer.from(JSON.stringify(body)), { timeout: 15_000 }),
       );
 
     // A viewer connected over WebSocket.

@@ -192,10 +192,10 @@ sinks:
     expect(sample(text, 'stegostream_frames_out_total{stream="reef"}')).toBeGreaterThanOrEqual(10);
     expect(sample(text, 'stegostream_frames_dropped_total{stream="reef"}')).toBeGreaterThanOrEqual(0);
     expect(sample(text, 'stegostream_frame_age_seconds_count{stream="reef"}')).toBeGreaterThanOrEqual(10);
-    // The gauge is the last counters interval's rate: on a busy machine one interval can pass
-    // with no frame published, so poll for an interval that had some.
+    // The rate gauge is set once a second from the frames of that second: on a busy machine a
+    // second may pass with none published, so wait for one that had some.
     await expect
-      .poll(async () => sample(await metrics(s), 'stegostream_stream_fps{stream="reef"}'), { timeout: WAIT_MS })
+      .poll(async () => sample(await metrics(s), 'stegostream_stream_fps{stream="reef"}'), { timeout: WAIT_MS, interval: 250 })
       .toBeGreaterThan(0);
     expect(sample(text, 'stegostream_head_version')).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'stegostream_ws_clients')).toBe(1);
@@ -273,7 +273,7 @@ learning: { classes: 4, trainEvery: 1000 }
 
   it(
     'a client that reads nothing slows neither the pipeline nor the other clients, and still gets every stats message',
-    { timeout: 60_000 },
+    { timeout: 120_000 },
     async () => {
       const s = await serve(`
 name: ws-slow
@@ -290,22 +290,19 @@ sinks:
       await slow.until('stats', () => slow.stats().length >= 1);
       // Stop reading: the server's send buffer for this client grows while the others flow.
       slow.ws.pause();
-      const out0 = sample(await metrics(s), 'stegostream_frames_out_total{stream="reef"}')!;
-      const n0 = fast.stats().length;
-      const i0 = fast.images.length;
-      const t0 = Date.now();
       // Until the slow client's backlog passes the hub's limit and images are dropped for it (the
       // kernel's socket buffers take a few MB first).
       const dropped = async (): Promise<number> => sample(await metrics(s), 'stegostream_ws_messages_dropped_total{channel="frames"}') ?? 0;
-      await expect.poll(dropped, { timeout: 30_000, interval: 250 }).toBeGreaterThan(0);
-      await new Promise((r) => setTimeout(r, 1_000));
+      await expect.poll(dropped, { timeout: 60_000, interval: 250 }).toBeGreaterThan(0);
+      const out0 = sample(await metrics(s), 'stegostream_frames_out_total{stream="reef"}')!;
+      const n0 = fast.stats().length;
+      const i0 = fast.images.length;
+      // The pipeline goes on (a blocked one would publish nothing more) and the other client gets
+      // stats and images meanwhile: counted, not timed, so a slow machine only takes longer.
+      await fast.until('20 more stats and 5 more images', () => fast.stats().length >= n0 + 20 && fast.images.length >= i0 + 5);
       const out1 = sample(await metrics(s), 'stegostream_frames_out_total{stream="reef"}')!;
-      const seconds = (Date.now() - t0) / 1000;
-      // The pipeline kept its pace (a 20 fps scene; a blocked pipeline would publish nothing) ...
-      expect((out1 - out0) / seconds).toBeGreaterThan(10);
-      // ... and the other client got the stats of every frame published meanwhile, and images.
-      expect(fast.stats().length - n0).toBeGreaterThanOrEqual(out1 - out0 - 2);
-      expect(fast.images.length - i0).toBeGreaterThan((out1 - out0) / 2);
+      // ... and the stats of every frame published meanwhile (the last few may be on their way).
+      await fast.until('the stats of every frame published', () => fast.stats().length - n0 >= out1 - out0 - 2);
       expect(slow.stats().length).toBeLessThan(fast.stats().length);
       slow.ws.resume();
       // Every stats message the fast client got, the slow one gets too (images may be dropped).

@@ -71,13 +71,17 @@ describe('http service', () => {
     expect(await res.json()).toEqual({ ready: false, reason: 'readiness check failed: pipeline state unknown' });
   });
 
-  it('reports a port in use as a ConfigError, and close() is idempotent and closes clients with 1001', async () => {
+  it('reports a port in use as a ListenError with the way to pick another, and close() is idempotent and closes clients with 1001', async () => {
     const hub = createWsHub({ logger: silent });
     const first = await startHttpService({ hub, port: 0, logger: silent, closeTimeoutMs: 500 });
     services.push(first);
     await expect(startHttpService({ port: first.port, logger: silent })).rejects.toThrow(
-      `Invalid pipeline http:\n  cannot listen on 127.0.0.1:${first.port}: EADDRINUSE; choose another host or port`,
+      `Cannot listen on 127.0.0.1:${first.port}: the port is in use (EADDRINUSE); choose another host or port`,
     );
+    await expect(startHttpService({ port: first.port, logger: silent, portHint: 'use --health-port' })).rejects.toMatchObject({
+      code: 'E_LISTEN',
+      message: `Cannot listen on 127.0.0.1:${first.port}: the port is in use (EADDRINUSE); use --health-port`,
+    });
     const ws = new WebSocket(`ws://127.0.0.1:${first.port}/ws`);
     await new Promise((resolve) => ws.once('open', resolve));
     const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));

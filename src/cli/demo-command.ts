@@ -20,6 +20,7 @@ import { oneOf, positiveInt } from './parse-options.js';
 import { printResult, resultJson } from './process-command.js';
 import { interruptSignal } from './interrupt.js';
 import { resizeLabelsNearest } from '../eval/resize-labels.js';
+import { OutputUnwritableError } from '../errors.js';
 
 interface DemoFlags extends LearningFlags, ModelFlags {
   outDir: string;
@@ -51,7 +52,13 @@ export function registerDemo(program: Command): void {
   cmd.action(async (flags: DemoFlags) => {
     const logger = createLogger(flags.logLevel);
     await resolveModelFlags(flags);
-    await mkdir(flags.outDir, { recursive: true });
+    await mkdir(flags.outDir, { recursive: true }).catch((err: unknown) => {
+      throw new OutputUnwritableError(
+        flags.outDir,
+        `the folder cannot be made (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+        err,
+      );
+    });
     const video = join(flags.outDir, 'dive.mp4');
     process.stderr.write(`rendering ${flags.frames} frames of the ${flags.variant} dive scene to ${video}\n`);
     const sceneOpts = { ...DEMO_SIZE, seed: flags.sceneSeed, variant: flags.variant, fps: DEMO_FPS };

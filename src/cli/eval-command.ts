@@ -3,6 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEval, runEval } from '../eval/run-eval.js';
+import { pairEvalInputs } from '../eval/pair-eval-inputs.js';
+import { readPalette } from '../eval/read-label-mask.js';
 import { runProcess } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
 import {
@@ -37,6 +39,9 @@ export function registerEval(program: Command): void {
   cmd.action(async (images: string, masks: string, flags: EvalFlags) => {
     let predictions = flags.pred;
     let tmp: string | undefined;
+    // Every image paired with its mask before any segmenting: a missing mask is reported now.
+    await pairEvalInputs(images, masks, predictions);
+    if (flags.palette !== undefined && flags.palette !== 'auto') await readPalette(flags.palette);
     try {
       if (!predictions) {
         tmp = await mkdtemp(join(tmpdir(), 'stegostream-eval-'));

@@ -13,9 +13,9 @@ interface ServeFlags {
   exitWhenDone: boolean;
 }
 
-function portArg(v: string): number {
+function portArg(v: string, name = '--port'): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n > 65535) throw new BadOptionError('--port', 'integer 0-65535', v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new BadOptionError(name, 'integer 0-65535', v);
   return n;
 }
 
@@ -24,7 +24,7 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('run a pipeline file as a live service: viewer at /, WebSocket at /ws, /metrics, /healthz, /readyz')
     .argument('<pipeline.yaml>', 'pipeline file (see pipelines/ and README "Pipeline YAML")')
-    .option('-p, --port <n>', 'HTTP port (default: $PORT, then service.port of the file, then 8080)', portArg)
+    .option('-p, --port <n>', 'HTTP port (default: $PORT, then service.port of the file, then 8080)', (v: string) => portArg(v))
     .option('--exit-when-done', 'exit once every source has ended (recorded videos without loop)', false)
     .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(LOG_LEVELS).default('info'))
     .action(async (file: string, flags: ServeFlags) => {
@@ -33,7 +33,7 @@ export function registerServe(program: Command): void {
       // A model name in the file is pulled now (progress on stderr); the backbone loads it from the cache.
       await resolveBackbone(config.model.backbone, { onGpu: runsOnGpu(config.model.device) });
       const envPort = process.env['PORT'];
-      const port = flags.port ?? (envPort !== undefined && envPort !== '' ? portArg(envPort) : undefined);
+      const port = flags.port ?? (envPort !== undefined && envPort !== '' ? portArg(envPort, 'the PORT environment variable') : undefined);
       const service = await runService(config, { logger, ...(port !== undefined ? { port } : {}) });
       process.stdout.write(`stegostream: pipeline "${config.name}" running; viewer at ${service.url}/\n`);
       await new Promise<void>((resolve) => {

@@ -121,8 +121,14 @@ export async function loadPipeline(path: string, env: NodeJS.ProcessEnv = proces
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
-    throw new InputNotFoundError(path, 'pipeline file');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR') throw new InputNotFoundError(path, 'pipeline file', 'it is a folder, not a YAML file');
+    throw new InputNotFoundError(
+      path,
+      'pipeline file',
+      code === 'ENOENT' || code === undefined ? undefined : `the file cannot be read (${code})`,
+    );
   }
   return parsePipeline(text, `file "${path}"`, env);
 }

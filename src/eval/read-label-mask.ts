@@ -1,7 +1,7 @@
 import { decode } from 'fast-png';
 import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
-import { EvalInputError } from '../errors.js';
+import { EvalInputError, ImageUnreadableError } from '../errors.js';
+import { decodeImage, readImage } from '../internal/read-image.js';
 import { resizeLabelsNearest } from './resize-labels.js';
 
 /** RGB colour (as "r,g,b") to class id, for masks coded by colour. */
@@ -23,13 +23,17 @@ export async function readLabelMask(
   let w: number;
   let h: number;
   let ids: Uint8Array;
-  const bytes = await readFile(path).catch(() => {
-    throw new EvalInputError(`mask "${path}" cannot be read`);
-  });
+  // BMP, PGM, ... come back from ffmpeg as PNG, indexed or grey when the mask was.
+  const bytes = await readImage(path);
   const isPng = bytes.length > 8 && bytes[0] === 0x89 && bytes[1] === 0x50;
   let rgb: { data: Uint8Array; channels: number } | undefined;
   if (isPng) {
-    const png = decode(bytes);
+    let png: ReturnType<typeof decode>;
+    try {
+      png = decode(bytes);
+    } catch (err) {
+      throw new ImageUnreadableError(path, `it does not decode (${(err as Error).message})`, err);
+    }
     w = png.width;
     h = png.height;
     if (png.palette && !palette) {
@@ -37,12 +41,12 @@ export async function readLabelMask(
     } else if (png.channels === 1 && png.depth === 8 && !png.palette) {
       ids = Uint8Array.from(png.data as Uint8Array);
     } else {
-      const raw = await sharp(bytes).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+      const raw = await decodeImage(path, (img) => img.removeAlpha().toColourspace('srgb'), bytes);
       rgb = { data: raw.data, channels: raw.info.channels };
       ids = new Uint8Array(0);
     }
   } else {
-    const raw = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const raw = await decodeImage(path, (img) => img.removeAlpha(), bytes);
     w = raw.info.width;
     h = raw.info.height;
     if (raw.info.channels === 1) ids = Uint8Array.from(raw.data);

@@ -37,7 +37,8 @@ export function probeVideo(path: string): Promise<VideoInfo> {
             path,
             msg
               .split('\n')
-              .filter((l) => l.trim())
+              // ffprobe's banner (version, build, library versions) says nothing about the file.
+              .filter((l) => l.trim() && !/^\s*(lib\w+\s+\d|ffprobe version|built with|configuration:)/.test(l))
               .slice(-2)
               .join(' | '),
           ),

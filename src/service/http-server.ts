@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createLogger } from '../internal/logger.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, ListenError } from '../errors.js';
 import type { WsHub } from '../sinks/ws-hub.js';
 import { nonNegativeInt } from './check-options.js';
 import { VIEWER_HTML } from './viewer-page.js';
@@ -29,6 +29,10 @@ export type Readiness = { readonly ready: true } | { readonly ready: false; read
 export interface HttpServiceOptions {
   /** Serves `/ws`; without it `/ws` is 404. Closed by `close()`. */
   readonly hub?: WsHub;
+  /** A hub comes later (`attachHub`, once the pipeline has started): `/ws` answers 503 until then. */
+  readonly hubLater?: boolean;
+  /** How the user picks another port, for the error when the port cannot be bound (default: "choose another host or port"). */
+  readonly portHint?: string;
   /** Served on `/metrics`, concatenated in order (default: the hub's registry). */
   readonly registry?: Registry | readonly Registry[];
   /** Asked on every `/readyz`; without it the service is never ready. */
@@ -53,11 +57,13 @@ export interface HttpService {
   /** `http://host:port` */
   readonly url: string;
   readonly server: Server;
+  /** Serves `/ws` from now on (see `hubLater`); the hub is closed by `close()`. */
+  attachHub(hub: WsHub): void;
   /** Closes WebSocket clients (1001, then terminate after the timeout) and the server; idempotent. */
   close(): Promise<void>;
 }
 
-/** Starts listening; rejects with ConfigError when the address cannot be bound. */
+/** Starts listening; rejects with ListenError when the address cannot be bound. */
 export async function startHttpService(options: HttpServiceOptions = {}): Promise<HttpService> {
   const host = options.host ?? DEFAULT_HOST;
   const port = nonNegativeInt('port', options.port, DEFAULT_PORT);
@@ -65,7 +71,8 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
   const closeTimeoutMs = nonNegativeInt('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_HTTP_CLOSE_TIMEOUT_MS);
   if (options.token !== undefined && options.token.length === 0) throw new ConfigError('http', ['token: expected a non-empty string']);
   const log = (options.logger ?? createLogger()).child({ stage: 'http' });
-  const hub = options.hub;
+  let hub = options.hub;
+  let hubPending = options.hubLater === true && hub === undefined;
   const registries = options.registry === undefined ? [hub?.registry ?? new Registry()] : [options.registry].flat();
   const tokenDigest = options.token === undefined ? undefined : digest(options.token);
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
@@ -131,6 +138,7 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', (err) => log.debug({ err }, 'upgrade socket error'));
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/ws' && hubPending) return refuse(socket, 503, 'Service Unavailable', 'Retry-After: 1\r\n');
     if (url.pathname !== '/ws' || hub === undefined) return refuse(socket, 404, 'Not Found');
     if (!authorised(req, url)) {
       log.warn({ remote: req.socket.remoteAddress }, 'WebSocket refused: missing or wrong bearer token');
@@ -163,7 +171,7 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new ConfigError('http', [`cannot listen on ${host}:${port}: ${err.code ?? err.message}; choose another host or port`]));
+      reject(new ListenError(host, port, err.code ?? err.message, options.portHint ?? 'choose another host or port', err));
     };
     server.once('error', onError);
     server.listen({ host, port }, () => {
@@ -182,6 +190,10 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
     port: bound,
     url: `http://${urlHost}:${bound}`,
     server,
+    attachHub(h: WsHub) {
+      hub = h;
+      hubPending = false;
+    },
     close() {
       closing ??= (async () => {
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));

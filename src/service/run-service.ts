@@ -53,7 +53,13 @@ export interface ServiceOptions {
   readonly logger: Logger;
   /** Overrides service.port (CLI --port, PORT). */
   readonly port?: number;
+  /** How the user picks another port, in the error when it is taken (default: serve's --port, PORT, service.port). */
+  readonly portHint?: string;
 }
+
+/** What `serve` users can change when the port is taken. */
+export const SERVE_PORT_HINT =
+  'choose another with --port N or the PORT environment variable, or set service.port in the pipeline file (0 picks a free port)';
 
 /**
  * Runs a pipeline as a service: sources -> batched backbone + learned head -> per-stream stats,
@@ -67,13 +73,32 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   collectProcessMetrics(registry);
   const metrics = new PipelineMetrics(registry);
 
+  // The port first: a port in use is reported at once, not after the model has loaded. Until the
+  // pipeline runs, /readyz says it is starting and /ws answers 503.
+  let readiness: () => Readiness = () => ({ ready: false, reason: 'starting: loading the model' });
+  const http: HttpService = await startHttpService({
+    registry,
+    host: config.service.host,
+    port: options.port ?? config.service.port,
+    logger,
+    portHint: options.portHint ?? SERVE_PORT_HINT,
+    hubLater: config.sinks.some((s) => s.use === 'websocket'),
+    ready: () => readiness(),
+    ...(config.service.token ? { token: config.service.token } : {}),
+  });
+  /** A start that fails releases the port and whatever else already runs. */
+  const failStart = async (err: unknown, ...running: (Promise<unknown> | undefined)[]): Promise<never> => {
+    await Promise.allSettled([...running, http.close()]);
+    throw err;
+  };
+
   const l = config.learning;
-  if (l.checkpoint) await mkdir(dirname(l.checkpoint), { recursive: true });
+  if (l.checkpoint) await mkdir(dirname(l.checkpoint), { recursive: true }).catch((err: unknown) => failStart(err));
   const inference = await InferenceClient.start(config.model.backbone, {
     device: config.model.device,
     ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}),
     refine: refineFrom(config.model.refine.radius, config.model.refine.eps, 'model.refine'),
-  });
+  }).catch((err: unknown) => failStart(err));
   const info = inference.info;
   metrics.buildInfo.set({ version: PACKAGE_VERSION, backbone: info.name }, 1);
   logger.info({ backbone: info.name, provider: info.provider, reason: info.providerReason }, 'backbone loaded');
@@ -98,10 +123,9 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   const headFile = l.head ?? resumeFrom;
   if (headFile) {
     const k = expectedClassCount({ k: l.classes, extraClusters: l.extraClusters });
-    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) }).catch(async (err: unknown) => {
-      await inference.close();
-      throw err;
-    });
+    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) }).catch((err: unknown) =>
+      failStart(err, inference.close()),
+    );
   }
 
   const streams = config.sources.map((s) => s.name);
@@ -114,7 +138,9 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   let lastHeadVersion = initial?.version ?? 0;
   // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
   const finder = config.model.objects
-    ? await ObjectFinder.create(info.patchSize, config.model.threads !== undefined ? { threads: config.model.threads } : {})
+    ? await ObjectFinder.create(info.patchSize, config.model.threads !== undefined ? { threads: config.model.threads } : {}).catch(
+        (err: unknown) => failStart(err, inference.close()),
+      )
     : undefined;
   const engine = await SegmentationEngine.create({
     inference,
@@ -145,10 +171,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       if (r.kind === 'rejected') metrics.trainRounds.inc({ result: 'rejected' });
       else if (r.kind !== 'skipped') metrics.trainRounds.inc({ result: 'kept' });
     },
-  }).catch(async (err: unknown) => {
-    await inference.close();
-    throw err;
-  });
+  }).catch((err: unknown) => failStart(err, inference.close(), finder?.close()));
   // A head loaded from a file is in use before any round.
   metrics.headVersion.set(engine.headState.version);
 
@@ -228,8 +251,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     }
   } catch (err) {
     // A sink that cannot be made (bad option) fails the start: release what is already running.
-    await Promise.allSettled([...pubs.map((p) => p.close()), engine.close(), inference.close()]);
-    throw err;
+    return failStart(err, ...pubs.map((p) => p.close()), engine.close(), inference.close(), finder?.close());
   }
   const pub = fanOutPublisher(pubs, logger);
   live.publisher = pub;
@@ -242,26 +264,13 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     pub.event(e);
   };
 
-  let http: HttpService;
-  try {
-    http = await startHttpService({
-      registry,
-      host: config.service.host,
-      port: options.port ?? config.service.port,
-      logger,
-      ready: (): Readiness => {
-        if (pipelineFailed !== undefined) return { ready: false, reason: `the pipeline failed: ${pipelineFailed}` };
-        if (engine.headState.version === 0) return { ready: false, reason: 'no head yet: waiting for the first frames' };
-        if (![...sourceStates.values()].some((s) => s === 'live')) return { ready: false, reason: 'no source is live' };
-        return { ready: true };
-      },
-      ...(hub ? { hub } : {}),
-      ...(config.service.token ? { token: config.service.token } : {}),
-    });
-  } catch (err) {
-    await Promise.allSettled([pub.close(), engine.close(), inference.close()]);
-    throw err;
-  }
+  readiness = (): Readiness => {
+    if (pipelineFailed !== undefined) return { ready: false, reason: `the pipeline failed: ${pipelineFailed}` };
+    if (engine.headState.version === 0) return { ready: false, reason: 'no head yet: waiting for the first frames' };
+    if (![...sourceStates.values()].some((st) => st === 'live')) return { ready: false, reason: 'no source is live' };
+    return { ready: true };
+  };
+  if (hub) http.attachHub(hub);
   logger.info({ url: http.url }, 'service listening');
 
   publishLegend(engine.classInfo, engine.headState.version);

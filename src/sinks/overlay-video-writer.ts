@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { once } from 'node:events';
-import { access, constants, unlink } from 'node:fs/promises';
+import { access, constants, stat, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Segmentation } from '../types.js';
 import { EncodeError, isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
@@ -107,9 +107,18 @@ export class OverlayVideoWriter {
     const dir = dirname(resolve(options.path));
     try {
       await access(dir, constants.W_OK);
+      // root may write anywhere, so access() alone passes a file standing where the folder should be.
+      if (!(await stat(dir)).isDirectory()) throw new Error(`${dir} is a file`);
     } catch (err) {
       throw new OutputUnwritableError(options.path, `folder ${dir} does not exist or is not writable`, err);
     }
+    if (
+      await stat(options.path).then(
+        (st) => st.isDirectory(),
+        () => false,
+      )
+    )
+      throw new OutputUnwritableError(options.path, 'it is a folder; give a video file name such as out.mp4');
     return new OverlayVideoWriter(options);
   }
 
