@@ -47,9 +47,20 @@ try {
   } else if (err instanceof StegoError) {
     process.stderr.write(`stegostream: ${err.message} [${err.code}]\n`);
     process.exitCode = 1;
+  } else if (isSystemError(err)) {
+    // A file-system or network failure no check foresaw (a disk full, a permission): the
+    // environment's doing, so one line naming the path, not a stack.
+    process.stderr.write(`stegostream: ${err.message}. Check the path, its permissions and the free space. [${err.code}]\n`);
+    process.exitCode = 1;
   } else {
     process.stderr.write(`stegostream: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = 1;
   }
   setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
+}
+
+/** Node's errors from the operating system (ENOENT, EACCES, ENOSPC, ...) carry an errno code and a syscall. */
+function isSystemError(err: unknown): err is NodeJS.ErrnoException & { code: string } {
+  const e = err as NodeJS.ErrnoException | undefined;
+  return e instanceof Error && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code) && typeof e.syscall === 'string';
 }

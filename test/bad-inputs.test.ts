@@ -106,15 +106,17 @@ describe('bad and odd inputs: one coded line, exit 1, no stack trace', () => {
     });
 
     it('outputs that cannot be written are refused before any work', async () => {
-      const [s, o, d] = await Promise.all([
+      const [s, o, d, k] = await Promise.all([
         runCli(['process', clip, '--stats', join(notes, 'stats.csv'), ...QUIET]),
         runCli(['process', clip, '--out', join(notes, 'overlay.mp4'), ...QUIET]),
         runCli(['process', clip, '--out', dir, ...QUIET]),
+        runCli(['process', clip, '--checkpoint', join(notes, 'head.ckpt'), ...QUIET]),
       ]);
       expectCoded(s, 'E_OUTPUT_UNWRITABLE', `Cannot write output "${join(notes, 'stats.csv')}"`);
       expectCoded(o, 'E_OUTPUT_UNWRITABLE', `Cannot write output "${join(notes, 'overlay.mp4')}": folder`);
       expectCoded(d, 'E_OUTPUT_UNWRITABLE', `Cannot write output "${dir}": it is a folder`);
-      for (const r of [s, o, d]) expect(r.stdout).not.toMatch(/frames in/);
+      expectCoded(k, 'E_OUTPUT_UNWRITABLE', `Cannot write output "${join(notes, 'head.ckpt')}": cannot create its folder`);
+      for (const r of [s, o, d, k]) expect(r.stdout).not.toMatch(/frames in/);
     });
 
     it('segments a folder of BMP, PPM, PGM and TGA frames', async () => {
@@ -241,6 +243,20 @@ describe('bad and odd inputs: one coded line, exit 1, no stack trace', () => {
       expectCoded(e, 'E_CONFIG', `Invalid pipeline file "${empty}":\n  (top level): expected a mapping`);
       expectCoded(b, 'E_CONFIG', `Invalid pipeline file "${broken}":\n  YAML:`);
       expectCoded(w, 'E_CONFIG', 'sources[0].with.fps');
+    });
+
+    it('serve with a checkpoint whose folder cannot be made', async () => {
+      const pipeline = join(dir, 'ckpt.yaml');
+      writeFileSync(
+        pipeline,
+        `name: ckpt\nservice: { port: 0 }\nsources:\n  - { use: scene, name: reef }\nlearning: { checkpoint: "${join(notes, 'head.ckpt')}" }\n`,
+      );
+      const r = await runCli(['serve', pipeline]);
+      expectCoded(
+        r,
+        'E_OUTPUT_UNWRITABLE',
+        `Cannot write output "${join(notes, 'head.ckpt')}": cannot create its folder for learning.checkpoint`,
+      );
     });
 
     it('serve binds its port before loading the model, and names --port, PORT and service.port when it is taken', async () => {

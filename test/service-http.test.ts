@@ -89,4 +89,17 @@ describe('http service', () => {
     expect(await closed).toBe(1001);
     await expect(fetch(`${first.url}/healthz`)).rejects.toThrow();
   });
+  it('listens before the pipeline exists: /ws answers 503 until the hub is attached, then serves it', async () => {
+    const service = await startHttpService({ hubLater: true, port: 0, logger: silent });
+    services.push(service);
+    expect((await fetch(`${service.url}/healthz`)).status).toBe(200);
+    const early = new WebSocket(`${service.url.replace(/^http/, 'ws')}/ws`);
+    await expect(new Promise((resolve, reject) => (early.once('open', resolve), early.once('error', reject)))).rejects.toThrow(
+      'Unexpected server response: 503',
+    );
+    service.attachHub(createWsHub({ logger: silent }));
+    const ws = new WebSocket(`${service.url.replace(/^http/, 'ws')}/ws`);
+    await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+    ws.terminate();
+  });
 });

@@ -6,6 +6,7 @@ import { LearnerClient } from '../learning/learner-client.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
 import { saveCheckpoint } from '../learning/checkpoint.js';
 import { mkdir } from 'node:fs/promises';
+import { OutputUnwritableError } from '../errors.js';
 import { dirname } from 'node:path';
 
 export interface EngineOptions {
@@ -58,6 +59,14 @@ export class SegmentationEngine {
 
   static async create(options: EngineOptions): Promise<SegmentationEngine> {
     const { info } = options.inference;
+    // The checkpoint's folder is made now, so a path that cannot hold it fails before any work
+    // rather than at the first round (or at the end of a long run).
+    if (options.checkpoint) {
+      const path = options.checkpoint;
+      await mkdir(dirname(path), { recursive: true }).catch((err: unknown) => {
+        throw new OutputUnwritableError(path, `cannot create its folder (${(err as NodeJS.ErrnoException).code ?? String(err)})`, err);
+      });
+    }
     const learner = await LearnerClient.start({ ...options.learner, dim: info.dim, backboneName: info.name });
     return new SegmentationEngine(options, learner);
   }

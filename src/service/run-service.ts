@@ -93,7 +93,16 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   };
 
   const l = config.learning;
-  if (l.checkpoint) await mkdir(dirname(l.checkpoint), { recursive: true }).catch((err: unknown) => failStart(err));
+  if (l.checkpoint)
+    await mkdir(dirname(l.checkpoint), { recursive: true }).catch((err: unknown) =>
+      failStart(
+        new OutputUnwritableError(
+          l.checkpoint as string,
+          `cannot create its folder for learning.checkpoint (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+          err,
+        ),
+      ),
+    );
   const inference = await InferenceClient.start(config.model.backbone, {
     device: config.model.device,
     ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}),
