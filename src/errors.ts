@@ -100,11 +100,24 @@ export class DecodeError extends StegoError {
 
 /** A still image (a frame of an image folder, a mask) cannot be read or decoded. */
 export class ImageUnreadableError extends StegoError {
-  constructor(path: string, reason: string, cause?: unknown) {
-    super('E_IMAGE_UNREADABLE', `Cannot read image "${path}": ${reason}. Replace or remove it, or convert it to PNG.`, {
-      cause,
-      details: { path, reason },
-    });
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+    cause?: unknown,
+    written?: number,
+  ) {
+    super(
+      'E_IMAGE_UNREADABLE',
+      `Cannot read image "${path}": ${reason}. ` +
+        (written === undefined ? '' : `Outputs hold the ${written} frame(s) before it. `) +
+        'Replace or remove it, or convert it to PNG.',
+      { cause, details: { path, reason, ...(written === undefined ? {} : { framesWritten: written }) } },
+    );
+  }
+
+  /** The same failure, stating how many frames the outputs hold (a folder that failed midway). */
+  withFramesWritten(written: number): ImageUnreadableError {
+    return new ImageUnreadableError(this.path, this.reason, this.cause, written);
   }
 }
 

@@ -253,9 +253,11 @@ describe('process stopped by a bad input', () => {
     const masks = join(dir, 'masks');
     const r = await startCli(['process', folder, '--stats', stats, '--masks', masks, '--learn-frames', '2', '--batch', '2', ...FAST]).done;
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('[E_DECODE]');
+    // Since image folders decode through libvips or ffmpeg, an image neither reads is
+    // E_IMAGE_UNREADABLE naming the file (it was E_DECODE).
+    expect(r.stderr).toContain('[E_IMAGE_UNREADABLE]');
     expect(r.stderr).toContain('reef_04.png');
-    expect(r.stderr).toContain('failed after 3 frame(s); outputs hold those frames');
+    expect(r.stderr).toContain('Outputs hold the 3 frame(s) before it.');
     expect(r.stdout).toMatch(/^3 frames in .*\(stopped by an error\)/m);
     expect(csvRows(stats)).toHaveLength(4);
     expect(readdirSync(masks).sort()).toEqual(['reef_01.png', 'reef_02.png', 'reef_03.png']);

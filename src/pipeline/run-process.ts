@@ -34,7 +34,7 @@ import type { HeadState } from '../learning/head-state.js';
 import { SegmentationEngine } from './segmentation-engine.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { ClassSummary } from './class-summary.js';
-import { DamagedInputError, DecodeError, InputNotFoundError } from '../errors.js';
+import { DamagedInputError, DecodeError, ImageUnreadableError, InputNotFoundError } from '../errors.js';
 import { ObjectFinder } from './add-objects.js';
 import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from './learning-options.js';
 
@@ -340,5 +340,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
 
 /** An input error restated with the frames the outputs hold. */
 function withFramesWritten(err: Error, frames: number): Error {
-  return err instanceof DecodeError || err instanceof DamagedInputError ? err.withFramesWritten(frames) : err;
+  return err instanceof DecodeError || err instanceof DamagedInputError || err instanceof ImageUnreadableError
+    ? err.withFramesWritten(frames)
+    : err;
 }
