@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'E_SOURCE'
   | 'E_EVAL_INPUT'
   | 'E_CONTROL'
-  | 'E_CLUSTER';
+  | 'E_CLUSTER'
+  | 'E_NATS_SECURITY';
 
 /** Base class: `code` is stable across releases, `details` holds structured fields. */
 export class StegoError extends Error {
@@ -185,6 +186,17 @@ export class EvalInputError extends StegoError {
 export class ControlError extends StegoError {
   constructor(problem: string) {
     super('E_CONTROL', problem, { details: { problem } });
+  }
+}
+
+/**
+ * A NATS connection was refused for a security reason (credentials, certificate, permission), or
+ * its security settings cannot be used. The message names the connection, the cause and the fix,
+ * and never holds a secret.
+ */
+export class NatsSecurityError extends StegoError {
+  constructor(connection: string, cause: string, fix: string, err?: unknown) {
+    super('E_NATS_SECURITY', `NATS connection "${connection}": ${cause}. Fix: ${fix}`, { cause: err, details: { connection, fix } });
   }
 }
 

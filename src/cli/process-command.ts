@@ -1,3 +1,4 @@
+import { addNatsSecurityOptions, natsSecurityFromFlags, type NatsSecurityFlags } from './nats-security-options.js';
 import type { Command } from 'commander';
 import { runProcess, type ProcessResult } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
@@ -26,6 +27,8 @@ interface ProcessFlags extends LearningFlags, ModelFlags {
   clusterPrefix?: string;
 }
 
+type ProcessAllFlags = ProcessFlags & NatsSecurityFlags;
+
 export function registerProcess(program: Command): void {
   const cmd = program
     .command('process')
@@ -48,7 +51,8 @@ export function registerProcess(program: Command): void {
     .option('--cluster-prefix <prefix>', 'subject prefix of the cluster', 'stegostream');
   addModelOptions(cmd);
   addLearningOptions(cmd);
-  cmd.action(async (inputs: string[], flags: ProcessFlags) => {
+  addNatsSecurityOptions(cmd);
+  cmd.action(async (inputs: string[], flags: ProcessAllFlags) => {
     const logger = createLogger(flags.logLevel);
     if (flags.cluster) return processOnCluster(inputs, flags, logger);
     if (inputs.length > 1) throw new BadOptionError('input', 'one video or image folder (several videos need --cluster)', inputs.join(' '));
@@ -79,7 +83,7 @@ export function registerProcess(program: Command): void {
 }
 
 /** `process --cluster`: ingest here, segment on the cluster's workers, collect the stats back. */
-async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
+async function processOnCluster(inputs: string[], flags: ProcessAllFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
   if (flags.out || flags.masks)
     throw new BadOptionError(
       flags.out ? '--out' : '--masks',
@@ -91,6 +95,7 @@ async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: R
     const r = await runProcessCluster({
       inputs,
       servers: (flags.cluster as string).split(','),
+      security: natsSecurityFromFlags(flags),
       prefix: flags.clusterPrefix ?? 'stegostream',
       backbone: flags.backbone,
       every: flags.every,

@@ -22,6 +22,7 @@ import { encodeLabelPng } from '../sinks/mask-writer.js';
 import { createWsHub, type WsHub } from '../sinks/ws-hub.js';
 import { OutputUnwritableError } from '../errors.js';
 import { natsPublisher } from '../sinks/nats-publisher.js';
+import { natsSecurityOf } from '../internal/nats-security.js';
 import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
 import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
 import { fanOutPublisher, type LivePublisher, type ServiceEvent, type SourceState } from './live-publisher.js';
@@ -200,6 +201,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
             logger,
             reconnectBufSize: sink.with.reconnectBufSize,
             name: `stegostream-${config.name}`,
+            security: natsSecurityOf(sink.with),
             ...(sink.with.jetstream ? { jetstream: sink.with.jetstream } : {}),
           }),
         );
