@@ -17,7 +17,13 @@ import {
 } from 'nats';
 import type { Logger } from 'pino';
 import { NatsSecurityError } from '../errors.js';
-import { describeNatsSecurity, explainNatsError, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
+import {
+  describeNatsSecurity,
+  explainNatsError,
+  explainNatsStatus,
+  natsConnectOptions,
+  type NatsSecurity,
+} from '../internal/nats-security.js';
 import { framesStreamName, headsBucketName, ingestWildcard, WORKERS_CONSUMER } from './cluster-names.js';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
@@ -80,7 +86,7 @@ export async function connectCluster(
       else if (s.type === 'reconnect') logger.info({ server: s.data }, 'reconnected to NATS');
       else if (s.type === 'error') {
         // A permission lost while running: logged; the role keeps working on what it may still do.
-        const explained = explainNatsError(name, s.data, secured.security);
+        const explained = explainNatsStatus(name, s, secured.security);
         if (explained instanceof NatsSecurityError) logger.error({ code: explained.code }, explained.message);
       }
     }

@@ -224,6 +224,22 @@ export function explainNatsError(connection: string, err: unknown, sec: Resolved
   return err;
 }
 
+/**
+ * The same for an `error` status of a running connection, where nats.js gives the code as `data`
+ * and the refused subject as `permissionContext`.
+ */
+export function explainNatsStatus(
+  connection: string,
+  status: { data?: unknown; permissionContext?: { operation?: string; subject?: string } },
+  sec: ResolvedNatsSecurity = NO_SECURITY,
+): unknown {
+  const ctx = status.permissionContext;
+  const code = typeof status.data === 'string' ? status.data : undefined;
+  if (code === undefined) return explainNatsError(connection, status.data, sec);
+  const message = ctx?.subject !== undefined ? `${ctx.operation ?? 'use'} "${ctx.subject}"` : code;
+  return explainNatsError(connection, { code, message }, sec);
+}
+
 /** True for the errors that retrying with the same settings cannot fix. */
 export function isNatsSecurityFailure(err: unknown): boolean {
   return err instanceof NatsSecurityError;

@@ -34,7 +34,7 @@ import {
 } from 'nats';
 import { createLogger } from '../internal/logger.js';
 import { BadOptionError, ConfigError, NatsSecurityError } from '../errors.js';
-import { explainNatsError, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
+import { explainNatsError, explainNatsStatus, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
 import { nonNegativeInt, positiveInt } from '../service/check-options.js';
 import { runControl, type ControlHandler } from '../service/control.js';
 import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from '../service/live-publisher.js';
@@ -337,7 +337,7 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
           break;
         case Events.Error: {
           // A permission lost while running: said once per cause; segmenting goes on regardless.
-          const explained = explainNatsError(connectionName, s.data, secured.security);
+          const explained = explainNatsStatus(connectionName, s, secured.security);
           if (explained instanceof NatsSecurityError)
             logOnce(`security:${explained.message}`, () => log.error({ code: explained.code }, explained.message));
           else log.error({ data: s.data }, 'NATS async error');
