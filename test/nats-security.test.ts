@@ -6,6 +6,7 @@
  * creds files give one clear line; no secret reaches a log line.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -333,6 +334,53 @@ authorization {
     );
     for (const r of [pass, nkey, token, wrong, role]) allLines.push(r.stdout, r.stderr);
   }, 120_000);
+
+  it('deploy/nats.conf runs and enforces its per-role permissions: workers publish results, viewers only subscribe, only operators call control', async () => {
+    const conf = readFileSync(new URL('../deploy/nats.conf', import.meta.url), 'utf8')
+      .replace(/^http_port:.*$/m, '')
+      .replace(/store_dir: \S+/, ''); // the helper gives its own -sd
+    await writeFile(join(dir, 'deploy.conf'), conf);
+    const roles = ['INGEST', 'WORKER', 'TRAINER', 'VIEWER', 'OPERATOR'];
+    for (const r of roles) process.env[`NATS_${r}_PASS`] = `${r.toLowerCase()}-deploy-pw`;
+    const server = await NatsServer.start({ configFile: join(dir, 'deploy.conf') });
+    try {
+      const { logger: log, lines } = logger();
+      const as = async (user: string): Promise<NatsConnection> => {
+        const nc = await connectCluster(server.url, `stegostream-${user}`, log, { user, pass: `${user}-deploy-pw` });
+        opened.push(nc);
+        return nc;
+      };
+      const [worker, viewer, operator] = [await as('worker'), await as('viewer'), await as('operator')];
+      const seen: string[] = [];
+      const sub = viewer.subscribe('stegostream.>', { callback: (_e, m) => seen.push(m.subject) });
+      await viewer.flush();
+      worker.publish('stegostream.cam.stats', new Uint8Array([1]));
+      operator.publish('stegostream.ctl.rename', new Uint8Array([1]));
+      viewer.publish('stegostream.ctl.pause', new Uint8Array([1]));
+      worker.publish('stegostream.ctl.pause', new Uint8Array([1]));
+      await waitFor('both refusals', () => lines.filter((l) => l.includes('refused a subject')).length >= 2);
+      await waitFor('the allowed messages', () => seen.length >= 2);
+      await operator.flush();
+      expect(seen.sort()).toEqual(['stegostream.cam.stats', 'stegostream.ctl.rename']);
+      const refused = lines.filter((l) => l.includes('refused a subject')).map((l) => (JSON.parse(l) as { msg: string }).msg);
+      expect(refused.sort()).toEqual(
+        [
+          expect.stringMatching(
+            /^NATS connection "stegostream-viewer": the server refused a subject to this user \(publish "stegostream\.ctl\.pause"\)/,
+          ),
+          expect.stringMatching(
+            /^NATS connection "stegostream-worker": the server refused a subject to this user \(publish "stegostream\.ctl\.pause"\)/,
+          ),
+        ].sort(() => 0),
+      );
+      sub.unsubscribe();
+      const anonymous = await connectCluster(server.url, 'stegostream-anonymous', log).catch((e: unknown) => e);
+      expect((anonymous as Error).message).toContain('the server requires credentials and none were given');
+    } finally {
+      await Promise.allSettled(opened.splice(0).map((nc) => nc.close()));
+      await server.dispose();
+    }
+  }, 60_000);
 
   it('no secret appears in any log line or output', () => {
     expect(allLines.length).toBeGreaterThan(0);
