@@ -232,8 +232,21 @@ export const pipelineSchema = z
         /** Address the HTTP/WebSocket server binds to; 0.0.0.0 to serve other machines. */
         host: text('a host name or address').default('127.0.0.1'),
         port: port.default(8080),
-        /** Bearer token required on /ws and control (empty: none). */
+        /** Bearer token required on /ws and control (empty: none); `${STEGO_TOKEN}` keeps it out of the file. */
         token: z.string({ error: 'expected a string' }).default(''),
+        /** A token that may watch but not rename, pause, resume or snapshot (needs token). */
+        readOnlyToken: z.string({ error: 'expected a string' }).optional(),
+        /** HTTPS and WSS instead of HTTP and WS. */
+        tls: z
+          .strictObject({
+            /** PEM certificate (with its chain). */
+            certFile: text('a file path'),
+            /** PEM private key of certFile. */
+            keyFile: text('a file path'),
+            /** PEM CA: when given, clients must present a certificate it signed. */
+            caFile: text('a file path').optional(),
+          })
+          .optional(),
         /** Graceful shutdown limit, ms, before a forced exit. */
         shutdownTimeoutMs: positive.default(10000),
       })

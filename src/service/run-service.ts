@@ -1,7 +1,7 @@
 import { refineFrom } from '../operators/refine-options.js';
 import { merge, Subscription, concatMap, tap } from 'rxjs';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import sharp from 'sharp';
@@ -20,7 +20,7 @@ import type { HeadState } from '../learning/head-state.js';
 import { blendOverlay } from '../sinks/paint-mask.js';
 import { encodeLabelPng } from '../sinks/mask-writer.js';
 import { createWsHub, type WsHub } from '../sinks/ws-hub.js';
-import { OutputUnwritableError } from '../errors.js';
+import { ConfigError, OutputUnwritableError } from '../errors.js';
 import { natsPublisher } from '../sinks/nats-publisher.js';
 import { natsSecurityOf } from '../internal/nats-security.js';
 import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
@@ -244,6 +244,8 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       },
       ...(hub ? { hub } : {}),
       ...(config.service.token ? { token: config.service.token } : {}),
+      ...(config.service.readOnlyToken ? { readOnlyToken: config.service.readOnlyToken } : {}),
+      ...(config.service.tls ? { tls: await readServiceTls(config.service.tls) } : {}),
     });
   } catch (err) {
     await Promise.allSettled([pub.close(), engine.close(), inference.close()]);
@@ -386,4 +388,24 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     })());
 
   return { url: http.url, port: http.port, engine, finished, close };
+}
+
+/** The service's PEM files, read before listening; a missing one is a ConfigError naming the key. */
+async function readServiceTls(t: {
+  certFile: string;
+  keyFile: string;
+  caFile?: string | undefined;
+}): Promise<{ cert: string; key: string; ca?: string }> {
+  const read = async (key: string, path: string): Promise<string> =>
+    readFile(path, 'utf8').catch((err: unknown) => {
+      throw new ConfigError('service.tls', [
+        `${key}: cannot read "${path}" (${(err as NodeJS.ErrnoException).code ?? String(err)}); give a PEM file`,
+      ]);
+    });
+  const [cert, key, ca] = await Promise.all([
+    read('certFile', t.certFile),
+    read('keyFile', t.keyFile),
+    t.caFile === undefined ? Promise.resolve(undefined) : read('caFile', t.caFile),
+  ]);
+  return { cert, key, ...(ca !== undefined ? { ca } : {}) };
 }
