@@ -6,11 +6,14 @@
  * creds files give one clear line; no secret reaches a log line.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { nkeys, type NatsConnection } from 'nats';
+
+type KeyPair = ReturnType<typeof nkeys.createUser>;
 import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster, ensureFramesStream } from '../src/cluster/cluster-connection.js';
@@ -103,6 +106,55 @@ function makeCertificates(dir: string): void {
       ext,
     );
   }
+}
+
+const b64url = (b: Uint8Array | string): string => Buffer.from(b).toString('base64url');
+
+/** A NATS JWT (what nsc makes), signed by `issuer`: operator, account or user claims. */
+function natsJwt(issuer: KeyPair, subject: string, name: string, nats: Record<string, unknown>): string {
+  const claims: Record<string, unknown> = {
+    iat: Math.floor(Date.now() / 1000),
+    iss: issuer.getPublicKey(),
+    name,
+    sub: subject,
+    nats: { ...nats, version: 2 },
+  };
+  claims['jti'] = createHash('sha256').update(JSON.stringify(claims)).digest('hex').toUpperCase().slice(0, 52);
+  const signed = `${b64url(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' }))}.${b64url(JSON.stringify(claims))}`;
+  return `${signed}.${b64url(issuer.sign(new TextEncoder().encode(signed)))}`;
+}
+
+/** Operator mode: an operator, an account with JetStream, and a worker user denied control subjects; writes the server config and the user's .creds. */
+async function writeOperatorMode(dir: string): Promise<{ configFile: string; credsFile: string; seed: string }> {
+  const op = nkeys.createOperator();
+  const account = nkeys.createAccount();
+  const user = nkeys.createUser();
+  const system = nkeys.createAccount(); // JetStream needs a system account in operator mode
+  const unlimited = { subs: -1, conn: -1, leaf: -1, imports: -1, exports: -1, data: -1, payload: -1, wildcards: true };
+  const accountJwt = natsJwt(op, account.getPublicKey(), 'STEGO', {
+    type: 'account',
+    limits: { ...unlimited, mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1 },
+  });
+  const userJwt = natsJwt(account, user.getPublicKey(), 'worker', {
+    type: 'user',
+    pub: { deny: ['stegostream.ctl.>'] },
+    sub: {},
+    subs: -1,
+    data: -1,
+    payload: -1,
+  });
+  const configFile = join(dir, 'operator.conf');
+  await writeFile(
+    configFile,
+    `operator: ${natsJwt(op, op.getPublicKey(), 'OP', { type: 'operator' })}\nsystem_account: ${system.getPublicKey()}\nresolver: MEMORY\nresolver_preload: {\n  ${account.getPublicKey()}: ${accountJwt}\n  ${system.getPublicKey()}: ${natsJwt(op, system.getPublicKey(), 'SYS', { type: 'account', limits: unlimited })}\n}\n`,
+  );
+  const seed = new TextDecoder().decode(user.getSeed());
+  const credsFile = join(dir, 'worker.creds');
+  await writeFile(
+    credsFile,
+    `-----BEGIN NATS USER JWT-----\n${userJwt}\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`,
+  );
+  return { configFile, credsFile, seed };
 }
 
 describe.skipIf(natsServerMissing() !== undefined || opensslMissing !== undefined)('NATS security', () => {
@@ -236,6 +288,29 @@ authorization {
     expect(nc.isClosed()).toBe(false);
     expect(await nc.rtt()).toBeGreaterThanOrEqual(0);
   });
+
+  it('a creds user (operator mode, JWTs made here) connects, uses JetStream, and is refused the control subjects', async () => {
+    const om = await writeOperatorMode(dir);
+    const server = await NatsServer.start({ configFile: om.configFile });
+    try {
+      const { logger: log, lines } = logger();
+      const nc = await connectCluster(server.url, 'stegostream-worker', log, { credsFile: om.credsFile });
+      opened.push(nc);
+      await ensureFramesStream(await nc.jetstreamManager(), 'opmode');
+      expect((JSON.parse(lines.find((l) => l.includes('connected to NATS')) as string) as { security: string }).security).toBe(
+        'auth creds, no tls',
+      );
+      nc.publish('stegostream.ctl.rename', new Uint8Array([1]));
+      await waitFor('the permission line', () => lines.some((l) => l.includes('refused a subject')));
+      expect(lines.filter((l) => l.includes(om.seed))).toEqual([]);
+      const doctor = await runCli(['doctor', '--json', '--nats', server.url, '--nats-creds', om.credsFile]);
+      expect((JSON.parse(doctor.stdout) as { nats: object }).nats).toMatchObject({ ok: true, security: 'auth creds, no tls' });
+      expect(doctor.stdout + doctor.stderr).not.toContain(om.seed);
+    } finally {
+      await Promise.allSettled(opened.splice(0).map((c) => c.close()));
+      await server.dispose();
+    }
+  }, 60_000);
 
   it('malformed and expired creds files fail before any connection', async () => {
     const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');

@@ -122,7 +122,8 @@ export function resolveNatsSecurity(connection: string, sec: NatsSecurity | unde
     secrets.push(seed);
   } else if (sec.credsFile !== undefined) {
     auth = 'creds';
-    const creds = readSecret(connection, 'credsFile', sec.credsFile);
+    // nats.js parses the blocks with their line ends: the file goes on as it is, with a final newline.
+    const creds = `${readSecret(connection, 'credsFile', sec.credsFile)}\n`;
     checkCreds(connection, sec.credsFile, creds);
     options.authenticator = credsAuthenticator(new TextEncoder().encode(creds)) as Authenticator;
     const seed = /(SU[A-Z2-7]{50,})/.exec(creds)?.[1];
@@ -175,6 +176,14 @@ export function explainNatsError(connection: string, err: unknown, sec: Resolved
       connection,
       `the server says the credentials (${sec.auth}) have expired`,
       'issue new credentials for this user',
+      err,
+    );
+  }
+  if (code === 'BAD_CREDS' || code === 'BAD_AUTHENTICATION') {
+    return new NatsSecurityError(
+      connection,
+      `the ${sec.auth === 'none' ? 'credentials' : sec.auth} could not be used (${code})`,
+      'give a creds file or NKey seed as nsc or nk wrote it',
       err,
     );
   }
