@@ -18,7 +18,8 @@ import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster, ensureFramesStream } from '../src/cluster/cluster-connection.js';
 import { NatsSecurityError } from '../src/errors.js';
-import { resolveNatsSecurity } from '../src/internal/nats-security.js';
+import { natsSecurityOf, resolveNatsSecurity } from '../src/internal/nats-security.js';
+import { parsePipeline } from '../src/config/load-pipeline.js';
 import { natsPublisher } from '../src/sinks/nats-publisher.js';
 import { runCli, tempDir } from './helpers/cli.js';
 import { NatsServer, natsServerMissing } from './helpers/nats-server.js';
@@ -232,18 +233,38 @@ authorization {
     expect(connected.map((c) => c.security)).toEqual(['auth user/password, mutual tls', 'auth nkey, mutual tls', 'auth token, no tls']);
   });
 
-  it('the NATS sink connects with credentials and TLS and publishes', async () => {
+  it('the NATS sink and its control service connect with credentials and TLS from the pipeline YAML', async () => {
+    const yaml = `sources:\n  - { use: scene, name: reef }\nsinks:\n  - use: nats\n    with:\n      servers: ${secureUrl()}\n      prefix: secsink\n      user: alice\n      pass: \${ALICE_PASS}\n      tls: { caFile: ${tls().caFile}, certFile: ${tls().certFile}, keyFile: ${tls().keyFile} }\n`;
+    const config = parsePipeline(yaml, 'test.yaml', { ALICE_PASS: PASS });
+    const sink = config.sinks?.find((k) => k.use === 'nats');
+    if (sink?.use !== 'nats') throw new Error('no nats sink parsed');
+    expect(() => parsePipeline(yaml.replace('tls: {', 'tls: { caFil: x,'), 'test.yaml', { ALICE_PASS: PASS })).toThrow(/caFil/);
     const { logger: log } = logger();
     const pub = natsPublisher({
-      servers: secureUrl(),
-      prefix: 'secsink',
+      servers: sink.with.servers,
+      prefix: sink.with.prefix,
       logger: log,
       name: 'stegostream-sink-test',
-      security: { user: 'alice', passFile: join(dir, 'pass'), tls: tls() },
+      security: natsSecurityOf(sink.with),
+      control: {
+        renameClass: () => [],
+        pauseLearning: () => undefined,
+        resumeLearning: () => undefined,
+        snapshotHead: () => Promise.resolve({ path: 'h', version: 1 }),
+        status: () => ({ secured: true }),
+      },
     });
+    const client = await connectCluster(secureUrl(), 'stegostream-operator-test', log, {
+      user: 'alice',
+      passFile: join(dir, 'pass'),
+      tls: tls(),
+    });
+    opened.push(client);
     try {
       await pub.ready();
       expect(pub.status().connected).toBe(true);
+      const reply = await client.request('secsink.ctl.status', new TextEncoder().encode('{}'), { timeout: 10_000 });
+      expect(JSON.parse(new TextDecoder().decode(reply.data))).toMatchObject({ ok: true, verb: 'status', status: { secured: true } });
     } finally {
       await pub.close();
     }
