@@ -28,7 +28,8 @@ export type ErrorCode =
   | 'E_MODEL_UNKNOWN'
   | 'E_MODEL_DOWNLOAD'
   | 'E_MODEL_OFFLINE'
-  | 'E_MODEL_INTEGRITY';
+  | 'E_MODEL_INTEGRITY'
+  | 'E_NATS_SECURITY';
 
 /** Base class: `code` is stable across releases, `details` holds structured fields. */
 export class StegoError extends Error {
@@ -312,6 +313,17 @@ export class ListenError extends StegoError {
             ? 'the address is not on this machine (EADDRNOTAVAIL)'
             : code;
     super('E_LISTEN', `Cannot listen on ${host}:${port}: ${why}; ${fix}`, { cause, details: { host, port, code } });
+  }
+}
+
+/**
+ * A NATS connection was refused for a security reason (credentials, certificate, permission), or
+ * its security settings cannot be used. The message names the connection, the cause and the fix,
+ * and never holds a secret.
+ */
+export class NatsSecurityError extends StegoError {
+  constructor(connection: string, cause: string, fix: string, err?: unknown) {
+    super('E_NATS_SECURITY', `NATS connection "${connection}": ${cause}. Fix: ${fix}`, { cause: err, details: { connection, fix } });
   }
 }
 

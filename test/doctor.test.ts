@@ -123,12 +123,13 @@ describe('stegostream doctor', () => {
         runCli(['doctor', '--json', '--nats', closed]),
       ]);
       expect(up.code).toBe(0);
-      expect(json(up).nats).toMatchObject({ ok: true, url: nats.url });
+      expect(json(up).nats).toMatchObject({ ok: true, url: nats.url, security: 'auth none, no tls' });
       expect(json(up).nats?.serverVersion).toMatch(/^\d+\.\d+/);
       expect(down.code).toBe(1);
       expect(json(down).nats).toEqual({
         ok: false,
         url: closed,
+        security: 'auth none, no tls',
         error: `cannot connect to ${closed} (CONNECTION_REFUSED; timeout 3000 ms). Check the URL and that nats-server runs there.`,
       });
     });

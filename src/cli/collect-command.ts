@@ -3,6 +3,7 @@ import { createLogger } from '../internal/logger.js';
 import { statsFormatFor } from '../sinks/stats-file-writer.js';
 import { positiveInt } from './parse-options.js';
 import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster } from '../cluster/cluster-connection.js';
 import { createStatsCollector } from '../cluster/stats-collector.js';
 import { DEFAULT_GAP_TIMEOUT_MS, DEFAULT_ORDER_WINDOW } from '../cluster/ordered-window.js';
@@ -57,7 +58,7 @@ export function registerCollect(program: Command): void {
       throw new BadOptionError('--stats', 'a file name template holding {stream} (one file per stream)', flags.stats);
     if (flags.exitWhenDone && !flags.streams)
       throw new BadOptionError('--exit-when-done', 'a list of streams to wait for: add --streams NAME...', true);
-    const nc = await connectCluster(natsServers(flags), 'stegostream-collect', logger);
+    const nc = await connectCluster(natsServers(flags), 'stegostream-collect', logger, natsSecurityFromFlags(flags));
     const pending = new Set(flags.streams ?? []);
     let allDone!: () => void;
     const done = new Promise<void>((resolve) => (allDone = resolve));

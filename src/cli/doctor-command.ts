@@ -1,3 +1,5 @@
+import { addNatsSecurityOptions, natsSecurityFromFlags, type NatsSecurityFlags } from './nats-security-options.js';
+import { describeNatsSecurity, explainNatsError, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
 import { Option, type Command } from 'commander';
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
@@ -9,7 +11,7 @@ import { connect } from 'nats';
 import { Backbone } from '../backbone/backbone.js';
 import { DEVICES, providerLibraryName, providerLibraryPresent, providerMissingReason, type Device } from '../backbone/execution-device.js';
 import { DT, OnnxGraph } from '../internal/onnx-graph.js';
-import { StegoError } from '../errors.js';
+import { NatsSecurityError, StegoError } from '../errors.js';
 import { simdAvailable } from '../learning/simd-gemm.js';
 import { checkCachedModels, type ModelsReport } from '../models/check-models.js';
 import { formatBytes } from '../models/pull-model.js';
@@ -21,7 +23,7 @@ export const DOCTOR_PROVIDER_TIMEOUT_MS = 30_000;
 /** How long ffmpeg -version / nvidia-smi may take, ms. */
 const TOOL_TIMEOUT_MS = 10_000;
 
-interface DoctorFlags {
+interface DoctorFlags extends NatsSecurityFlags {
   backbone: string;
   device: Device;
   nats?: string;
@@ -73,24 +75,26 @@ export interface DoctorReport {
     readonly url: string;
     readonly serverVersion?: string;
     readonly rttMs?: number;
+    /** What the check used, e.g. "auth creds, mutual tls" (never a secret). */
+    readonly security: string;
     readonly error?: string;
   };
 }
 
 export function registerDoctor(program: Command): void {
-  program
+  const cmd = program
     .command('doctor')
     .description('check this machine: ffmpeg, ONNX Runtime execution providers, GPU, the backbone contract, NATS')
     .option('--backbone <builtin|name|file.onnx>', 'backbone to load and check (a model name loads from the cache)', 'builtin')
     .addOption(new Option('--device <device>', 'execution provider to load the backbone on').choices(DEVICES).default('auto'))
     .option('--nats <url>', 'also check that this NATS server accepts a connection (e.g. nats://127.0.0.1:4222)')
-    .option('--json', 'print the report as JSON on stdout', false)
-    .action(async (flags: DoctorFlags) => {
-      const report = await runDoctor(flags);
-      process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
-      // Missing ffmpeg, a backbone that does not load, or an unreachable --nats server.
-      if (!report.ok) process.exitCode = 1;
-    });
+    .option('--json', 'print the report as JSON on stdout', false);
+  addNatsSecurityOptions(cmd).action(async (flags: DoctorFlags) => {
+    const report = await runDoctor(flags);
+    process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
+    // Missing ffmpeg, a backbone that does not load, or an unreachable --nats server.
+    if (!report.ok) process.exitCode = 1;
+  });
 }
 
 /** Runs every check (independent ones at once); never throws for what it checks. */
@@ -100,7 +104,7 @@ export async function runDoctor(flags: Omit<DoctorFlags, 'json'>): Promise<Docto
     checkTool('ffprobe', 'FFPROBE_PATH'),
     checkProviders(),
     checkBackbone(flags.backbone, flags.device),
-    flags.nats !== undefined ? checkNats(flags.nats) : Promise.resolve(undefined),
+    flags.nats !== undefined ? checkNats(flags.nats, natsSecurityFromFlags(flags)) : Promise.resolve(undefined),
   ]);
   const libx264 = ffmpeg.ok && encoders(ffmpeg.command).includes('libx264');
   const models = await checkCachedModels(providers.filter((p) => p.loads && p.name !== 'cpu').map((p) => p.name));
@@ -257,20 +261,39 @@ async function checkBackbone(spec: string, device: Device): Promise<DoctorReport
   }
 }
 
-async function checkNats(url: string): Promise<NonNullable<DoctorReport['nats']>> {
+async function checkNats(url: string, sec: NatsSecurity | undefined): Promise<NonNullable<DoctorReport['nats']>> {
+  const name = 'stegostream-doctor';
+  let secured;
   try {
-    const nc = await connect({ servers: url, timeout: DOCTOR_NATS_TIMEOUT_MS, reconnect: false, name: 'stegostream-doctor' });
+    secured = natsConnectOptions(name, url.split(','), sec);
+  } catch (err) {
+    return { ok: false, url, security: 'unusable settings', error: (err as Error).message };
+  }
+  const security = describeNatsSecurity(secured.security);
+  try {
+    const nc = await connect({ ...secured.options, servers: secured.servers, timeout: DOCTOR_NATS_TIMEOUT_MS, reconnect: false, name });
     try {
       const rttMs = await nc.rtt();
-      return { ok: true, url, rttMs: Math.round(rttMs * 10) / 10, ...(nc.info?.version ? { serverVersion: nc.info.version } : {}) };
+      return {
+        ok: true,
+        url,
+        security,
+        rttMs: Math.round(rttMs * 10) / 10,
+        ...(nc.info?.version ? { serverVersion: nc.info.version } : {}),
+      };
     } finally {
       await nc.close();
     }
   } catch (err) {
+    const explained = explainNatsError(name, err, secured.security);
     return {
       ok: false,
       url,
-      error: `cannot connect to ${url} (${(err as Error).message}; timeout ${DOCTOR_NATS_TIMEOUT_MS} ms). Check the URL and that nats-server runs there.`,
+      security,
+      error:
+        explained instanceof NatsSecurityError
+          ? explained.message
+          : `cannot connect to ${url} (${(err as Error).message}; timeout ${DOCTOR_NATS_TIMEOUT_MS} ms). Check the URL and that nats-server runs there.`,
     };
   }
 }
@@ -336,7 +359,9 @@ export function formatDoctor(r: DoctorReport): string {
     row(
       n.ok ? 'ok' : 'FAIL',
       'nats',
-      n.ok ? `${n.url} reachable${n.serverVersion ? `, nats-server ${n.serverVersion}` : ''}, round trip ${n.rttMs} ms` : (n.error ?? ''),
+      n.ok
+        ? `${n.url} reachable (${n.security})${n.serverVersion ? `, nats-server ${n.serverVersion}` : ''}, round trip ${n.rttMs} ms`
+        : `${n.error ?? ''} (${n.security})`,
     );
   }
   lines.push('');

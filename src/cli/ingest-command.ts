@@ -6,6 +6,7 @@ import type { SourceConfig } from '../config/pipeline-schema.js';
 import { BadOptionError } from '../errors.js';
 import { positiveInt } from './parse-options.js';
 import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_MSGS } from '../cluster/cluster-connection.js';
 import { backboneGeometry, sourceSize, sourcesFromArgs } from '../cluster/cluster-inputs.js';
 import { checkClusterStream } from '../cluster/cluster-names.js';
@@ -79,7 +80,7 @@ export function registerIngest(program: Command): void {
     const sized = await Promise.all(
       sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width, height }) })),
     );
-    const nc = await connectCluster(natsServers(flags), 'stegostream-ingest', logger);
+    const nc = await connectCluster(natsServers(flags), 'stegostream-ingest', logger, natsSecurityFromFlags(flags));
     const registry = new Registry();
     const mFrames = counter(registry, 'stegostream_ingest_frames_total', 'Frames stored in the work queue', ['stream']);
     const run = await runIngest({

@@ -1,3 +1,4 @@
+import { addNatsSecurityOptions, natsSecurityFromFlags, type NatsSecurityFlags } from './nats-security-options.js';
 import type { Command } from 'commander';
 import { runProcess, type ProcessResult } from '../pipeline/run-process.js';
 import { createLogger } from '../internal/logger.js';
@@ -31,6 +32,8 @@ interface ProcessFlags extends LearningFlags, ModelFlags {
   clusterPrefix?: string;
 }
 
+type ProcessAllFlags = ProcessFlags & NatsSecurityFlags;
+
 export function registerProcess(program: Command): void {
   const cmd = program
     .command('process')
@@ -54,7 +57,8 @@ export function registerProcess(program: Command): void {
   addModelOptions(cmd);
   cmd.addOption(variantOption());
   addLearningOptions(cmd);
-  cmd.action(async (inputs: string[], flags: ProcessFlags) => {
+  addNatsSecurityOptions(cmd);
+  cmd.action(async (inputs: string[], flags: ProcessAllFlags) => {
     const logger = createLogger(flags.logLevel);
     await resolveModelFlags(flags, flags.variant);
     if (flags.cluster) return processOnCluster(inputs, flags, logger);
@@ -86,12 +90,13 @@ export function registerProcess(program: Command): void {
 }
 
 /** `process --cluster`: ingest here, segment on the cluster's workers, collect the stats back. */
-async function processOnCluster(inputs: string[], flags: ProcessFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
+async function processOnCluster(inputs: string[], flags: ProcessAllFlags, logger: ReturnType<typeof createLogger>): Promise<void> {
   const { signal, dispose } = interruptSignal();
   try {
     const r = await runProcessCluster({
       inputs,
       servers: (flags.cluster as string).split(','),
+      security: natsSecurityFromFlags(flags),
       prefix: flags.clusterPrefix ?? 'stegostream',
       backbone: flags.backbone,
       every: flags.every,

@@ -3,6 +3,7 @@ import { createLogger } from '../internal/logger.js';
 import { addLearningOptions, learningFrom, type LearningFlags } from './common-options.js';
 import { nonNegativeInt, positiveInt } from './parse-options.js';
 import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster } from '../cluster/cluster-connection.js';
 import { DEFAULT_WARMUP_FRAMES, runTrainer } from '../cluster/run-trainer.js';
 import { DEFAULT_LEASE_TTL_MS } from '../cluster/trainer-lease.js';
@@ -33,7 +34,7 @@ export function registerTrainer(program: Command): void {
   addClusterOptions(cmd);
   cmd.action(async (flags: TrainerFlags) => {
     const logger = createLogger(flags.logLevel);
-    const nc = await connectCluster(natsServers(flags), 'stegostream-trainer', logger);
+    const nc = await connectCluster(natsServers(flags), 'stegostream-trainer', logger, natsSecurityFromFlags(flags));
     const abort = new AbortController();
     const onSignal = (): void => abort.abort();
     process.once('SIGINT', onSignal);

@@ -8,6 +8,7 @@ import { createLogger } from '../internal/logger.js';
 import { DEVICES, type Device } from '../backbone/execution-device.js';
 import { nonNegativeInt, positiveInt } from './parse-options.js';
 import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster, DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_ACK_PENDING } from '../cluster/cluster-connection.js';
 import { DEFAULT_FEATURE_POINTS, DEFAULT_FEATURES_EVERY, runWorker } from '../cluster/run-worker.js';
 
@@ -77,7 +78,12 @@ export function registerWorker(program: Command): void {
       onGpu: runsOnGpu(flags.device),
       ...(flags.variant ? { variant: flags.variant } : {}),
     });
-    const nc = await connectCluster(natsServers(flags), `stegostream-worker${flags.name ? `-${flags.name}` : ''}`, logger);
+    const nc = await connectCluster(
+      natsServers(flags),
+      `stegostream-worker${flags.name ? `-${flags.name}` : ''}`,
+      logger,
+      natsSecurityFromFlags(flags),
+    );
     const worker = await runWorker({
       nc,
       prefix: flags.prefix,

@@ -12,8 +12,9 @@ import { startHttpService, type HttpService, type Readiness } from '../service/h
 import { DEFAULT_PREFIX, checkPrefix } from '../sinks/nats-subjects.js';
 import { BadOptionError } from '../errors.js';
 import { DEFAULT_NATS_URL } from './cluster-connection.js';
+import { addNatsSecurityOptions, type NatsSecurityFlags } from '../cli/nats-security-options.js';
 
-export interface ClusterFlags {
+export interface ClusterFlags extends NatsSecurityFlags {
   nats: string;
   prefix: string;
   healthPort?: number;
@@ -35,7 +36,7 @@ function prefixArg(v: string): string {
 
 /** --nats, --prefix, --health-port, --health-host, --log-level. */
 export function addClusterOptions(cmd: Command): Command {
-  return cmd
+  return addNatsSecurityOptions(cmd)
     .addOption(new Option('--nats <url>', 'NATS server URL(s), comma-separated').env('NATS_URL').default(DEFAULT_NATS_URL))
     .option('--prefix <prefix>', 'subject prefix shared by every role', prefixArg, DEFAULT_PREFIX)
     .option('--health-port <n>', 'serve /healthz, /readyz and /metrics on this port (default: none)', portArg('--health-port'))

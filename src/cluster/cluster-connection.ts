@@ -16,6 +16,14 @@ import {
   type NatsConnection,
 } from 'nats';
 import type { Logger } from 'pino';
+import { NatsSecurityError } from '../errors.js';
+import {
+  describeNatsSecurity,
+  explainNatsError,
+  explainNatsStatus,
+  natsConnectOptions,
+  type NatsSecurity,
+} from '../internal/nats-security.js';
 import {
   framesStreamName,
   headsBucketName,
@@ -47,21 +55,47 @@ export interface QueueLimits {
   readonly maxBytes?: number;
 }
 
-/** Connects (retrying the first connection forever) and reconnects forever after. */
-export async function connectCluster(servers: string | readonly string[], name: string, logger: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: [servers].flat(),
-    name,
-    waitOnFirstConnect: true,
-    reconnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: RECONNECT_WAIT_MS,
-  });
-  logger.info({ server: nc.getServer(), name }, 'connected to NATS');
+/**
+ * Connects (retrying the first connection forever, except on a security failure: wrong
+ * credentials or an untrusted certificate throw NatsSecurityError at once) and reconnects forever after.
+ */
+export async function connectCluster(
+  servers: string | readonly string[],
+  name: string,
+  logger: Logger,
+  security?: NatsSecurity,
+): Promise<NatsConnection> {
+  const secured = natsConnectOptions(name, servers, security);
+  let nc: NatsConnection | undefined;
+  for (let attempt = 1; nc === undefined; attempt++) {
+    try {
+      nc = await connect({
+        ...secured.options,
+        servers: secured.servers,
+        name,
+        // One attempt per call: this loop retries, so that a security failure can end it.
+        waitOnFirstConnect: false,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: RECONNECT_WAIT_MS,
+      });
+    } catch (err) {
+      const explained = explainNatsError(name, err, secured.security);
+      if (explained instanceof NatsSecurityError) throw explained;
+      if (attempt === 1) logger.warn({ err }, 'cannot connect to NATS yet; retrying');
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_WAIT_MS));
+    }
+  }
+  logger.info({ server: nc.getServer(), name, security: describeNatsSecurity(secured.security) }, 'connected to NATS');
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') logger.warn({ server: s.data }, 'disconnected from NATS; reconnecting');
       else if (s.type === 'reconnect') logger.info({ server: s.data }, 'reconnected to NATS');
+      else if (s.type === 'error') {
+        // A permission lost while running: logged; the role keeps working on what it may still do.
+        const explained = explainNatsStatus(name, s, secured.security);
+        if (explained instanceof NatsSecurityError) logger.error({ code: explained.code }, explained.message);
+      }
     }
   })().catch(() => undefined);
   return nc;

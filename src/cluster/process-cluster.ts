@@ -15,9 +15,10 @@ import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'nats';
 import type { Logger } from 'pino';
-import { BadOptionError, OutputUnwritableError } from '../errors.js';
+import { BadOptionError, NatsSecurityError, OutputUnwritableError } from '../errors.js';
 import { probeVideo } from '../internal/probe-video.js';
 import type { OverlayVideoOptions } from '../sinks/overlay-video-writer.js';
+import { explainNatsError, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
 import { ProgressReporter } from '../pipeline/progress-reporter.js';
 import { statsFormatFor } from '../sinks/stats-file-writer.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
@@ -35,6 +36,8 @@ export interface ProcessClusterOptions {
   /** Video files or folders of videos. */
   readonly inputs: readonly string[];
   readonly servers: string | readonly string[];
+  /** Credentials and TLS of the NATS connection. */
+  readonly security?: NatsSecurity | undefined;
   readonly prefix?: string;
   /** Stats file template; `{stream}` is needed for several videos (default `{stream}.stats.csv`). */
   readonly stats?: string;
@@ -122,15 +125,19 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     }
   }
 
+  const secured = natsConnectOptions('stegostream-process', options.servers, options.security);
   let nc;
   try {
     nc = await connect({
-      servers: [options.servers].flat(),
+      ...secured.options,
+      servers: secured.servers,
       name: 'stegostream-process',
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1000,
     });
   } catch (err) {
+    const explained = explainNatsError('stegostream-process', err, secured.security);
+    if (explained instanceof NatsSecurityError) throw explained;
     throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','));
   }
   const run = randomBytes(6).toString('hex');

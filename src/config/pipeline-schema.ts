@@ -140,6 +140,40 @@ const wsSink = z.strictObject({
     .default({ jpegQuality: 75, maxWidth: 0, maxPayloadBytes: 65536, heartbeatIntervalMs: 30000, maxClients: 256 }),
 });
 
+/**
+ * Credentials and TLS of a NATS connection (src/internal/nats-security.ts reads them). Secrets go
+ * in files (`*File`) or come from the environment (`pass: ${NATS_PASS}`), not in the YAML itself.
+ */
+export const natsSecurityKeys = {
+  /** User name (with pass or passFile). */
+  user: text('a user name').optional(),
+  /** Password; prefer passFile or `${NATS_PASS}`. */
+  pass: text('a password').optional(),
+  /** File holding the password. */
+  passFile: text('a file path').optional(),
+  /** Token; prefer tokenFile or `${NATS_TOKEN}`. */
+  token: text('a token').optional(),
+  /** File holding the token. */
+  tokenFile: text('a file path').optional(),
+  /** File holding a user NKey seed (SU...). */
+  nkeySeedFile: text('a file path').optional(),
+  /** A .creds file (user JWT + seed) as NATS accounts issue them. */
+  credsFile: text('a file path to a .creds file').optional(),
+  /** TLS to the server (tls:// URLs turn it on with the system CAs). */
+  tls: z
+    .strictObject({
+      /** CA that signed the server's certificate. */
+      caFile: text('a file path').optional(),
+      /** Client certificate (mutual TLS). */
+      certFile: text('a file path').optional(),
+      /** Key of certFile. */
+      keyFile: text('a file path').optional(),
+      /** Name the server's certificate must carry, if not the URL's host. */
+      serverName: text('a host name').optional(),
+    })
+    .optional(),
+};
+
 const natsSink = z.strictObject({
   use: z.literal('nats'),
   with: z.strictObject({
@@ -175,6 +209,7 @@ const natsSink = z.strictObject({
       .optional(),
     /** Bytes of stats held while disconnected. */
     reconnectBufSize: positive.default(8 * 1024 * 1024),
+    ...natsSecurityKeys,
   }),
 });
 
@@ -197,8 +232,21 @@ export const pipelineSchema = z
         /** Address the HTTP/WebSocket server binds to; 0.0.0.0 to serve other machines. */
         host: text('a host name or address').default('127.0.0.1'),
         port: port.default(8080),
-        /** Bearer token required on /ws and control (empty: none). */
+        /** Bearer token required on /ws and control (empty: none); `${STEGO_TOKEN}` keeps it out of the file. */
         token: z.string({ error: 'expected a string' }).default(''),
+        /** A token that may watch but not rename, pause, resume or snapshot (needs token). */
+        readOnlyToken: z.string({ error: 'expected a string' }).optional(),
+        /** HTTPS and WSS instead of HTTP and WS. */
+        tls: z
+          .strictObject({
+            /** PEM certificate (with its chain). */
+            certFile: text('a file path'),
+            /** PEM private key of certFile. */
+            keyFile: text('a file path'),
+            /** PEM CA: when given, clients must present a certificate it signed. */
+            caFile: text('a file path').optional(),
+          })
+          .optional(),
         /** Graceful shutdown limit, ms, before a forced exit. */
         shutdownTimeoutMs: positive.default(10000),
       })

@@ -3,20 +3,23 @@
  * (Prometheus text), `/healthz` (the process is alive) and `/readyz` (the pipeline says it is
  * ready). Binds 127.0.0.1 unless told otherwise.
  *
- * With a `token`, `/ws` (and so every control request) needs `Authorization: Bearer <token>` or,
- * for browsers that cannot set headers on a WebSocket, `?token=<token>`. The viewer page passes on
- * the `token` of its own URL. Browser connections from another origin are refused (403) unless
+ * With a `token`, `/ws` (and so every control request) needs `Authorization: Bearer <token>`, the
+ * cookie the `/login` form sets, or (for scripts) `?token=<token>`. The viewer page passes on the
+ * `token` of its own URL. A `readOnlyToken` opens `/ws` for watching only (control other than
+ * status is refused). Tokens are compared in constant time (as SHA-256 digests). With `tls`, the
+ * server speaks HTTPS and WSS only; with `tls.ca`, clients must present a certificate it signed. Browser connections from another origin are refused (403) unless
  * listed in `allowedOrigins`, so a web page cannot drive a local service behind the user's back.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createLogger } from '../internal/logger.js';
 import { ConfigError, ListenError } from '../errors.js';
-import type { WsHub } from '../sinks/ws-hub.js';
+import { READ_ONLY_ACCESS, type WsHub } from '../sinks/ws-hub.js';
 import { nonNegativeInt } from './check-options.js';
 import { VIEWER_HTML } from './viewer-page.js';
 
@@ -43,6 +46,10 @@ export interface HttpServiceOptions {
   readonly port?: number;
   /** Bearer token required on `/ws`; none by default. */
   readonly token?: string;
+  /** A second token that may watch (`/ws`) but not rename, pause, resume or snapshot. */
+  readonly readOnlyToken?: string;
+  /** PEM certificate and key (and CA for client certificates): HTTPS and WSS instead of HTTP and WS. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string };
   /** Origins (e.g. "https://ops.example") allowed to open `/ws` besides the service's own; "*" allows any. */
   readonly allowedOrigins?: readonly string[];
   readonly logger?: Logger;
@@ -54,9 +61,9 @@ export interface HttpService {
   readonly host: string;
   /** The bound port (the real one when 0 was asked). */
   readonly port: number;
-  /** `http://host:port` */
+  /** `http://host:port` (`https://` with tls) */
   readonly url: string;
-  readonly server: Server;
+  readonly server: Server | HttpsServer;
   /** Serves `/ws` from now on (see `hubLater`); the hub is closed by `close()`. */
   attachHub(hub: WsHub): void;
   /** Closes WebSocket clients (1001, then terminate after the timeout) and the server; idempotent. */
@@ -74,20 +81,33 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
   let hub = options.hub;
   let hubPending = options.hubLater === true && hub === undefined;
   const registries = options.registry === undefined ? [hub?.registry ?? new Registry()] : [options.registry].flat();
+  if (options.readOnlyToken !== undefined && options.token === undefined) {
+    throw new ConfigError('http', ['readOnlyToken: needs token as well (without a token everyone may change everything)']);
+  }
   const tokenDigest = options.token === undefined ? undefined : digest(options.token);
+  const readOnlyDigest = options.readOnlyToken ? digest(options.readOnlyToken) : undefined;
+  const tls = options.tls;
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
   const viewer = Buffer.from(VIEWER_HTML, 'utf8');
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       log.error({ err, url: req.url }, 'request failed');
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
       else res.destroy();
     });
-  });
+  };
+  const server =
+    tls === undefined
+      ? createServer(onRequest)
+      : createHttpsServer(
+          { cert: tls.cert, key: tls.key, ...(tls.ca !== undefined ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) },
+          onRequest,
+        );
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/login') return login(req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
@@ -151,12 +171,52 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
     hub.handleUpgrade(req, socket, head);
   });
 
-  function authorised(req: IncomingMessage, url: URL): boolean {
-    if (tokenDigest === undefined) return true;
+  /** 'full', 'read' (the read-only token) or undefined (refused). */
+  function access(given: string | undefined): 'full' | 'read' | undefined {
+    if (tokenDigest === undefined) return 'full';
+    if (given === undefined) return undefined;
+    const d = digest(given);
+    if (timingSafeEqual(d, tokenDigest)) return 'full';
+    if (readOnlyDigest !== undefined && timingSafeEqual(d, readOnlyDigest)) return 'read';
+    return undefined;
+  }
+
+  function givenToken(req: IncomingMessage, url: URL): string | undefined {
     const header = req.headers.authorization;
-    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const given = match?.[1] ?? url.searchParams.get('token');
-    return given !== null && timingSafeEqual(digest(given), tokenDigest);
+    const bearer = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    const cookie = /(?:^|;\s*)stegostream_token=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+    return bearer ?? (cookie !== undefined ? decodeURIComponent(cookie) : undefined) ?? url.searchParams.get('token') ?? undefined;
+  }
+
+  function authorised(req: IncomingMessage, url: URL): boolean {
+    const level = access(givenToken(req, url));
+    if (level === 'read') (req as IncomingMessage & { [READ_ONLY_ACCESS]?: boolean })[READ_ONLY_ACCESS] = true;
+    return level !== undefined;
+  }
+
+  /** GET: the form; POST: checks the token and sets it as an HttpOnly cookie, then back to the viewer. */
+  async function login(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('Cache-Control', 'no-store');
+    if (req.method === 'POST') {
+      const body = await readBody(req, MAX_LOGIN_BODY_BYTES);
+      const token = new URLSearchParams(body).get('token') ?? '';
+      if (body !== undefined && access(token) !== undefined && tokenDigest !== undefined) {
+        const secure = tls !== undefined ? '; Secure' : '';
+        res.setHeader('Set-Cookie', `stegostream_token=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict${secure}`);
+        res.setHeader('Location', '/');
+        send(res, 303, 'text/plain; charset=utf-8', 'signed in\n');
+        return;
+      }
+      log.warn({ remote: req.socket.remoteAddress }, 'login refused: wrong token');
+      send(res, 401, 'text/html; charset=utf-8', loginPage('Wrong token.'));
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD, POST');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    send(res, 200, 'text/html; charset=utf-8', loginPage(''));
   }
 
   function originAllowed(req: IncomingMessage): boolean {
@@ -188,7 +248,7 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
   return {
     host,
     port: bound,
-    url: `http://${urlHost}:${bound}`,
+    url: `${tls === undefined ? 'http' : 'https'}://${urlHost}:${bound}`,
     server,
     attachHub(h: WsHub) {
       hub = h;
@@ -207,6 +267,28 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
       return closing;
     },
   };
+}
+
+const MAX_LOGIN_BODY_BYTES = 4096;
+
+/** The request body as text, or undefined when it is longer than `limit` bytes. */
+async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function loginPage(problem: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>stegostream: sign in</title></head><body>
+<form method="post" action="/login"><h1>stegostream</h1>${problem ? `<p role="alert">${problem}</p>` : ''}
+<label>Token <input type="password" name="token" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form></body></html>
+`;
 }
 
 function digest(s: string): Buffer {

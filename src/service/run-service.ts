@@ -1,7 +1,7 @@
 import { refineFrom } from '../operators/refine-options.js';
 import { merge, Subscription, concatMap, tap } from 'rxjs';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
@@ -21,8 +21,9 @@ import type { HeadState } from '../learning/head-state.js';
 import { blendOverlay } from '../sinks/paint-mask.js';
 import { encodeLabelPng } from '../sinks/mask-writer.js';
 import { createWsHub, type WsHub } from '../sinks/ws-hub.js';
-import { OutputUnwritableError } from '../errors.js';
+import { ConfigError, OutputUnwritableError } from '../errors.js';
 import { natsPublisher } from '../sinks/nats-publisher.js';
+import { natsSecurityOf } from '../internal/nats-security.js';
 import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
 import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
 import { fanOutPublisher, type LivePublisher, type ServiceEvent, type SourceState } from './live-publisher.js';
@@ -85,6 +86,8 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     hubLater: config.sinks.some((s) => s.use === 'websocket'),
     ready: () => readiness(),
     ...(config.service.token ? { token: config.service.token } : {}),
+    ...(config.service.readOnlyToken ? { readOnlyToken: config.service.readOnlyToken } : {}),
+    ...(config.service.tls ? { tls: await readServiceTls(config.service.tls) } : {}),
   });
   /** A start that fails releases the port and whatever else already runs. */
   const failStart = async (err: unknown, ...running: (Promise<unknown> | undefined)[]): Promise<never> => {
@@ -244,6 +247,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
             logger,
             reconnectBufSize: sink.with.reconnectBufSize,
             name: `stegostream-${config.name}`,
+            security: natsSecurityOf(sink.with),
             ...(sink.with.jetstream ? { jetstream: sink.with.jetstream } : {}),
           }),
         );
@@ -420,4 +424,24 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     })());
 
   return { url: http.url, port: http.port, engine, finished, close };
+}
+
+/** The service's PEM files, read before listening; a missing one is a ConfigError naming the key. */
+async function readServiceTls(t: {
+  certFile: string;
+  keyFile: string;
+  caFile?: string | undefined;
+}): Promise<{ cert: string; key: string; ca?: string }> {
+  const read = async (key: string, path: string): Promise<string> =>
+    readFile(path, 'utf8').catch((err: unknown) => {
+      throw new ConfigError('service.tls', [
+        `${key}: cannot read "${path}" (${(err as NodeJS.ErrnoException).code ?? String(err)}); give a PEM file`,
+      ]);
+    });
+  const [cert, key, ca] = await Promise.all([
+    read('certFile', t.certFile),
+    read('keyFile', t.keyFile),
+    t.caFile === undefined ? Promise.resolve(undefined) : read('caFile', t.caFile),
+  ]);
+  return { cert, key, ...(ca !== undefined ? { ca } : {}) };
 }

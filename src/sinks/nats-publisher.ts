@@ -33,7 +33,8 @@ import {
   type StreamConfig,
 } from 'nats';
 import { createLogger } from '../internal/logger.js';
-import { BadOptionError, ConfigError } from '../errors.js';
+import { BadOptionError, ConfigError, NatsSecurityError } from '../errors.js';
+import { explainNatsError, explainNatsStatus, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
 import { nonNegativeInt, positiveInt } from '../service/check-options.js';
 import { runControl, type ControlHandler } from '../service/control.js';
 import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from '../service/live-publisher.js';
@@ -91,6 +92,8 @@ export interface NatsPublisherOptions {
   readonly jetstream?: NatsJetStreamOptions;
   /** Extra nats.js options (auth, TLS, pingInterval...); the reconnect options above win. */
   readonly connectOptions?: Omit<ConnectionOptions, 'servers' | 'reconnect' | 'maxReconnectAttempts' | 'waitOnFirstConnect'>;
+  /** Credentials and TLS (user/pass, token, NKey, creds, tls), read when the publisher is made. */
+  readonly security?: NatsSecurity;
   readonly registry?: Registry;
   readonly logger?: Logger;
 }
@@ -120,10 +123,14 @@ interface Held {
 
 /** Creates the publisher and starts connecting in the background; options are checked first. */
 export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
-  const servers = [options.servers].flat();
-  if (servers.length === 0 || servers.some((s) => typeof s !== 'string' || s === '')) {
+  const givenServers = [options.servers].flat();
+  if (givenServers.length === 0 || givenServers.some((s) => typeof s !== 'string' || s === '')) {
     throw new BadOptionError('servers', 'NATS server URL(s) like "nats://127.0.0.1:4222"', options.servers);
   }
+  const connectionName = options.name ?? 'stegostream';
+  // Reads secret files now, so a missing or expired one fails the start rather than every retry.
+  const secured = natsConnectOptions(connectionName, givenServers, options.security);
+  const servers = secured.servers;
   const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
   const reconnectTimeWait = positiveInt('reconnectTimeWaitMs', options.reconnectTimeWaitMs, DEFAULT_RECONNECT_TIME_WAIT_MS);
   const bufLimit = nonNegativeInt('reconnectBufSize', options.reconnectBufSize, DEFAULT_RECONNECT_BUF_SIZE);
@@ -277,7 +284,12 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
     if (control !== undefined) {
       c.subscribe(controlSubject(prefix, '*'), {
         callback: (err, msg) => {
-          if (err !== null) return log.error({ err }, 'control subscription failed');
+          if (err !== null) {
+            const explained = explainNatsError(connectionName, err, secured.security);
+            return explained instanceof NatsSecurityError
+              ? log.error({ code: explained.code }, `control subscription failed: ${explained.message}`)
+              : log.error({ err }, 'control subscription failed');
+          }
           onControl(msg).catch((e: unknown) => log.error({ err: e }, 'control request failed'));
         },
       });
@@ -323,9 +335,14 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
         case Events.LDM:
           log.warn({ server: s.data }, 'NATS server entering lame duck mode');
           break;
-        case Events.Error:
-          log.error({ data: s.data }, 'NATS async error');
+        case Events.Error: {
+          // A permission lost while running: said once per cause; segmenting goes on regardless.
+          const explained = explainNatsStatus(connectionName, s, secured.security);
+          if (explained instanceof NatsSecurityError)
+            logOnce(`security:${explained.message}`, () => log.error({ code: explained.code }, explained.message));
+          else log.error({ data: s.data }, 'NATS async error');
           break;
+        }
         default:
           break;
       }
@@ -341,8 +358,9 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
       try {
         const c = await connect({
           ...options.connectOptions,
+          ...secured.options,
           servers: [...servers],
-          name: options.name ?? 'stegostream',
+          name: connectionName,
           reconnect: true,
           maxReconnectAttempts: -1,
           reconnectTimeWait,
@@ -356,7 +374,13 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
         await onConnected(c);
         return;
       } catch (err) {
-        logOnce('connect', () => log.warn({ err, attempt }, 'cannot connect to NATS yet; retrying'));
+        const explained = explainNatsError(connectionName, err, secured.security);
+        if (explained instanceof NatsSecurityError) {
+          // Retried all the same (the server's configuration may be fixed), but said once, plainly.
+          logOnce('security', () => log.error({ code: explained.code, attempt }, explained.message));
+        } else {
+          logOnce('connect', () => log.warn({ err, attempt }, 'cannot connect to NATS yet; retrying'));
+        }
         await new Promise<void>((resolve) => {
           wakeRetry = resolve;
           retryTimer = setTimeout(resolve, reconnectTimeWait);

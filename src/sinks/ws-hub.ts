@@ -85,11 +85,20 @@ interface Client {
   streams: ReadonlySet<string> | undefined;
   channels: ReadonlySet<Channel>;
   dropped: number;
+  /** Connected with the read-only token: may watch, not rename, pause, resume or snapshot. */
+  readonly readOnly: boolean;
 }
 
 interface Legend {
   readonly classes: readonly ClassInfo[];
   readonly headVersion: number;
+}
+
+/** Set by the HTTP service on an upgrade request authorised by the read-only token. */
+export const READ_ONLY_ACCESS = Symbol('stegostream.readOnly');
+
+function isReadOnly(req: IncomingMessage): boolean {
+  return (req as IncomingMessage & { [READ_ONLY_ACCESS]?: boolean })[READ_ONLY_ACCESS] === true;
 }
 
 /** Creates the hub. Options are checked here; nothing listens until `handleUpgrade` is called. */
@@ -227,6 +236,16 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
       return;
     }
     const { type: _type, id: _id, verb, ...args } = msg;
+    if (c.readOnly && verb !== 'status') {
+      mControl.inc({ verb: msg.verb, outcome: 'forbidden' });
+      sendJson(c, {
+        type: 'error',
+        code: 'E_CONTROL',
+        message: `Control "${String(verb)}" refused: this connection used the read-only token (it may watch, not change). Use the service token.`,
+        ...id,
+      });
+      return;
+    }
     const reply = await runControl(control, verb, args, { classes: latestLegend()?.classes, logger: c.log });
     if (!reply.ok) {
       mControl.inc({ verb: reply.verb ?? 'unknown', outcome: 'error' });
@@ -285,6 +304,7 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
       streams: undefined,
       channels: new Set(),
       dropped: 0,
+      readOnly: isReadOnly(req),
     };
     ws.on('error', (err) => c.log.debug({ err }, 'client connection error'));
     if (clients.size >= maxClients) {

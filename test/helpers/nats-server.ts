@@ -37,6 +37,8 @@ export class NatsServer {
   private constructor(
     readonly port: number,
     readonly storeDir: string,
+    /** A nats-server configuration file (accounts, users, TLS); the flags above still win. */
+    readonly configFile?: string,
   ) {}
 
   get url(): string {
@@ -47,8 +49,8 @@ export class NatsServer {
     return this.child !== undefined;
   }
 
-  static async start(): Promise<NatsServer> {
-    const server = new NatsServer(await freePort(), await mkdtemp(join(tmpdir(), 'stego-nats-')));
+  static async start(options: { readonly configFile?: string } = {}): Promise<NatsServer> {
+    const server = new NatsServer(await freePort(), await mkdtemp(join(tmpdir(), 'stego-nats-')), options.configFile);
     await server.restart();
     return server;
   }
@@ -57,7 +59,8 @@ export class NatsServer {
   async restart(): Promise<void> {
     if (this.child !== undefined) return;
     this.stderr = '';
-    const child = spawn(BINARY, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], {
+    const config = this.configFile === undefined ? [] : ['-c', this.configFile];
+    const child = spawn(BINARY, [...config, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
