@@ -10,6 +10,8 @@ export class PipelineMetrics {
   readonly batchSize: Histogram;
   readonly headVersion: Gauge;
   readonly fps: Gauge<'stream'>;
+  readonly sourceStates: Counter<'stream' | 'state'>;
+  readonly sourceLive: Gauge<'stream'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -55,6 +57,18 @@ export class PipelineMetrics {
     this.fps = new Gauge({
       name: 'stegostream_stream_fps',
       help: 'Frames per second published, per stream (last second)',
+      labelNames: ['stream'],
+      registers,
+    });
+    this.sourceStates = new Counter({
+      name: 'stegostream_source_state_total',
+      help: 'Source state changes (connecting, live, stalled, retrying, stopped), per stream',
+      labelNames: ['stream', 'state'],
+      registers,
+    });
+    this.sourceLive = new Gauge({
+      name: 'stegostream_source_live',
+      help: '1 while a source delivers frames, 0 while it is stalled, retrying or stopped',
       labelNames: ['stream'],
       registers,
     });

@@ -223,7 +223,11 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   live.publisher = pub;
 
   const events = (e: ServiceEvent): void => {
-    if (e.type === 'source-state') sourceStates.set(e.stream, e.state);
+    if (e.type === 'source-state') {
+      sourceStates.set(e.stream, e.state);
+      metrics.sourceStates.inc({ stream: e.stream, state: e.state });
+      metrics.sourceLive.set({ stream: e.stream }, e.state === 'live' ? 1 : 0);
+    }
     pub.event(e);
   };
 
