@@ -144,6 +144,36 @@ describe('live URL and backoff (no ffmpeg)', () => {
     ]);
   });
 
+  it('keeps a loopback listener on loopback and tells listening inputs from client connections', () => {
+    const rtp = resolveLiveInput({ url: 'rtp://127.0.0.1:5600' });
+    expect(rtp.inputOptions.join(' ')).toContain('-f sdp -probesize 32 -analyzeduration 0 -localaddr 127.0.0.1');
+    expect(resolveLiveInput({ url: 'rtp://0.0.0.0:5600' }).inputOptions).not.toContain('-localaddr');
+    expect(resolveLiveInput({ url: 'udp://127.0.0.1:1234' }).input).toBe('udp://127.0.0.1:1234?localaddr=127.0.0.1');
+    expect(resolveLiveInput({ url: 'udp://localhost:1234?pkt_size=1316' }).input).toBe(
+      'udp://localhost:1234?pkt_size=1316&localaddr=127.0.0.1',
+    );
+    expect(resolveLiveInput({ url: 'udp://127.0.0.1:1234?localaddr=127.0.0.2' }).input).toBe('udp://127.0.0.1:1234?localaddr=127.0.0.2');
+    expect(resolveLiveInput({ url: 'udp://@:1234' }).input).toBe('udp://@:1234');
+    const listening = (o: Parameters<typeof resolveLiveInput>[0]): boolean => resolveLiveInput(o).listening;
+    expect(listening({ url: 'udp://@:1234' })).toBe(true);
+    expect(listening({ url: 'rtp://0.0.0.0:5600' })).toBe(true);
+    expect(listening({ url: '/x/bluerov.sdp' })).toBe(true);
+    expect(listening({ url: 'srt://0.0.0.0:9000?mode=listener' })).toBe(true);
+    expect(listening({ url: 'srt://10.0.0.2:9000?mode=caller' })).toBe(false);
+    expect(listening({ url: 'rtmp://0.0.0.0/live/key', inputOptions: ['-listen', '1'] })).toBe(true);
+    expect(listening({ url: 'rtsp://0.0.0.0:8554/live', inputOptions: ['-rtsp_flags', 'listen'] })).toBe(true);
+    expect(listening({ url: 'rtsp://cam/stream' })).toBe(false);
+  });
+
+  it("rejects an rtp:// URL whose port is not the SDP's, naming both", () => {
+    const sdp = h264RtpSdp('0.0.0.0', 5602);
+    expect(() => resolveLiveInput({ url: 'rtp://0.0.0.0:5600', sdp })).toThrow(BadOptionError);
+    expect(() => resolveLiveInput({ url: 'rtp://0.0.0.0:5600', sdp })).toThrow(
+      `Expected the port of the SDP's "m=video" line (5602), where ffmpeg listens: make the URL rtp://0.0.0.0:5602 or change the SDP for url but received "rtp://0.0.0.0:5600"`,
+    );
+    expect(resolveLiveInput({ url: 'rtp://0.0.0.0:5602', sdp }).sdpText).toBe(sdp);
+  });
+
   it('generates an H.264 SDP for a bare rtp:// URL and keeps given SDP text', () => {
     expect(resolveLiveInput({ url: 'rtp://0.0.0.0:5600' }).sdpText).toBe(h264RtpSdp('0.0.0.0', 5600));
     expect(h264RtpSdp('0.0.0.0', 5600)).toContain('m=video 5600 RTP/AVP 96\na=rtpmap:96 H264/90000');
