@@ -106,6 +106,8 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   };
 
   let lastHeadVersion = initial?.version ?? 0;
+  // From the start, so a restart that resumed a checkpoint shows its version at once.
+  metrics.headVersion.set(lastHeadVersion);
   // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
   const finder = config.model.objects
     ? await ObjectFinder.create(info.patchSize, config.model.threads !== undefined ? { threads: config.model.threads } : {})
