@@ -220,6 +220,7 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
       let offset: number | undefined;
       let prevRaw: number | undefined;
       let prevAt = 0;
+      const startedAt = Date.now();
       const r = runFfmpeg({
         input,
         inputOptions: source.inputOptions,
@@ -326,8 +327,12 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
         stallTimer = undefined;
         const { error } = await r.done;
         if (closed) return;
-        if (replaced) {
-          log.info('live source listening again with a fresh RTP receiver');
+        // ffmpeg's SDP input gives up after 10 s without packets: during an outage a listener
+        // that ran for a while is simply started again, still stalled (no retry, no backoff).
+        // One that dies sooner goes the retry way, so a receiver that cannot start never spins.
+        const outlived = listening && quiet && Date.now() - startedAt >= stallTimeoutMs;
+        if (replaced || outlived) {
+          log.info({ reason: replaced ? 'replaced at a stall' : 'ffmpeg ended during the outage' }, 'live source listening again');
           connect(true);
           return;
         }
