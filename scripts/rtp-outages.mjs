@@ -80,6 +80,9 @@ const sub = liveSource({
   poke();
 });
 
+// Ctrl-C: stop the receiver's and the sender's ffmpeg too (they would outlive this process).
+process.once('SIGINT', () => (sub.unsubscribe(), sender?.kill('SIGKILL'), process.exit(130)));
+process.once('SIGTERM', () => (sub.unsubscribe(), sender?.kill('SIGKILL'), process.exit(143)));
 startSender();
 await until(() => frames >= 10);
 const rows = [];
