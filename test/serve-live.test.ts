@@ -10,6 +10,7 @@ import { WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load-pipeline.js';
 import { runService, type RunningService } from '../src/service/run-service.js';
+import { buildSources } from '../src/service/build-sources.js';
 import type { ServiceEvent } from '../src/service/live-publisher.js';
 import type { ServerMessage } from '../src/sinks/ws-protocol.js';
 import type { FrameStats } from '../src/types.js';
@@ -135,5 +136,31 @@ learning: { classes: 4, trainEvery: 1000 }
     const up = await (await fetch(`${service.url}/metrics`)).text();
     expect(up).toMatch(/^stegostream_source_live\{stream="rov"\} 1$/m);
     expect(up).toMatch(/^stegostream_source_state_total\{stream="rov",state="live"\} [2-9]/m);
+  });
+});
+
+describe('live source logs under serve', () => {
+  it('name the stream and the stage once per line (no duplicate JSON keys)', async () => {
+    const port = await freeUdpPort();
+    const config = parsePipeline(
+      `
+name: logs
+sources:
+  - { use: live, name: rov, with: { url: "udp://127.0.0.1:${port}", stallTimeoutMs: 300 } }
+model: { width: 224 }
+`,
+      'test',
+      {},
+    );
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const [built] = buildSources(config.sources, { width: 224, height: 128 }, () => undefined, logger);
+    const sub = built!.frames.subscribe();
+    await expect.poll(() => lines.some((l) => l.includes('live source stalled')), { timeout: WAIT_MS }).toBe(true);
+    sub.unsubscribe();
+    const stalled = lines.find((l) => l.includes('live source stalled'))!;
+    expect(stalled.match(/"stream":/g)).toHaveLength(1);
+    expect(stalled.match(/"stage":/g)).toHaveLength(1);
+    expect(JSON.parse(stalled)).toMatchObject({ stream: 'rov', stage: 'live-source' });
   });
 });
