@@ -41,11 +41,15 @@ await once(relay, 'listening');
 
 let sender;
 const startSender = () => {
-  sender = spawn('ffmpeg', [
-    ...['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=15'],
-    ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p'],
-    ...['-g', '105', '-keyint_min', '105', '-sc_threshold', '0', '-f', 'rtp', `rtp://127.0.0.1:${RELAY}`],
-  ], { stdio: 'ignore' });
+  sender = spawn(
+    'ffmpeg',
+    [
+      ...['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=15'],
+      ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p'],
+      ...['-g', '105', '-keyint_min', '105', '-sc_threshold', '0', '-f', 'rtp', `rtp://127.0.0.1:${RELAY}`],
+    ],
+    { stdio: 'ignore' },
+  );
 };
 const stopSender = async () => {
   const s = sender;

@@ -22,7 +22,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 
 const { values } = parseArgs({
-  options: { minutes: { type: 'string', default: '60' }, sample: { type: 'string', default: '30' }, warmup: { type: 'string', default: '2' } },
+  options: {
+    minutes: { type: 'string', default: '60' },
+    sample: { type: 'string', default: '30' },
+    warmup: { type: 'string', default: '2' },
+  },
 });
 const minutes = Number(values.minutes);
 const sampleMs = Number(values.sample) * 1000;
@@ -110,7 +114,9 @@ async function sample() {
   const lagMs = metric(text, 'stegostream_process_nodejs_eventloop_lag_p99_seconds') * 1000;
   const s = { tMin: (Date.now() - t0) / 60_000, rssMiB, fds, lagMs, stats, frames };
   samples.push(s);
-  say(`${s.tMin.toFixed(1)} min: rss ${rssMiB.toFixed(1)} MiB, fds ${fds}, loop lag p99 ${lagMs.toFixed(1)} ms, stats ${stats}, frames ${frames}`);
+  say(
+    `${s.tMin.toFixed(1)} min: rss ${rssMiB.toFixed(1)} MiB, fds ${fds}, loop lag p99 ${lagMs.toFixed(1)} ms, stats ${stats}, frames ${frames}`,
+  );
 }
 while (Date.now() - t0 < minutes * 60_000) {
   await sample();
@@ -130,7 +136,11 @@ const slope = (key) => {
   return (num / den) * 60;
 };
 const after = samples.filter((s) => s.tMin * 60_000 >= warmupMs);
-for (const [key, unit] of [['rssMiB', 'MiB'], ['fds', 'fds'], ['lagMs', 'ms']]) {
+for (const [key, unit] of [
+  ['rssMiB', 'MiB'],
+  ['fds', 'fds'],
+  ['lagMs', 'ms'],
+]) {
   const first = after[0]?.[key];
   const last = after.at(-1)?.[key];
   say(`${key}: ${first?.toFixed(1)} -> ${last?.toFixed(1)} ${unit} after warm-up, slope ${slope(key).toFixed(2)} ${unit}/h`);
