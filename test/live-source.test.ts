@@ -15,6 +15,7 @@ import { backoffDelay, resolveBackoff } from '../src/sources/live-backoff.js';
 import { h264RtpSdp, redactUrl, resolveLiveInput } from '../src/sources/live-url.js';
 import type { Frame } from '../src/types.js';
 import { ffmpegProtocolMissing, freeTcpPort, freeUdpPort, StreamPusher } from './helpers/stream-pusher.js';
+import { RtpRelay } from './helpers/rtp-relay.js';
 
 const W = 64;
 const H = 48;
@@ -141,6 +142,36 @@ describe('live URL and backoff (no ffmpeg)', () => {
       'v4l2',
       [...common, '-f', 'v4l2', '-input_format', 'mjpeg'],
     ]);
+  });
+
+  it('keeps a loopback listener on loopback and tells listening inputs from client connections', () => {
+    const rtp = resolveLiveInput({ url: 'rtp://127.0.0.1:5600' });
+    expect(rtp.inputOptions.join(' ')).toContain('-f sdp -probesize 32 -analyzeduration 0 -localaddr 127.0.0.1');
+    expect(resolveLiveInput({ url: 'rtp://0.0.0.0:5600' }).inputOptions).not.toContain('-localaddr');
+    expect(resolveLiveInput({ url: 'udp://127.0.0.1:1234' }).input).toBe('udp://127.0.0.1:1234?localaddr=127.0.0.1');
+    expect(resolveLiveInput({ url: 'udp://localhost:1234?pkt_size=1316' }).input).toBe(
+      'udp://localhost:1234?pkt_size=1316&localaddr=127.0.0.1',
+    );
+    expect(resolveLiveInput({ url: 'udp://127.0.0.1:1234?localaddr=127.0.0.2' }).input).toBe('udp://127.0.0.1:1234?localaddr=127.0.0.2');
+    expect(resolveLiveInput({ url: 'udp://@:1234' }).input).toBe('udp://@:1234');
+    const listening = (o: Parameters<typeof resolveLiveInput>[0]): boolean => resolveLiveInput(o).listening;
+    expect(listening({ url: 'udp://@:1234' })).toBe(true);
+    expect(listening({ url: 'rtp://0.0.0.0:5600' })).toBe(true);
+    expect(listening({ url: '/x/bluerov.sdp' })).toBe(true);
+    expect(listening({ url: 'srt://0.0.0.0:9000?mode=listener' })).toBe(true);
+    expect(listening({ url: 'srt://10.0.0.2:9000?mode=caller' })).toBe(false);
+    expect(listening({ url: 'rtmp://0.0.0.0/live/key', inputOptions: ['-listen', '1'] })).toBe(true);
+    expect(listening({ url: 'rtsp://0.0.0.0:8554/live', inputOptions: ['-rtsp_flags', 'listen'] })).toBe(true);
+    expect(listening({ url: 'rtsp://cam/stream' })).toBe(false);
+  });
+
+  it("rejects an rtp:// URL whose port is not the SDP's, naming both", () => {
+    const sdp = h264RtpSdp('0.0.0.0', 5602);
+    expect(() => resolveLiveInput({ url: 'rtp://0.0.0.0:5600', sdp })).toThrow(BadOptionError);
+    expect(() => resolveLiveInput({ url: 'rtp://0.0.0.0:5600', sdp })).toThrow(
+      `Expected the port of the SDP's "m=video" line (5602), where ffmpeg listens: make the URL rtp://0.0.0.0:5602 or change the SDP for url but received "rtp://0.0.0.0:5600"`,
+    );
+    expect(resolveLiveInput({ url: 'rtp://0.0.0.0:5602', sdp }).sdpText).toBe(sdp);
   });
 
   it('generates an H.264 SDP for a bare rtp:// URL and keeps given SDP text', () => {
@@ -355,55 +386,97 @@ describe('liveSource with real ffmpeg senders', () => {
     expect((f.at(-1)!.pts - f[0]!.pts) / (f.length - 1)).toBeGreaterThan(1.5 / 15);
   });
 
-  it('survives the sender dying and coming back: stalled, retrying with growing delays, live again', { timeout: TEST_MS }, async () => {
-    const port = await freeUdpPort();
-    const p = pusher(StreamPusher.start({ kind: 'mpegts-udp', port }));
-    const w = watch({
-      url: `udp://127.0.0.1:${port}`,
-      streamId: 'rov',
-      stallTimeoutMs: 1500,
-      backoff: { initialMs: 200, maxMs: 5000, factor: 2, jitter: 0.2, resetAfterMs: 600 },
-    });
-    // Live long enough for the backoff to start over (a first connection may have stalled while
-    // the sender started up): 600 ms of frames from the current connection.
-    const liveFor = (ms: number): boolean => {
-      const first = w.frames[w.of('live').at(-1)?.framesAt ?? Infinity];
-      return first !== undefined && w.frames.at(-1)!.capturedAt - first.capturedAt >= ms;
-    };
-    await w.until('600 ms of frames', () => liveFor(600));
-    await p.stop();
-    const mark = w.states.length;
-    const after = (): StateAt[] => w.states.slice(mark);
-    const retries = (): StateAt[] => after().filter((s) => s.state === 'retrying');
-    await w.until('two retries', () => retries().length >= 2);
-    // Frames still in ffmpeg's buffers when the sender stopped came before the stall.
-    const before = after()[0]!.framesAt;
-    p.start();
-    await w.until('live again', () => after().some((s) => s.state === 'live'));
-    await w.until('frames resuming', () => w.frames.length >= before + 8);
-    w.sub.unsubscribe();
+  it(
+    'keeps a listening UDP input listening through an outage: stalled, then live again in the same ffmpeg',
+    { timeout: TEST_MS },
+    async () => {
+      const port = await freeUdpPort();
+      const p = pusher(StreamPusher.start({ kind: 'mpegts-udp', port }));
+      const w = watch({ url: `udp://127.0.0.1:${port}`, streamId: 'rov', stallTimeoutMs: 1500 });
+      await w.until('10 frames', () => w.frames.length >= 10);
+      await p.stop();
+      const mark = w.states.length;
+      const after = (): StateAt[] => w.states.slice(mark);
+      await w.until('stalled', () => after().some((s) => s.state === 'stalled'));
+      // Frames still in ffmpeg's buffers when the sender stopped came before the stall.
+      const before = after()[0]!.framesAt;
+      // An outage longer than the watchdog (its length is the fault under test, not a wait on speed).
+      await sleep(3000);
+      p.start();
+      await w.until('live again', () => after().some((s) => s.state === 'live'));
+      await w.until('frames resuming', () => w.frames.length >= before + 8);
+      w.sub.unsubscribe();
 
-    expect(
-      after()
-        .slice(0, 3)
-        .map((s) => [s.state, s.detail]),
-    ).toEqual([
-      ['stalled', 'no frame for 1500 ms'],
-      ['retrying', 'no frame for 1500 ms.'],
-      ['connecting', `udp://127.0.0.1:${port}`],
-    ]);
-    const [r1, r2] = retries();
-    expect([r1!.attempt, r2!.attempt]).toEqual([1, 2]);
-    expect(r2!.delayMs!).toBeGreaterThan(r1!.delayMs!);
-    expect(w.states.at(-1)).toMatchObject({
-      state: 'stopped',
-      detail: 'unsubscribed',
-    });
-    // seq continues and pts stays increasing across the reconnect (expectGoodFrames checks both);
-    // the gap in pts is the outage, at least the stall timeout.
-    expectGoodFrames(w.frames, 'rov');
-    expect(w.frames[before]!.pts - w.frames[before - 1]!.pts).toBeGreaterThan(1.5);
-  });
+      // One stall report, no reconnect: the port stayed open the whole time.
+      expect(after().map((s) => [s.state, s.detail])).toEqual([
+        ['stalled', 'no frame for 1500 ms; still listening'],
+        ['live', `udp://127.0.0.1:${port}`],
+        ['stopped', 'unsubscribed'],
+      ]);
+      expect(w.of('connecting')).toHaveLength(1);
+      expectGoodFrames(w.frames, 'rov');
+      expect(w.frames[before]!.pts - w.frames[before - 1]!.pts).toBeGreaterThan(1.5);
+    },
+  );
+
+  it(
+    'recovers an RTP/SDP feed with a keyframe every 7 s from outages of 5 and 20 s and a sender restarted from scratch, listening throughout',
+    { timeout: 150_000 },
+    async () => {
+      const recvPort = await freeUdpPort(true);
+      const relayPort = await freeUdpPort(true);
+      const relay = await RtpRelay.start(relayPort, recvPort);
+      cleanups.push(() => relay.close());
+      const dir = tempDir();
+      const p = pusher(StreamPusher.start({ kind: 'rtp', port: relayPort, sdpFile: join(dir, 'tx.sdp'), gop: 105 }));
+      const w = watch({ url: `rtp://127.0.0.1:${recvPort}`, streamId: 'rov', stallTimeoutMs: 1500 });
+      cleanups.push(() => w.sub.unsubscribe());
+      await w.until('first frames', () => w.frames.length >= 10, 60_000);
+
+      const recoveries: number[] = [];
+      const keyframes: number[] = [];
+      /** Waits for the stall and the outage, lets packets through (`restore`), and waits for frames. */
+      const outage = async (pauseMs: number, restore: () => void): Promise<void> => {
+        const mark = w.states.length;
+        const cutAt = Date.now();
+        await w.until('stalled', () => w.states.slice(mark).some((s) => s.state === 'stalled'));
+        // The outage's length is the fault under test, not a wait on speed.
+        await sleep(Math.max(0, pauseMs - (Date.now() - cutAt)));
+        const framesBefore = w.frames.length;
+        relay.resume();
+        restore();
+        // At most one keyframe interval (7 s) and then some under load.
+        await w.until('live again', () => w.states.slice(mark).some((s) => s.state === 'live'), 60_000);
+        await w.until('frames again', () => w.frames.length > framesBefore, 60_000);
+        const keyAt = relay.firstKeyframeAt;
+        expect(keyAt).toBeDefined();
+        const first = w.frames[framesBefore]!;
+        // The fresh receiver decodes from the first keyframe that went through (at most 7 s after
+        // the first returning packet).
+        expect(first.capturedAt).toBeGreaterThanOrEqual(keyAt!);
+        recoveries.push(first.capturedAt - keyAt!);
+        keyframes.push(keyAt! - relay.firstPacketAt!);
+        expect(w.states.slice(mark).map((s) => s.state)).toEqual(['stalled', 'live']);
+      };
+
+      // Tether outages: the sender's timeline goes on, its packets are lost.
+      for (const pauseMs of [5000, 20_000]) {
+        relay.cut();
+        await outage(pauseMs, () => undefined);
+      }
+      // The sender itself restarts: new process, new SSRC and sequence numbers.
+      await p.stop();
+      await outage(5000, () => p.start());
+
+      // One ffmpeg receiver for the whole run: never reconnecting, never retrying.
+      expect(w.of('connecting')).toHaveLength(1);
+      expect(w.of('retrying')).toEqual([]);
+      expectGoodFrames(w.frames, 'rov');
+      console.info(
+        `RTP: first frame after the first keyframe (ms): ${recoveries.join(', ')}; keyframe after the first packet (ms): ${keyframes.join(', ')}`,
+      );
+    },
+  );
 
   it('keeps a good stream delivering while another points at a dead port, which never busy-loops', { timeout: TEST_MS }, async () => {
     const goodPort = await freeUdpPort();

@@ -1,12 +1,16 @@
 /**
  * The live service with a real live feed (an ffmpeg MPEG-TS/UDP sender on 127.0.0.1) next to a
- * scene: the feed dies and comes back while the other stream keeps flowing.
+ * scene: the feed dies (garbage bytes arriving meanwhile) and comes back at another resolution while the
+ * other stream keeps flowing.
  */
+import { createSocket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load-pipeline.js';
 import { runService, type RunningService } from '../src/service/run-service.js';
+import { buildSources } from '../src/service/build-sources.js';
 import type { ServiceEvent } from '../src/service/live-publisher.js';
 import type { ServerMessage } from '../src/sinks/ws-protocol.js';
 import type { FrameStats } from '../src/types.js';
@@ -55,7 +59,7 @@ describe('serve with a live feed', () => {
     await service?.close();
   });
 
-  it('reports a feed that dies as stalled and retrying, then live again, while the other stream keeps flowing', async () => {
+  it('reports a listening feed that stops as stalled and live again, through garbage bytes and a new resolution, in events and metrics, while the other stream keeps flowing', async () => {
     const port = await freeUdpPort();
     pusher = StreamPusher.start({ kind: 'mpegts-udp', port });
     const config = parsePipeline(
@@ -68,7 +72,6 @@ sources:
     with:
       url: "udp://127.0.0.1:${port}"
       stallTimeoutMs: 1500
-      backoff: { initialMs: 200, maxMs: 1000, factor: 2, jitter: 0.2, resetAfterMs: 300 }
 model: { width: 224, batch: { size: 2, maxDelayMs: 10 } }
 learning: { classes: 4, trainEvery: 1000 }
 `,
@@ -96,24 +99,28 @@ learning: { classes: 4, trainEvery: 1000 }
 
     await pusher.stop();
     const mark = got.length;
-    await until('stalled, then retrying', () => {
-      const names = states(mark).map((s) => s.state);
-      return names.includes('stalled') && names.indexOf('retrying') > names.indexOf('stalled');
-    });
+    // Garbage bytes on the feed's port while it is down (a misconfigured sender, a port scan).
+    const junk = createSocket('udp4');
+    const sendJunk = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        await new Promise<void>((resolve) => junk.send(randomBytes(1316), port, '127.0.0.1', () => resolve()));
+      }
+    };
+    await sendJunk(200);
+    await until('stalled', () => states(mark).some((s) => s.state === 'stalled'));
     const stalledAt = states(mark).find((s) => s.state === 'stalled')!.at;
-    expect(states(mark).find((s) => s.state === 'stalled')).toMatchObject({ detail: 'no frame for 1500 ms' });
-    // Attempt 1, unless the first connection stalled while the sender started and the feed was
-    // not live long enough since (resetAfterMs) to start the count over.
-    expect(states(mark).find((s) => s.state === 'retrying')).toMatchObject({
-      attempt: expect.any(Number),
-      delayMs: expect.any(Number),
-      detail: 'no frame for 1500 ms.',
-    });
-    // The scene goes on while the feed is down, and the service stays ready.
+    expect(states(mark).find((s) => s.state === 'stalled')).toMatchObject({ detail: 'no frame for 1500 ms; still listening' });
+    // The scene goes on while the feed is down (longer than the watchdog), and the service stays ready.
     await until('the scene to keep flowing', () => stats('reef').filter((s) => s.at > stalledAt).length >= 15);
+    await sendJunk(200);
     expect((await fetch(`${service.url}/readyz`)).status).toBe(200);
+    const down = await (await fetch(`${service.url}/metrics`)).text();
+    expect(down).toMatch(/^stegostream_source_up\{stream="rov"\} 0$/m);
+    expect(down).toMatch(/^stegostream_source_state_total\{stream="rov",state="stalled"\} [1-9]/m);
+    junk.close();
 
-    pusher.start();
+    // The sender comes back from scratch at another resolution.
+    pusher = StreamPusher.start({ kind: 'mpegts-udp', port, size: '640x360' });
     await until('the feed to be live again', () => states(mark).some((s) => s.state === 'live'));
     const backAt = states(mark).find((s) => s.state === 'live')!.at;
     await until('frames from the feed again', () => stats('rov').filter((s) => s.at >= backAt).length >= 5);
@@ -124,10 +131,36 @@ learning: { classes: 4, trainEvery: 1000 }
     expect(rov.every((s, i) => i === 0 || (s.seq > rov[i - 1]!.seq && s.pts > rov[i - 1]!.pts))).toBe(true);
     const reef = stats('reef');
     expect(reef.every((s, i) => i === 0 || s.seq > reef[i - 1]!.seq)).toBe(true);
-    // The states in order: live, (frames still in the pipes), stalled, retrying..., connecting, live.
-    const order = states(mark).map((s) => s.state);
-    expect(order[0]).toBe('stalled');
-    expect(order.at(-1)).toBe('live');
-    expect(order.slice(1, -1).every((s) => s === 'retrying' || s === 'connecting' || s === 'stalled')).toBe(true);
+    // The same receiver listened throughout: stalled, then live, no reconnect.
+    expect(states(mark).map((s) => s.state)).toEqual(['stalled', 'live']);
+    const up = await (await fetch(`${service.url}/metrics`)).text();
+    expect(up).toMatch(/^stegostream_source_up\{stream="rov"\} 1$/m);
+    expect(up).toMatch(/^stegostream_source_state_total\{stream="rov",state="live"\} [2-9]/m);
+  });
+});
+
+describe('live source logs under serve', () => {
+  it('name the stream and the stage once per line (no duplicate JSON keys)', async () => {
+    const port = await freeUdpPort();
+    const config = parsePipeline(
+      `
+name: logs
+sources:
+  - { use: live, name: rov, with: { url: "udp://127.0.0.1:${port}", stallTimeoutMs: 300 } }
+model: { width: 224 }
+`,
+      'test',
+      {},
+    );
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const [built] = buildSources(config.sources, { width: 224, height: 128 }, () => undefined, logger);
+    const sub = built!.frames.subscribe();
+    await expect.poll(() => lines.some((l) => l.includes('live source stalled')), { timeout: WAIT_MS }).toBe(true);
+    sub.unsubscribe();
+    const stalled = lines.find((l) => l.includes('live source stalled'))!;
+    expect(stalled.match(/"stream":/g)).toHaveLength(1);
+    expect(stalled.match(/"stage":/g)).toHaveLength(1);
+    expect(JSON.parse(stalled)).toMatchObject({ stream: 'rov', stage: 'live-source' });
   });
 });

@@ -123,6 +123,37 @@ sinks:
     expect(metrics).toMatch(/^stegostream_nats_status_events_total\{type="reconnect"\} [1-9]/m);
   });
 
+  it('keeps segmenting through a nats-server crash that loses its store, and re-creates the JetStream stats history', async () => {
+    const dir = await tempDir();
+    await serve(join(dir, 'head.ckpt'));
+    const c = await client();
+    const stats = await collect(c, 'stegostream.reef.stats');
+    const jsm = await c.jetstreamManager();
+    await expect.poll(async () => (await jsm.streams.info('TEST_STATS')).state.messages, { timeout: WAIT_MS }).toBeGreaterThan(0);
+
+    await server.kill(true);
+    const downAt = Date.now();
+    await server.restart();
+    // The service reconnects by itself, sees its stream gone and makes it again: history resumes.
+    await expect
+      .poll(
+        async () => {
+          try {
+            return (await (await c.jetstreamManager()).streams.info('TEST_STATS')).state.messages;
+          } catch {
+            return 0;
+          }
+        },
+        { timeout: WAIT_MS },
+      )
+      .toBeGreaterThan(0);
+    await expect
+      .poll(() => stats.filter((m) => (json(m) as FrameStats).capturedAt > downAt).length, { timeout: WAIT_MS })
+      .toBeGreaterThanOrEqual(3);
+    const seqs = stats.map((m) => (json(m) as FrameStats).seq);
+    expect(seqs.every((q, i) => i === 0 || q > seqs[i - 1]!)).toBe(true);
+  });
+
   it('answers control requests; a rename reaches WebSocket clients; bad requests get ok:false', async () => {
     const dir = await tempDir();
     const checkpoint = join(dir, 'heads', 'reef.ckpt');
@@ -164,6 +195,16 @@ sinks:
 
     await expect(ask('pause')).resolves.toEqual({ ok: true, verb: 'pause', learning: 'paused' });
     await expect.poll(() => events.some((m) => (json(m) as { learning?: string }).learning === 'paused'), { timeout: WAIT_MS }).toBe(true);
+    // The rename's legend went out once on each sink: one per head version, here and on WebSocket
+    // (the pause's event came after it on both, in order).
+    const versions = (ms: Array<{ headVersion: number; classes: Array<{ name: string }> }>): number[] =>
+      ms.filter((m) => m.classes[1]?.name === 'sand dune').map((m) => m.headVersion);
+    const natsVersions = versions(legends.map((m) => json(m) as { headVersion: number; classes: Array<{ name: string }> }));
+    expect(new Set(natsVersions).size).toBe(natsVersions.length);
+    const wsVersions = versions(
+      wsGot.filter((m) => m.type === 'classes') as unknown as Array<{ headVersion: number; classes: Array<{ name: string }> }>,
+    );
+    expect(new Set(wsVersions).size).toBe(wsVersions.length);
     await expect
       .poll(
         () => wsGot.some((m) => m.type === 'event' && JSON.stringify(m.event) === JSON.stringify({ type: 'pipeline', learning: 'paused' })),

@@ -123,7 +123,8 @@ export function buildSources(
               width: size.width,
               height: size.height,
               stallTimeoutMs: w.stallTimeoutMs,
-              logger: log,
+              // Not `log`: the live source adds its own stream and stage (pino would repeat the keys).
+              logger,
               onState: state,
               ...(w.transport !== undefined ? { transport: w.transport } : {}),
               ...(w.httpFormat !== undefined ? { httpFormat: w.httpFormat } : {}),

@@ -20,6 +20,7 @@ export class PipelineMetrics {
   readonly buildInfo: Gauge<'version' | 'backbone'>;
   /** Class names each stream's last frame had: a renamed class's old series is removed, not left stale. */
   private readonly classNames = new Map<string, ReadonlySet<string>>();
+  readonly sourceStates: Counter<'stream' | 'state'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -66,6 +67,12 @@ export class PipelineMetrics {
       name: 'stegostream_stream_fps',
       help: 'Frames per second published, per stream (last second)',
       labelNames: ['stream'],
+      registers,
+    });
+    this.sourceStates = new Counter({
+      name: 'stegostream_source_state_total',
+      help: 'Source state changes (connecting, live, stalled, retrying, stopped), per stream',
+      labelNames: ['stream', 'state'],
       registers,
     });
     this.classFraction = new Gauge({

@@ -148,6 +148,8 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   };
 
   let lastHeadVersion = initial?.version ?? 0;
+  // From the start, so a restart that resumed a checkpoint shows its version at once.
+  metrics.headVersion.set(lastHeadVersion);
   // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
   const finder = config.model.objects
     ? await ObjectFinder.create(info.patchSize, config.model.threads !== undefined ? { threads: config.model.threads } : {}).catch(
@@ -272,6 +274,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
   const events = (e: ServiceEvent): void => {
     if (e.type === 'source-state') {
       sourceStates.set(e.stream, e.state);
+      metrics.sourceStates.inc({ stream: e.stream, state: e.state });
       metrics.sourceUp.set({ stream: e.stream }, e.state === 'live' ? 1 : 0);
     }
     pub.event(e);

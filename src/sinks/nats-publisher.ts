@@ -260,13 +260,34 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
     mControl.inc({ verb: reply.verb ?? 'unknown', outcome: reply.ok ? 'ok' : 'error' });
     msg.respond(json(reply));
     if (reply.ok && reply.verb === 'rename') {
-      for (const [stream, legend] of legends) publishLegend(stream, reply.classes, legend.headVersion);
+      // The service's handler usually publishes the renamed legend itself (through `classes()`,
+      // before replying): only a legend not already sent goes out, so each goes out once.
+      const renamed = JSON.stringify(reply.classes);
+      for (const [stream, legend] of legends) {
+        if (JSON.stringify(legend.classes) !== renamed) publishLegend(stream, reply.classes, legend.headVersion);
+      }
     }
   }
 
+  /**
+   * Creates the stats history stream, or brings it to our configuration. Run on every (re)connect:
+   * a server restarted without its store, or a replacement node, has no stream any more, and
+   * without one the stats would go on being published with no history kept.
+   */
   async function ensureJetStream(c: NatsConnection): Promise<void> {
-    if (js === undefined || jsReady) return;
+    if (js === undefined) return;
     const jsm = await c.jetstreamManager();
+    if (jsReady) {
+      try {
+        await jsm.streams.info(js.name);
+        return;
+      } catch (err) {
+        // 10059: stream not found. Anything else (no JetStream yet, a timeout) is thrown.
+        if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10059) throw err;
+        log.warn({ stream: js.name }, 'JetStream stats history is gone from the server (restarted without its store?); re-creating it');
+        jsReady = false;
+      }
+    }
     try {
       await jsm.streams.add(js);
     } catch (err) {

@@ -17,6 +17,8 @@ export type SourceStateEvent = Extract<ServiceEvent, { readonly type: 'source-st
 
 /** No frame for this long (ms), counted from each start too, and ffmpeg is restarted. */
 export const DEFAULT_STALL_TIMEOUT_MS = 5000;
+/** A listening input whose ffmpeg died again soon waits at most this long before listening again. */
+export const LISTEN_RESTART_MAX_MS = 1000;
 /** pts step (s) across a reconnect or a clock jump back, when frames come faster than 1 ms. */
 const MIN_PTS_STEP_S = 0.001;
 
@@ -59,7 +61,14 @@ export interface LiveSourceOptions {
  * exits (error or end of stream), or no frame arrives for `stallTimeoutMs` (`stalled`, ffmpeg is
  * killed), the source waits an exponential backoff with jitter (`retrying`, with attempt and
  * delayMs) and starts again; a connection that dies at once still waits. After `resetAfterMs` of
- * frames the backoff starts over. `seq` keeps counting across reconnects and `pts` (seconds from the
+ * frames the backoff starts over. Listening inputs (UDP, RTP, .sdp, SRT listener, RTMP/RTSP in
+ * listen mode: `LiveInput.listening`) differ: a stall is reported (`stalled`, then `live` at the
+ * next frame) but ffmpeg keeps running, so the port stays open and the decoder picks up at the
+ * returning feed's first keyframe; if ffmpeg dies it is started again at once (a receiver that
+ * keeps dying waits at most LISTEN_RESTART_MAX_MS). An RTP receiver (rtp://, .sdp) is the exception
+ * that proves it: ffmpeg's RTP demuxer would drop a restarted sender's new sequence numbers as
+ * old packets forever, so at a stall it is replaced at once by a fresh receiver (the port is
+ * closed for the few ms in between), which then listens for as long as it takes. `seq` keeps counting across reconnects and `pts` (seconds from the
  * first frame) stays increasing: each connection continues the timeline by the wall-clock gap.
  *
  * Errors: after `maxRetries` consecutive failures, `stopped` and a `SourceError` naming the URL
@@ -99,7 +108,10 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
       throw new InputNotFoundError(source.input, 'SDP file');
     }
   }
-  const { displayUrl } = source;
+  const { displayUrl, listening } = source;
+  // ffmpeg's RTP demuxer drops a restarted sender's packets as "old" (its sequence numbers start
+  // anew) for as long as it runs: after a stall an RTP receiver is replaced, once, at once.
+  const relisten = source.kind === 'rtp' || source.kind === 'sdp-file';
   const secret = urlSecret(options.url);
   const scrub = (text: string): string => (secret === undefined ? text : text.split(secret).join('***'));
   const frameBytes = width * height * 3;
@@ -123,6 +135,8 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
     let lastFrameAt = 0;
     /** The current connection has delivered a frame. */
     let runLive = false;
+    /** Listening inputs: reported `stalled` and not live again yet (ffmpeg kept running). */
+    let quiet = false;
     /** fpsCap: the grid time of the last emitted frame, ms. */
     let slot = Number.NEGATIVE_INFINITY;
 
@@ -175,17 +189,27 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
         subscriber.error(new SourceError(streamId, displayUrl, gaveUp + said));
         return;
       }
-      const delayMs = backoffDelay(failures, backoff);
+      // A listener's port is closed while ffmpeg is down and every packet of a returning feed lost:
+      // listen again at once, and only a receiver that keeps dying waits (at most a second).
+      const delayMs = listening
+        ? failures === 1
+          ? 0
+          : Math.min(LISTEN_RESTART_MAX_MS, backoffDelay(failures - 1, backoff))
+        : backoffDelay(failures, backoff);
       log.warn({ attempt: failures, delayMs, reason, stderrTail: scrub(stderrTail) }, 'live source retrying');
       state('retrying', { attempt: failures, delayMs, detail: `${reason}.${stalled ? '' : said}` });
-      retryTimer = setTimeout(connect, delayMs);
+      retryTimer = setTimeout(() => connect(false), delayMs);
     };
 
-    const connect = (): void => {
+    /** `again`: a stalled RTP receiver replaced at once; still stalled, so no `connecting`. */
+    const connect = (again = false): void => {
       retryTimer = undefined;
       if (closed) return;
-      state('connecting', { detail: displayUrl });
+      if (!again) state('connecting', { detail: displayUrl });
       runLive = false;
+      quiet = again;
+      /** This receiver was stopped to be replaced by a fresh one (RTP after a stall). */
+      let replaced = false;
       // Per connection: showinfo's pts by frame index (stderr and stdout race, so match by index).
       const ptsByIndex = new Map<number, number>();
       let n = 0;
@@ -196,6 +220,7 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
       let offset: number | undefined;
       let prevRaw: number | undefined;
       let prevAt = 0;
+      const startedAt = Date.now();
       const r = runFfmpeg({
         input,
         inputOptions: source.inputOptions,
@@ -213,6 +238,23 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
         const idle = Date.now() - lastActivity;
         if (idle < stallTimeoutMs) {
           stallTimer = setTimeout(watch, stallTimeoutMs - idle);
+          return;
+        }
+        if (listening) {
+          // The sender comes to us: keep the port open and ffmpeg's decoder waiting for its next
+          // keyframe however long the outage; report the stall once and look again later.
+          if (!quiet) {
+            quiet = true;
+            log.warn({ stallTimeoutMs }, 'live source stalled; still listening');
+            state('stalled', { detail: `${stallReason()}; still listening` });
+            if (relisten) {
+              replaced = true;
+              stallTimer = undefined;
+              void r.stop('SIGKILL');
+              return;
+            }
+          }
+          stallTimer = setTimeout(watch, stallTimeoutMs);
           return;
         }
         stallTimer = undefined;
@@ -242,12 +284,18 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
         if (!stdout) throw new Error('ffmpeg stdout missing');
         for await (const rgb of readRawFrames(stdout, frameBytes)) {
           // Drained, not left: ffmpeg blocked on a full stdout pipe would not see our signals.
-          if (closed || stalled) continue;
+          if (closed || stalled || replaced) continue;
           const now = Date.now();
           lastActivity = now;
-          if (liveSince === undefined) {
+          if (liveSince === undefined || quiet) {
+            // A listener that receives again is healthy: its next death restarts it at once.
+            if (listening) failures = 0;
+            // Back from a stall in the same ffmpeg: the sender may have restarted its clock, so
+            // the timeline goes on by the wall-clock gap, as across a reconnect.
+            if (quiet) offset = undefined;
             liveSince = now;
             runLive = true;
+            quiet = false;
             log.info({ url: displayUrl }, 'live source live');
             state('live', { detail: displayUrl });
           } else if (failures > 0 && now - liveSince >= backoff.resetAfterMs) {
@@ -279,6 +327,15 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
         stallTimer = undefined;
         const { error } = await r.done;
         if (closed) return;
+        // ffmpeg's SDP input gives up after 10 s without packets: during an outage a listener
+        // that ran for a while is simply started again, still stalled (no retry, no backoff).
+        // One that dies sooner goes the retry way, so a receiver that cannot start never spins.
+        const outlived = listening && quiet && Date.now() - startedAt >= stallTimeoutMs;
+        if (replaced || outlived) {
+          log.info({ reason: replaced ? 'replaced at a stall' : 'ffmpeg ended during the outage' }, 'live source listening again');
+          connect(true);
+          return;
+        }
         // fluent-ffmpeg: "ffmpeg exited with code 1: <stderr>"; the stderr tail is added once, below.
         const ended = liveSince === undefined ? 'ffmpeg ended before the first frame' : 'the stream ended';
         const exited = error === undefined ? ended : scrub(error.message.split(':')[0] ?? error.message);
@@ -291,7 +348,7 @@ export function liveSource(options: LiveSourceOptions): Observable<Frame> {
       });
     };
 
-    connect();
+    connect(false);
     return () => shutdown('unsubscribed');
   });
 }

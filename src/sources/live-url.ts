@@ -53,6 +53,11 @@ export interface LiveInput {
   readonly sdpText?: string;
   /** The URL with any password replaced by `***`: use it in logs, states and errors. */
   readonly displayUrl: string;
+  /**
+   * We listen and the sender comes to us (UDP, RTP, .sdp, SRT listener, RTMP/RTSP in listen mode):
+   * a quiet feed is a stall to report, not a reason to close the port (see live-source.ts).
+   */
+  readonly listening: boolean;
 }
 
 /** No progress lines on stderr (they would interleave with showinfo); no demuxer or decoder buffering. */
@@ -97,12 +102,70 @@ export function resolveLiveInput(options: LiveUrlOptions): LiveInput {
   }
   if (kind === 'udp' || kind === 'srt') hostPort(url);
   let sdpText: string | undefined;
+  let input = url;
   if (kind === 'rtp') {
     const { host, port } = hostPort(url);
+    if (sdp !== undefined) {
+      const sdpPort = sdpVideoPort(sdp);
+      if (sdpPort !== undefined && sdpPort !== port) {
+        throw new BadOptionError(
+          'url',
+          `the port of the SDP's "m=video" line (${sdpPort}), where ffmpeg listens: make the URL rtp://${host}:${sdpPort} or change the SDP`,
+          url,
+        );
+      }
+    }
     sdpText = sdp ?? h264RtpSdp(host, port);
   }
-  const inputOptions = [...COMMON_INPUT_OPTIONS, ...KIND_INPUT_OPTIONS[kind](transport ?? 'tcp'), ...extra];
-  return { kind, input: url, inputOptions, displayUrl, ...(sdpText === undefined ? {} : { sdpText }) };
+  if (kind === 'udp') input = loopbackUdp(url);
+  // The SDP demuxer binds every interface unless told its local address.
+  const local = kind === 'rtp' ? loopbackAddr(hostPort(url).host) : undefined;
+  const bind = local === undefined ? [] : ['-localaddr', local];
+  const inputOptions = [...COMMON_INPUT_OPTIONS, ...KIND_INPUT_OPTIONS[kind](transport ?? 'tcp'), ...bind, ...extra];
+  const listening = isListening(kind, url, extra);
+  return { kind, input, inputOptions, displayUrl, listening, ...(sdpText === undefined ? {} : { sdpText }) };
+}
+
+/** Whether the sender connects to us (see LiveInput.listening). */
+function isListening(kind: LiveKind, url: string, extra: readonly string[]): boolean {
+  const flag = (name: string, value: RegExp): boolean => extra.some((o, i) => o === name && value.test(extra[i + 1] ?? ''));
+  switch (kind) {
+    case 'udp':
+    case 'rtp':
+    case 'sdp-file':
+      return true;
+    case 'srt':
+      return /[?&]mode=listener\b/i.test(url);
+    case 'rtmp':
+      return flag('-listen', /^1$/);
+    case 'rtsp':
+      return flag('-rtsp_flags', /listen/);
+    default:
+      return false;
+  }
+}
+
+/** The port of an SDP's first `m=video` line, if it has one. */
+export function sdpVideoPort(sdp: string): number | undefined {
+  const m = /^m=video\s+(\d+)/m.exec(sdp);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/**
+ * ffmpeg's udp:// input binds every interface whatever the host says; `localaddr` makes it bind
+ * the one named. A loopback host (127.x, localhost) without its own `localaddr` gets one, so a
+ * feed meant for this machine is not open to the network.
+ */
+function loopbackUdp(url: string): string {
+  const addr = loopbackAddr(hostPort(url).host);
+  if (addr === undefined || /[?&]localaddr=/i.test(url)) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}localaddr=${addr}`;
+}
+
+/** The IPv4 loopback address a host names (127.x.y.z, localhost), else undefined. */
+function loopbackAddr(host: string): string | undefined {
+  if (host.toLowerCase() === 'localhost') return '127.0.0.1';
+  return /^127\.\d+\.\d+\.\d+$/.test(host) ? host : undefined;
 }
 
 const SDP_INPUT = [...SDP_INPUT_OPTIONS, ...PROBE_INPUT_OPTIONS];

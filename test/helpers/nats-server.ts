@@ -4,7 +4,7 @@
  * The binary is `$NATS_SERVER` or `nats-server` on the PATH (Debian: /usr/sbin, in root's PATH).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,6 +107,21 @@ export class NatsServer {
       });
       child.kill('SIGTERM');
     });
+  }
+
+  /** Kills the server at once (SIGKILL, as a crash); with `loseStore`, its JetStream store goes too. */
+  async kill(loseStore = false): Promise<void> {
+    const child = this.child;
+    if (child !== undefined) {
+      this.child = undefined;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    if (loseStore) {
+      await rm(this.storeDir, { recursive: true, force: true });
+      await mkdir(this.storeDir, { recursive: true });
+    }
   }
 
   /** Stops the server and removes its store. */

@@ -33,11 +33,19 @@ export interface PusherOptions {
   readonly sdpFile?: string;
   /** rtsp and rtmp: the URL path; default "/live" and "/live/cam". */
   readonly path?: string;
+  /** H.264: frames between keyframes (default 15, one a second); 105 is a keyframe every 7 s. */
+  readonly gop?: number;
+  /** Picture size of the test pattern, WxH; default 320x240. */
+  readonly size?: string;
 }
 
 const SOURCE = 'testsrc2=size=320x240:rate=15';
 const INPUT_OPTIONS = ['-re', '-f', 'lavfi'];
-const H264 = ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '15', '-pix_fmt', 'yuv420p'];
+const h264 = (gop = 15): string[] => [
+  ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p'],
+  // A fixed keyframe interval, as a camera's encoder sends (no scene-cut keyframes in between).
+  ...['-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0'],
+];
 const QUIET = ['-loglevel', 'warning', '-nostats'];
 /** Pause between a caller's connection attempts while the receiver is not listening yet. */
 const CALLER_RETRY_MS = 200;
@@ -177,7 +185,7 @@ export class StreamPusher {
   private spawn(): FfmpegRun {
     const { kind, sdpFile } = this.options;
     const common = {
-      input: SOURCE,
+      input: this.options.size === undefined ? SOURCE : SOURCE.replace('320x240', this.options.size),
       inputOptions: INPUT_OPTIONS,
       output: this.url,
     };
@@ -187,35 +195,35 @@ export class StreamPusher {
         return runFfmpeg({
           ...common,
           format: 'rtp',
-          outputOptions: [...QUIET, ...H264, '-sdp_file', sdpFile],
+          outputOptions: [...QUIET, ...h264(this.options.gop), '-sdp_file', sdpFile],
         });
       case 'mpegts-udp':
       case 'srt':
         return runFfmpeg({
           ...common,
           format: 'mpegts',
-          outputOptions: [...QUIET, ...H264],
+          outputOptions: [...QUIET, ...h264(this.options.gop)],
         });
       case 'rtsp':
         return runFfmpeg({
           ...common,
           format: 'rtsp',
-          outputOptions: [...QUIET, ...H264, '-rtsp_transport', 'tcp'],
+          outputOptions: [...QUIET, ...h264(this.options.gop), '-rtsp_transport', 'tcp'],
         });
       case 'rtmp':
         return runFfmpeg({
           ...common,
           format: 'flv',
-          outputOptions: [...QUIET, ...H264],
+          outputOptions: [...QUIET, ...h264(this.options.gop)],
         });
       case 'hls-http':
         if (this.hlsDir === undefined) throw new Error('hls folder missing');
         return runFfmpeg({
-          input: SOURCE,
+          input: this.options.size === undefined ? SOURCE : SOURCE.replace('320x240', this.options.size),
           inputOptions: INPUT_OPTIONS,
           output: join(this.hlsDir, 'live.m3u8'),
           format: 'hls',
-          outputOptions: [...QUIET, ...H264, '-hls_time', '1', '-hls_list_size', '5', '-hls_flags', 'delete_segments'],
+          outputOptions: [...QUIET, ...h264(this.options.gop), '-hls_time', '1', '-hls_list_size', '5', '-hls_flags', 'delete_segments'],
         });
       case 'mjpeg-http':
         throw new Error('mjpeg-http spawns per client');
@@ -225,7 +233,7 @@ export class StreamPusher {
   private serveMjpeg(): void {
     const server = createServer((req, res) => {
       const run = runFfmpeg({
-        input: SOURCE,
+        input: this.options.size === undefined ? SOURCE : SOURCE.replace('320x240', this.options.size),
         inputOptions: INPUT_OPTIONS,
         format: 'mpjpeg',
         outputOptions: [...QUIET, '-c:v', 'mjpeg', '-q:v', '5'],
