@@ -431,6 +431,50 @@ authorization {
     for (const r of [pass, nkey, token, wrong, role]) allLines.push(r.stdout, r.stderr);
   }, 120_000);
 
+  it('ingest, worker, collect and process --cluster take the same flags: each fails at start-up on a wrong password, naming itself', async () => {
+    const video = join(dir, 'roles.mp4');
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=96x64:rate=5:duration=1',
+      '-pix_fmt',
+      'yuv420p',
+      '-y',
+      video,
+    ]);
+    const secured = [
+      '--nats',
+      secureUrl(),
+      '--nats-user',
+      'alice',
+      '--nats-pass-file',
+      join(dir, 'wrong-pass'),
+      '--nats-ca',
+      tls().caFile,
+      '--nats-cert',
+      tls().certFile,
+      '--nats-key',
+      tls().keyFile,
+    ];
+    const roles: [string, string[]][] = [
+      ['stegostream-ingest', ['ingest', video, ...secured]],
+      ['stegostream-worker', ['worker', ...secured]],
+      ['stegostream-collect', ['collect', '--stats', join(dir, 'roles-{stream}.csv'), ...secured]],
+      ['stegostream-process', ['process', video, '--cluster', secureUrl(), '--stats', join(dir, 'roles.csv'), ...secured.slice(2)]],
+    ];
+    const results = await Promise.all(roles.map(([, args]) => runCli(args)));
+    results.forEach((r, i) => {
+      const [name] = roles[i]!;
+      expect(r.code, `${name}: ${r.stderr}`).not.toBe(0);
+      expect(r.stderr).toContain(`NATS connection "${name}": the server rejected the credentials (user/password): wrong or unknown.`);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      allLines.push(r.stdout, r.stderr);
+    });
+  }, 180_000);
+
   it('deploy/nats.conf runs and enforces its per-role permissions: workers publish results, viewers only subscribe, only operators call control', async () => {
     const conf = readFileSync(new URL('../deploy/nats.conf', import.meta.url), 'utf8')
       .replace(/^http_port:.*$/m, '')
