@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import sharp from 'sharp';
 import { Backbone } from '../dist/backbone/backbone.js';
-import { Segmenter } from '../dist/operators/segmenter.js';
+import { Segmenter } from '../dist/backbone/segmenter.js';
 import { createScene } from '../dist/scene/render-scene.js';
 import { sphericalKmeans } from '../dist/learning/spherical-kmeans.js';
 import { ConfusionMatrix } from '../dist/eval/segmentation-metrics.js';

@@ -11,8 +11,8 @@
 // dispersion guard's ratio (and whether it turned the round's head away).
 // The hour of stream of the README: node scripts/learned-vs-kmeans.mjs hard 1,2,3 12 60,10,300
 import { Backbone } from '../dist/backbone/backbone.js';
-import { Segmenter } from '../dist/operators/segmenter.js';
-import { DEFAULT_REFINE, refineFrom } from '../dist/operators/refine-options.js';
+import { Segmenter } from '../dist/backbone/segmenter.js';
+import { DEFAULT_REFINE, refineFrom } from '../dist/backbone/refine-options.js';
 import { createScene } from '../dist/scene/render-scene.js';
 import { OnlineLearner } from '../dist/learning/online-learner.js';
 import { ConfusionMatrix } from '../dist/eval/segmentation-metrics.js';

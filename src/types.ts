@@ -91,3 +91,58 @@ export interface StageCounters {
   processed: number;
   dropped: number;
 }
+
+// Service events and states: what sources report and sinks carry (README "WebSocket protocol").
+
+/** What a binary image message describes; the same for overlay JPEGs and label-map PNGs. */
+export interface ImageMeta {
+  readonly seq: number;
+  /** Presentation time, seconds from the start of the stream. */
+  readonly pts: number;
+  readonly headVersion: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+export type SourceState = 'connecting' | 'live' | 'stalled' | 'retrying' | 'stopped';
+export type PipelineState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+export type LearningState = 'running' | 'paused' | 'frozen';
+
+/** Service events, keyed on `type`. Events with a `stream` concern that stream only. */
+export type ServiceEvent =
+  | {
+      readonly type: 'source-state';
+      readonly stream: string;
+      readonly state: SourceState;
+      readonly detail?: string;
+      /** Reconnect attempt number (1-based) when `state` is `retrying`. */
+      readonly attempt?: number;
+      /** Wait before the next attempt, ms, when `state` is `retrying`. */
+      readonly delayMs?: number;
+    }
+  | {
+      readonly type: 'head-updated';
+      readonly version: number;
+      /** Why the head changed: a training round, a checkpoint load, a user rename. */
+      readonly reason?: string;
+      readonly loss?: number;
+    }
+  | {
+      readonly type: 'pipeline';
+      readonly state?: PipelineState;
+      readonly learning?: LearningState;
+      readonly detail?: string;
+    }
+  | {
+      /** Per-stream counters of the pipeline's buffering stages, sent now and then (e.g. 1 Hz). */
+      readonly type: 'counters';
+      readonly stream: string;
+      readonly counters: Readonly<StageCounters>;
+      /** Frames segmented per second, measured by the pipeline. */
+      readonly fps?: number;
+    };
+
+/** The stream an event concerns, or undefined for service-wide events. */
+export function eventStream(e: ServiceEvent): string | undefined {
+  return e.type === 'source-state' || e.type === 'counters' ? e.stream : undefined;
+}

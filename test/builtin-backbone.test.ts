@@ -3,7 +3,7 @@ import { Backbone } from '../src/backbone/backbone.js';
 import { BUILTIN_DIM, BUILTIN_NAME, BUILTIN_PATCH_SIZE } from '../src/backbone/builtin-backbone.js';
 import { ConfusionMatrix } from '../src/eval/segmentation-metrics.js';
 import { sphericalKmeans } from '../src/learning/spherical-kmeans.js';
-import { Segmenter } from '../src/operators/segmenter.js';
+import { Segmenter } from '../src/backbone/segmenter.js';
 import { createScene } from '../src/scene/render-scene.js';
 import type { Frame } from '../src/types.js';
 

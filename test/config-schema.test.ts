@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, InputNotFoundError } from '../src/errors.js';
 import { loadPipeline, parsePipeline } from '../src/config/load-pipeline.js';
-import { LEARNING_DEFAULTS } from '../src/pipeline/learning-options.js';
+import { LEARNING_DEFAULTS } from '../src/learning/learning-options.js';
 import { tempDir } from './helpers/cli.js';
 
 const SCENE = 'sources:\n  - { use: scene, name: reef }\n';

@@ -4,8 +4,8 @@ import { oracleHead, patchOracleTokens } from '../src/eval/patch-oracle.js';
 import { ConfusionMatrix } from '../src/eval/segmentation-metrics.js';
 import type { HeadState } from '../src/learning/head-state.js';
 import { OnlineLearner } from '../src/learning/online-learner.js';
-import { Segmenter, type SegmentationHead } from '../src/operators/segmenter.js';
-import { DEFAULT_REFINE } from '../src/operators/refine-options.js';
+import { Segmenter, type SegmentationHead } from '../src/backbone/segmenter.js';
+import { DEFAULT_REFINE } from '../src/backbone/refine-options.js';
 import { createScene, type SceneVariant } from '../src/scene/render-scene.js';
 import type { Embedding, Frame } from '../src/types.js';
 

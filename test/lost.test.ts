@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { lostBox } from '../src/operators/lost.js';
+import { lostBox } from '../src/objects/lost.js';
 
 type Box = readonly [number, number, number, number];
 

@@ -3,8 +3,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addObjects, ObjectFinder } from '../src/pipeline/add-objects.js';
-import { lostBox, lostDegrees } from '../src/operators/lost.js';
+import { addObjects, ObjectFinder } from '../src/objects/object-finder.js';
+import { lostBox, lostDegrees } from '../src/objects/lost.js';
 import type { Segmentation } from '../src/types.js';
 import { runCli, tempDir } from './helpers/cli.js';
 

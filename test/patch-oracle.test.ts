@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oracleHead, patchOracleTokens } from '../src/eval/patch-oracle.js';
-import { Segmenter } from '../src/operators/segmenter.js';
+import { Segmenter } from '../src/backbone/segmenter.js';
 import type { Embedding } from '../src/types.js';
 
 /** The patch oracle (eval/patch-oracle.ts) that the quality test measures a head's headroom against. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Segmenter } from '../src/operators/segmenter.js';
-import { DEFAULT_REFINE, refineFrom } from '../src/operators/refine-options.js';
+import { Segmenter } from '../src/backbone/segmenter.js';
+import { DEFAULT_REFINE, refineFrom } from '../src/backbone/refine-options.js';
 import type { Embedding, Frame } from '../src/types.js';
 
 /**

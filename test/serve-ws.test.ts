@@ -11,7 +11,7 @@ import { WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load-pipeline.js';
 import { runService, type RunningService } from '../src/service/run-service.js';
-import type { ServiceEvent } from '../src/service/live-publisher.js';
+import type { ServiceEvent } from '../src/sinks/sink.js';
 import { decodeImageMessage, type ImageHeader, type ServerMessage } from '../src/sinks/ws-protocol.js';
 import type { FrameStats } from '../src/types.js';
 import { lavfiVideo, tempDir } from './helpers/cli.js';

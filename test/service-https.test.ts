@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { assertClassId, type ControlHandler } from '../src/service/control.js';
+import { assertClassId, type ControlHandler } from '../src/sinks/control.js';
 import { startHttpService, type HttpService } from '../src/service/http-server.js';
 import { createWsHub, type WsHub } from '../src/sinks/ws-hub.js';
 import type { ClassInfo, FrameStats } from '../src/types.js';

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { fanOutPublisher, type LivePublisher } from '../src/service/live-publisher.js';
+import { fanOutPublisher, type LivePublisher } from '../src/sinks/sink.js';
 import type { FrameStats } from '../src/types.js';
 
 describe('fanOutPublisher', () => {

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Msg, type NatsConnection } from 'nats';
-import { assertClassId, type ControlHandler } from '../src/service/control.js';
+import { assertClassId, type ControlHandler } from '../src/sinks/control.js';
 import { natsPublisher, type NatsPublisher, type NatsPublisherOptions } from '../src/sinks/nats-publisher.js';
 import type { ClassInfo, FrameStats } from '../src/types.js';
 import { NatsServer, freePort, natsServerMissing } from './helpers/nats-server.js';

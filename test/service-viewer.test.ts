@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlError } from '../src/errors.js';
-import { assertClassId, type ControlHandler } from '../src/service/control.js';
+import { assertClassId, type ControlHandler } from '../src/sinks/control.js';
 import { startHttpService, type HttpService } from '../src/service/http-server.js';
 import { createWsHub, type WsHub } from '../src/sinks/ws-hub.js';
 import type { ClassInfo, FrameStats } from '../src/types.js';

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, type ClientOptions } from 'ws';
-import { assertClassId, type ControlHandler } from '../src/service/control.js';
+import { assertClassId, type ControlHandler } from '../src/sinks/control.js';
 import { startHttpService, type HttpService } from '../src/service/http-server.js';
 import { createWsHub, type WsHub, type WsHubOptions } from '../src/sinks/ws-hub.js';
 import { decodeImageMessage, encodeImageMessage, type ImageHeader } from '../src/sinks/ws-protocol.js';

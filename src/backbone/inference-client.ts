@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Embedding, Frame } from '../types.js';
 import { StegoError, type ErrorCode } from '../errors.js';
 import type { BackboneInfo } from './backbone.js';
-import type { SegmentationHead } from '../operators/segmenter.js';
+import type { SegmentationHead } from './segmenter.js';
 import type { InferenceOptions, InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
 
 export interface InferenceResult {

@@ -1,6 +1,6 @@
 import type { BackboneInfo, BackboneOptions } from './backbone.js';
-import type { HeadTensors } from '../operators/segmenter.js';
-import type { RefineOptions } from '../operators/refine-options.js';
+import type { HeadTensors } from './segmenter.js';
+import type { RefineOptions } from './refine-options.js';
 
 /** What the inference worker is started with: the backbone's options and the segmentation's. */
 export interface InferenceOptions extends BackboneOptions {

@@ -5,11 +5,11 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { Backbone } from './backbone.js';
-import { Segmenter, type SegmentationHead } from '../operators/segmenter.js';
+import { Segmenter, type SegmentationHead } from './segmenter.js';
 import type { Frame } from '../types.js';
 import type { InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
 import { StegoError } from '../errors.js';
-import { DEFAULT_REFINE } from '../operators/refine-options.js';
+import { DEFAULT_REFINE } from './refine-options.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker.js must run in a worker thread');

@@ -8,7 +8,7 @@
  *   node dist/bench/lost-tokens-vs-keys.js model.onnx [frames=24] [seed=7]
  */
 import { Backbone } from '../backbone/backbone.js';
-import { lostBox } from '../operators/lost.js';
+import { lostBox } from '../objects/lost.js';
 import { createScene } from '../scene/render-scene.js';
 import { SceneClass } from '../scene/scene-classes.js';
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../internal/logger.js';
 import { statsFormatFor } from '../sinks/stats-file-writer.js';
 import { positiveInt } from './parse-options.js';
-import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from './cluster-cli.js';
 import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster } from '../cluster/cluster-connection.js';
 import { createStatsCollector } from '../cluster/stats-collector.js';

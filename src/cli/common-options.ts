@@ -1,13 +1,13 @@
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEVICES } from '../backbone/execution-device.js';
-import { LEARNING_DEFAULTS, type LearningOptions } from '../pipeline/learning-options.js';
+import { LEARNING_DEFAULTS, type LearningOptions } from '../learning/learning-options.js';
 import { classCount, integer, nonNegativeInt, oneOf, positiveInt, positiveNumber, ratioOrZero, share } from './parse-options.js';
-import { DEFAULT_REFINE, refineFrom, type RefineOptions } from '../operators/refine-options.js';
+import { DEFAULT_REFINE, refineFrom, type RefineOptions } from '../backbone/refine-options.js';
 import { LOG_LEVELS } from '../internal/logger.js';
 import { BadOptionError } from '../errors.js';
 import type { Device } from '../backbone/execution-device.js';
-import type { ProcessOptions } from '../pipeline/run-process.js';
+import type { ProcessOptions } from '../process/run-process.js';
 import type { Variant } from '../models/model-catalog.js';
 import { resolveBackbone } from '../models/resolve-backbone.js';
 import { runsOnGpu } from '../backbone/execution-device.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runProcess } from '../pipeline/run-process.js';
+import { runProcess } from '../process/run-process.js';
 import { createLogger } from '../internal/logger.js';
 import { createScene } from '../scene/render-scene.js';
 import { SCENE_VARIANTS, type SceneVariant } from '../scene/scene-options.js';

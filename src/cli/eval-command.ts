@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { formatEval, runEval } from '../eval/run-eval.js';
 import { pairEvalInputs } from '../eval/pair-eval-inputs.js';
 import { readPalette } from '../eval/read-label-mask.js';
-import { runProcess } from '../pipeline/run-process.js';
+import { runProcess } from '../process/run-process.js';
 import { createLogger } from '../internal/logger.js';
 import {
   addLearningOptions,

@@ -5,14 +5,14 @@ import { loadPipeline } from '../config/load-pipeline.js';
 import type { SourceConfig } from '../config/pipeline-schema.js';
 import { BadOptionError } from '../errors.js';
 import { positiveInt } from './parse-options.js';
-import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from './cluster-cli.js';
 import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_MSGS } from '../cluster/cluster-connection.js';
 import { backboneGeometry, sourceSize, sourcesFromArgs } from '../cluster/cluster-inputs.js';
 import { checkClusterStream } from '../cluster/cluster-names.js';
 import { DEFAULT_FRAME_FORMAT, DEFAULT_JPEG_QUALITY, FRAME_FORMATS, type FrameFormat } from '../cluster/frame-codec.js';
 import { runIngest } from '../cluster/run-ingest.js';
-import { counter } from '../service/metrics.js';
+import { counter } from '../internal/metrics.js';
 
 interface IngestFlags extends ClusterFlags {
   pipeline?: string;

@@ -1,6 +1,6 @@
 import { addNatsSecurityOptions, natsSecurityFromFlags, type NatsSecurityFlags } from './nats-security-options.js';
 import type { Command } from 'commander';
-import { runProcess, type ProcessResult } from '../pipeline/run-process.js';
+import { runProcess, type ProcessResult } from '../process/run-process.js';
 import { createLogger } from '../internal/logger.js';
 import {
   addLearningOptions,

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../internal/logger.js';
 import { addLearningOptions, learningFrom, type LearningFlags } from './common-options.js';
 import { nonNegativeInt, positiveInt } from './parse-options.js';
-import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from './cluster-cli.js';
 import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster } from '../cluster/cluster-connection.js';
 import { DEFAULT_WARMUP_FRAMES, runTrainer } from '../cluster/run-trainer.js';

@@ -7,7 +7,7 @@ import { Option, type Command } from 'commander';
 import { createLogger } from '../internal/logger.js';
 import { DEVICES, type Device } from '../backbone/execution-device.js';
 import { nonNegativeInt, positiveInt } from './parse-options.js';
-import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from '../cluster/cluster-cli.js';
+import { addClusterOptions, natsServers, runUntilStopped, startHealth, type ClusterFlags } from './cluster-cli.js';
 import { natsSecurityFromFlags } from './nats-security-options.js';
 import { connectCluster, DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_ACK_PENDING } from '../cluster/cluster-connection.js';
 import { DEFAULT_FEATURE_POINTS, DEFAULT_FEATURES_EVERY, runWorker } from '../cluster/run-worker.js';

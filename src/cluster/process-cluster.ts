@@ -19,7 +19,7 @@ import { BadOptionError, NatsSecurityError, OutputUnwritableError } from '../err
 import { probeVideo } from '../internal/probe-video.js';
 import type { OverlayVideoOptions } from '../sinks/overlay-video-writer.js';
 import { explainNatsError, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
-import { ProgressReporter } from '../pipeline/progress-reporter.js';
+import { ProgressReporter } from '../cli/progress-reporter.js';
 import { statsFormatFor } from '../sinks/stats-file-writer.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { backboneGeometry, sourceSize, sourcesFromArgs } from './cluster-inputs.js';

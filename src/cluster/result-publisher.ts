@@ -20,7 +20,7 @@ import { encodeLabelPng } from '../sinks/mask-writer.js';
 import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
 import { serviceEventsSubject, streamSubject } from '../sinks/nats-subjects.js';
 import { resultsSubject } from './cluster-names.js';
-import type { ServiceEvent } from '../service/live-publisher.js';
+import type { ServiceEvent } from '../sinks/sink.js';
 
 export interface ResultPublisherOptions {
   readonly nc: NatsConnection;

@@ -20,8 +20,8 @@ import { headers as natsHeaders, type JetStreamClient, type MsgHdrs, type NatsCo
 import type { Logger } from 'pino';
 import type { Frame } from '../types.js';
 import type { SourceConfig } from '../config/pipeline-schema.js';
-import { buildSources, type BuiltSource } from '../service/build-sources.js';
-import type { ServiceEvent } from '../service/live-publisher.js';
+import { buildSources, type BuiltSource } from '../engine/build-sources.js';
+import type { ServiceEvent } from '../sinks/sink.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { streamSubject, DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { ensureFramesStream, ensureResultsStream, type QueueLimits } from './cluster-connection.js';

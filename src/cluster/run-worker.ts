@@ -13,7 +13,7 @@
  * features go to the trainer (so it can fit the first head), and they are nak'ed back to the queue
  * for later. After that, features of every `featuresEvery`-th frame go to the trainer.
  */
-import type { RefineOptions } from '../operators/refine-options.js';
+import type { RefineOptions } from '../backbone/refine-options.js';
 import { hostname } from 'node:os';
 import type { JsMsg, NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -23,9 +23,9 @@ import { InferenceClient } from '../backbone/inference-client.js';
 import type { Device } from '../backbone/execution-device.js';
 import { decodeCheckpoint } from '../learning/checkpoint.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
-import { addObjects } from '../pipeline/add-objects.js';
+import { addObjects } from '../objects/object-finder.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
-import { counter, gauge } from '../service/metrics.js';
+import { counter, gauge } from '../internal/metrics.js';
 import type { Readiness } from '../service/http-server.js';
 import {
   DEFAULT_ACK_WAIT_MS,

@@ -11,10 +11,10 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createWsHub } from '../sinks/ws-hub.js';
 import { controlSubject, serviceEventsSubject } from '../sinks/nats-subjects.js';
-import { assertClassId, type ControlHandler } from '../service/control.js';
+import { assertClassId, type ControlHandler } from '../sinks/control.js';
 import { ControlError } from '../errors.js';
 import { startHttpService, type HttpService } from '../service/http-server.js';
-import type { ServiceEvent } from '../service/live-publisher.js';
+import type { ServiceEvent } from '../sinks/sink.js';
 import type { ClassInfo, FrameStats } from '../types.js';
 
 /** How long a control request waits for the trainer, ms. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEVICES } from '../backbone/execution-device.js';
-import { LEARNING_DEFAULTS } from '../pipeline/learning-options.js';
-import { DEFAULT_REFINE } from '../operators/refine-options.js';
+import { LEARNING_DEFAULTS } from '../learning/learning-options.js';
+import { DEFAULT_REFINE } from '../backbone/refine-options.js';
 import { BadOptionError } from '../errors.js';
 import { resolveLiveInput } from '../sources/live-url.js';
 

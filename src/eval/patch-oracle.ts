@@ -1,5 +1,5 @@
 import { BadOptionError } from '../errors.js';
-import type { SegmentationHead } from '../operators/segmenter.js';
+import type { SegmentationHead } from '../backbone/segmenter.js';
 
 /**
  * The patch oracle: what a perfect classifier of whole patches would give, as "patch tokens" for

@@ -20,7 +20,7 @@ import { Registry } from 'prom-client';
 import { createLogger } from '../internal/logger.js';
 import { ConfigError, ListenError } from '../errors.js';
 import { READ_ONLY_ACCESS, type WsHub } from '../sinks/ws-hub.js';
-import { nonNegativeInt } from './check-options.js';
+import { nonNegativeInt } from '../internal/check-options.js';
 import { VIEWER_HTML } from './viewer-page.js';
 
 export const DEFAULT_HOST = '127.0.0.1';

@@ -1,4 +1,4 @@
-import { refineFrom } from '../operators/refine-options.js';
+import { refineFrom } from '../backbone/refine-options.js';
 import { merge, Subscription, concatMap, tap } from 'rxjs';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -11,9 +11,9 @@ import type { ClassInfo, Frame, Segmentation, StageCounters } from '../types.js'
 import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import { workingSize } from '../internal/working-size.js';
-import { SegmentationEngine } from '../pipeline/segmentation-engine.js';
-import { expectedClassCount, learnerClassOptions, learnerTrainOptions } from '../pipeline/learning-options.js';
-import { ObjectFinder } from '../pipeline/add-objects.js';
+import { SegmentationEngine } from '../engine/segmentation-engine.js';
+import { expectedClassCount, learnerClassOptions, learnerTrainOptions } from '../learning/learning-options.js';
+import { ObjectFinder } from '../objects/object-finder.js';
 import { batchInfer } from '../operators/batch-infer.js';
 import { frameStats } from '../operators/frame-stats.js';
 import { loadCheckpoint } from '../learning/checkpoint.js';
@@ -26,12 +26,12 @@ import { natsPublisher } from '../sinks/nats-publisher.js';
 import { natsSecurityOf } from '../internal/nats-security.js';
 import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
 import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
-import { fanOutPublisher, type LivePublisher, type ServiceEvent, type SourceState } from './live-publisher.js';
-import type { ControlHandler } from './control.js';
+import { fanOutPublisher, type LivePublisher, type ServiceEvent, type SourceState } from '../sinks/sink.js';
+import type { ControlHandler } from '../sinks/control.js';
 import { startHttpService, type HttpService, type Readiness } from './http-server.js';
-import { buildSources, type BuiltSource } from './build-sources.js';
+import { buildSources, type BuiltSource } from '../engine/build-sources.js';
 import { PipelineMetrics } from './pipeline-metrics.js';
-import { collectProcessMetrics } from './metrics.js';
+import { collectProcessMetrics } from '../internal/metrics.js';
 
 /** Default working-frame aspect for live pipelines (sources of other shapes are scaled to it). */
 const DEFAULT_ASPECT = 9 / 16;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { FrameStats } from '../types.js';
-import type { LivePublisher } from '../service/live-publisher.js';
+import type { LivePublisher } from './sink.js';
 import { StatsFileWriter } from './stats-file-writer.js';
 
 /**

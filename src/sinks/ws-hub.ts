@@ -14,10 +14,10 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { createLogger } from '../internal/logger.js';
-import { nonNegativeInt, positiveInt } from '../service/check-options.js';
-import { runControl, type ControlHandler } from '../service/control.js';
-import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from '../service/live-publisher.js';
-import { counter, gauge } from '../service/metrics.js';
+import { nonNegativeInt, positiveInt } from '../internal/check-options.js';
+import { runControl, type ControlHandler } from './control.js';
+import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from './sink.js';
+import { counter, gauge } from '../internal/metrics.js';
 import type { ClassInfo, FrameStats } from '../types.js';
 import {
   ALL_STREAMS,

@@ -10,8 +10,8 @@
  *   offset 4 + n  the rest           the image bytes (JPEG for `frames`, PNG for `masks`)
  */
 import { z } from 'zod';
-import type { ServiceEvent } from '../service/live-publisher.js';
-import type { ControlReply } from '../service/control.js';
+import type { ServiceEvent } from './sink.js';
+import type { ControlReply } from './control.js';
 import type { ClassInfo, FrameStats } from '../types.js';
 
 export const CHANNELS = ['stats', 'frames', 'masks', 'classes', 'events'] as const;

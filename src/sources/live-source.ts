@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Frame } from '../types.js';
-import type { ServiceEvent } from '../service/live-publisher.js';
+import type { ServiceEvent } from '../types.js';
 import { BadOptionError, InputNotFoundError, SourceError } from '../errors.js';
 import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
 import { createLogger } from '../internal/logger.js';

@@ -1,4 +1,4 @@
-import type { RefineOptions } from '../operators/refine-options.js';
+import type { RefineOptions } from '../backbone/refine-options.js';
 import {
   catchError,
   concatMap,
@@ -31,12 +31,12 @@ import { MaskWriter } from '../sinks/mask-writer.js';
 import { StatsFileWriter } from '../sinks/stats-file-writer.js';
 import { loadCheckpoint } from '../learning/checkpoint.js';
 import type { HeadState } from '../learning/head-state.js';
-import { SegmentationEngine } from './segmentation-engine.js';
-import { ProgressReporter } from './progress-reporter.js';
-import { ClassSummary } from './class-summary.js';
+import { SegmentationEngine } from '../engine/segmentation-engine.js';
+import { ProgressReporter } from '../cli/progress-reporter.js';
+import { ClassSummary } from '../engine/class-summary.js';
 import { DamagedInputError, DecodeError, ImageUnreadableError, InputNotFoundError } from '../errors.js';
-import { ObjectFinder } from './add-objects.js';
-import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from './learning-options.js';
+import { ObjectFinder } from '../objects/object-finder.js';
+import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from '../learning/learning-options.js';
 
 export interface ProcessOptions {
   /** A video file or a folder of images. */

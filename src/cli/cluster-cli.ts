@@ -11,8 +11,8 @@ import { LOG_LEVELS } from '../internal/logger.js';
 import { startHttpService, type HttpService, type Readiness } from '../service/http-server.js';
 import { DEFAULT_PREFIX, checkPrefix } from '../sinks/nats-subjects.js';
 import { BadOptionError } from '../errors.js';
-import { DEFAULT_NATS_URL } from './cluster-connection.js';
-import { addNatsSecurityOptions, type NatsSecurityFlags } from '../cli/nats-security-options.js';
+import { DEFAULT_NATS_URL } from '../cluster/cluster-connection.js';
+import { addNatsSecurityOptions, type NatsSecurityFlags } from './nats-security-options.js';
 
 export interface ClusterFlags extends NatsSecurityFlags {
   nats: string;

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import type { Segmentation } from '../types.js';
-import { lostBox } from '../operators/lost.js';
+import { lostBox } from './lost.js';
 import { DT, OnnxGraph } from '../internal/onnx-graph.js';
 
 /**

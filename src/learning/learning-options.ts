@@ -1,10 +1,10 @@
-import { DEFAULT_LEARN_CPU_SHARE } from '../learning/duty-cycle.js';
+import { DEFAULT_LEARN_CPU_SHARE } from './duty-cycle.js';
 import {
   DEFAULT_LR_DECAY_STEPS,
   DEFAULT_MAX_CLASSES,
   DEFAULT_MAX_DISPERSION_RATIO,
   type OnlineLearnerOptions,
-} from '../learning/online-learner.js';
+} from './online-learner.js';
 
 /** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
 export interface LearningOptions {
