@@ -146,3 +146,33 @@ export type ServiceEvent =
 export function eventStream(e: ServiceEvent): string | undefined {
   return e.type === 'source-state' || e.type === 'counters' ? e.stream : undefined;
 }
+
+/** An encoded image and the header that describes it (its size is the size sent). */
+export interface EncodedImage {
+  readonly data: Buffer;
+  readonly meta: ImageMeta;
+}
+
+/** One segmented frame with everything the sinks send: made once, whatever the sinks. */
+export interface RenderedFrame {
+  readonly seg: Segmentation;
+  readonly stats: FrameStats;
+  /** Header of the frame's images at the working size. */
+  readonly meta: ImageMeta;
+  /** Indexed label-map PNG (pixel value = class id), when asked for. */
+  readonly png?: Buffer;
+  /**
+   * Overlay JPEG (class colours over the picture), when asked for. Encoded by libvips off the main
+   * thread, so the pipeline does not wait for it; rejects if the encoding fails.
+   */
+  readonly jpeg?: Promise<EncodedImage>;
+}
+
+/** Progress of a run as the CLI shows it (a bar on a terminal, plain lines otherwise): runners only tick it. */
+export interface ProgressMeter {
+  tick(n?: number): void;
+  stop(): void;
+}
+
+/** Makes a progress meter for a phase (`label`) of `total` frames (undefined: unknown). */
+export type ProgressFactory = (label: string, total: number | undefined) => ProgressMeter;

@@ -1,3 +1,4 @@
+import { progressBars } from './progress-reporter.js';
 import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -73,7 +74,7 @@ export function registerDemo(program: Command): void {
       masks: join(flags.outDir, 'masks'),
       ...modelOptionsFrom(flags),
       every: 1,
-      progress: true,
+      progress: progressBars(true),
       learning: learningFrom(flags),
       logger,
       signal,

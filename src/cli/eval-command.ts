@@ -1,3 +1,4 @@
+import { progressBars } from './progress-reporter.js';
 import type { Command } from 'commander';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,7 +53,7 @@ export function registerEval(program: Command): void {
           ...modelOptionsFrom(flags),
           every: 1,
           objects: false,
-          progress: true,
+          progress: progressBars(true),
           learning: learningFrom(flags),
           logger: createLogger(flags.logLevel),
         });

@@ -1,3 +1,4 @@
+import { progressBars } from './progress-reporter.js';
 import { addNatsSecurityOptions, natsSecurityFromFlags, type NatsSecurityFlags } from './nats-security-options.js';
 import type { Command } from 'commander';
 import { runProcess, type ProcessResult } from '../process/run-process.js';
@@ -71,7 +72,7 @@ export function registerProcess(program: Command): void {
         input,
         ...modelOptionsFrom(flags),
         every: flags.every,
-        progress: flags.progress,
+        progress: progressBars(flags.progress),
         learning: learningFrom(flags),
         logger,
         signal,

@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import type { ProgressFactory, ProgressMeter } from '../types.js';
 
 /** Interval of the plain progress lines when stderr is not a terminal, ms. */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5000;
@@ -7,7 +8,7 @@ export const PLAIN_PROGRESS_INTERVAL_MS = 5000;
  * Frames, fps and ETA: a cli-progress bar on a terminal, a plain line every few seconds
  * otherwise (logs, CI). Writes to stderr so stdout stays for results.
  */
-export class ProgressReporter {
+export class ProgressReporter implements ProgressMeter {
   private readonly bar: cliProgress.SingleBar | undefined;
   private readonly start = performance.now();
   private lastLine = 0;
@@ -61,4 +62,9 @@ export class ProgressReporter {
   stop(): void {
     this.bar?.stop();
   }
+}
+
+/** Progress meters for runners: ProgressReporters, silent unless `enabled`. */
+export function progressBars(enabled: boolean): ProgressFactory {
+  return (label, total) => new ProgressReporter(label, total, enabled);
 }

@@ -11,13 +11,9 @@
  * worker acks its frames after that, so a lost connection means redelivery, not loss. The stored
  * result is JSON `{ stats, mask? }`, `mask` the label PNG in base64 when the frame asked for it.
  */
-import sharp from 'sharp';
 import { headers as natsHeaders, type JetStreamClient, type MsgHdrs, type NatsConnection } from 'nats';
-import type { ClassInfo, FrameStats, Segmentation } from '../types.js';
-import { frameStats } from '../operators/frame-stats.js';
-import { blendOverlay } from '../sinks/paint-mask.js';
-import { encodeLabelPng } from '../sinks/mask-writer.js';
-import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
+import type { ClassInfo, FrameStats, RenderedFrame, Segmentation } from '../types.js';
+import { renderFrame } from '../operators/render-outputs.js';
 import { serviceEventsSubject, streamSubject } from '../sinks/nats-subjects.js';
 import { resultsSubject } from './cluster-names.js';
 import type { ServiceEvent } from '../sinks/sink.js';
@@ -62,8 +58,10 @@ export class ResultPublisher {
    * Publishes one frame's results (stats first, then legend and images) and stores it in the
    * results stream; resolves once stored (rejects if it could not be: the frame goes back to the queue).
    */
-  async publish(seg: Segmentation, run: string, wantMask = false): Promise<FrameStats> {
+  async publish(frame: RenderedFrame | Segmentation, run: string, wantMask = false): Promise<FrameStats> {
     const { nc, prefix } = this.options;
+    const r = 'seg' in frame ? frame : this.render(frame, wantMask);
+    const { seg, stats, meta } = r;
     const f = seg.frame;
     const stream = f.streamId;
     const key = `${seg.headVersion}\n${seg.classes.map((c) => c.name).join('\n')}`;
@@ -71,14 +69,12 @@ export class ResultPublisher {
       this.legendKey.set(stream, key);
       this.legend(stream, seg.classes, seg.headVersion);
     }
-    const stats = frameStats(seg);
     const h = natsHeaders();
     h.set('worker', this.options.worker);
     h.set('head-version', String(seg.headVersion));
     h.set('run', run);
     nc.publish(streamSubject(prefix, stream, 'stats'), json(stats), { headers: h });
-    const meta = { seq: f.seq, pts: f.pts, headVersion: seg.headVersion, width: f.width, height: f.height };
-    const png = (this.options.masks ?? false) || wantMask ? encodeLabelPng(seg.labels, f.width, f.height, seg.classes) : undefined;
+    const png = r.png;
     const stored: StoredResult = { stats, ...(wantMask && png ? { mask: Buffer.from(png).toString('base64') } : {}) };
     const storing = this.js.publish(resultsSubject(prefix, stream), json(stored), {
       msgID: `${run}:${stream}:${f.seq}`,
@@ -88,15 +84,22 @@ export class ResultPublisher {
     if (png && (this.options.masks ?? false)) {
       nc.publish(streamSubject(prefix, stream, 'masks'), png, { headers: imageHeaders(stream, meta, 'image/png') });
     }
-    if (this.options.frames ?? true) {
-      const jpeg = await sharp(blendOverlay(seg, OVERLAY_ALPHA), { raw: { width: f.width, height: f.height, channels: 3 } })
-        .jpeg({ quality: this.options.jpegQuality ?? 75 })
-        .toBuffer();
-      nc.publish(streamSubject(prefix, stream, 'frames'), jpeg, { headers: imageHeaders(stream, meta, 'image/jpeg') });
+    if (r.jpeg) {
+      const jpeg = await r.jpeg;
+      nc.publish(streamSubject(prefix, stream, 'frames'), jpeg.data, { headers: imageHeaders(stream, jpeg.meta, 'image/jpeg') });
     }
     await storing;
     this.published++;
     return stats;
+  }
+
+  /** A segmentation rendered as the worker's pipeline renders it (for callers that have not). */
+  private render(seg: Segmentation, wantMask: boolean): RenderedFrame {
+    return renderFrame(seg, {
+      png: () => (this.options.masks ?? false) || wantMask,
+      jpeg: () => this.options.frames ?? true,
+      ...(this.options.jpegQuality !== undefined ? { jpegQuality: this.options.jpegQuality } : {}),
+    });
   }
 
   legend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {

@@ -15,15 +15,13 @@
  */
 import type { RefineOptions } from '../backbone/refine-options.js';
 import { hostname } from 'node:os';
-import type { JsMsg, NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import type { Frame, Segmentation } from '../types.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import type { Device } from '../backbone/execution-device.js';
-import { decodeCheckpoint } from '../learning/checkpoint.js';
-import { classInfos, type HeadState } from '../learning/head-state.js';
-import { addObjects } from '../objects/object-finder.js';
+import { ObjectFinder } from '../objects/object-finder.js';
+import { segmentPipeline, publishTo } from '../engine/segment-pipeline.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { counter, gauge } from '../internal/metrics.js';
 import type { Readiness } from '../service/http-server.js';
@@ -35,19 +33,14 @@ import {
   ensureWorkersConsumer,
   openHeadsBucket,
 } from './cluster-connection.js';
-import { featuresSubject, HEAD_KEY, headsBucketName, WORKERS_CONSUMER } from './cluster-names.js';
-import { decodeFrame, type WireFrame } from './frame-codec.js';
-import { encodeFeatures, sampleFeatures } from './feature-message.js';
+import { WORKERS_CONSUMER } from './cluster-names.js';
 import { ResultPublisher } from './result-publisher.js';
+import { HeldFrames } from './held-frames.js';
+import { jetstreamFrames } from './jetstream-frames.js';
+import { watchHeads } from './head-watch.js';
+import { BatchSegmenter } from './batch-segmenter.js';
+import { clusterResultSink } from './cluster-result-sink.js';
 
-/** A frame seen before the first head goes back to the queue for this long, ms. */
-const WARMUP_NAK_DELAY_MS = 500;
-/** A batch that failed inference is retried after this long, ms. */
-const FAILURE_NAK_DELAY_MS = 2_000;
-/** Deliveries after which a frame that keeps failing inference is terminated. */
-const MAX_FAILED_DELIVERIES = 20;
-/** How long one fetch waits for a batch to fill, ms (nats.js minimum: 1000). */
-const FETCH_EXPIRES_MS = 1_000;
 export const DEFAULT_FEATURES_EVERY = 2;
 export const DEFAULT_FEATURE_POINTS = 128;
 
@@ -97,16 +90,11 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const name = options.name ?? `${hostname()}-${process.pid}`;
   const batchSize = options.batchSize ?? 4;
-  const maxDelayMs = options.maxDelayMs ?? 20;
   const ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
-  const featuresEvery = options.featuresEvery ?? DEFAULT_FEATURES_EVERY;
-  const featurePoints = options.featurePoints ?? DEFAULT_FEATURE_POINTS;
   const log = logger.child({ stage: 'worker', worker: name });
   const registry = options.registry ?? new Registry();
-  const mFrames = counter(registry, 'stegostream_worker_frames_total', 'Frames segmented and acked', ['outcome']);
-  const mBatches = counter(registry, 'stegostream_worker_batches_total', 'Batches processed');
-  const mHead = gauge(registry, 'stegostream_worker_head_version', 'Head version in use (0: none yet)');
-  const mRedelivered = counter(
+  const frameCounter = counter(registry, 'stegostream_worker_frames_total', 'Frames segmented and acked', ['outcome']);
+  const redeliveredCounter = counter(
     registry,
     'stegostream_worker_redelivered_total',
     'Frames fetched that were delivered before (nak, or a worker died)',
@@ -126,6 +114,9 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   });
   const info = inference.info;
   log.info({ backbone: info.name, provider: info.provider, dim: info.dim }, 'backbone loaded');
+  const finder = options.objects
+    ? await ObjectFinder.create(info.patchSize, options.threads !== undefined ? { threads: options.threads } : {})
+    : undefined;
   const results = new ResultPublisher({
     nc,
     prefix,
@@ -133,228 +124,73 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     ...(options.frames !== undefined ? { frames: options.frames } : {}),
     ...(options.masks !== undefined ? { masks: options.masks } : {}),
   });
-  const objects = options.objects ? addObjects(info.patchSize) : undefined;
-
-  // Heads: the latest from KV; swapped in between batches.
-  let latest: HeadState | undefined;
-  let head: HeadState | undefined;
-  let headProblem: string | undefined = 'waiting for the first head from the trainer';
-  const watch = await kv.watch({ key: HEAD_KEY });
-  const where = `KV ${headsBucketName(prefix)}/${HEAD_KEY}`;
-  const watching = (async () => {
-    for await (const e of watch) {
-      if (e.operation !== 'PUT') continue;
-      try {
-        latest = decodeCheckpoint(e.value, `${where} revision ${e.revision}`, { dim: info.dim });
-        headProblem = undefined;
-        log.info({ headVersion: latest.version, revision: e.revision }, 'head received');
-      } catch (err) {
-        headProblem = (err as Error).message;
-        log.error({ err, revision: e.revision }, 'cannot use the head in KV; keeping the current one');
-      }
-    }
-  })();
+  const heads = await watchHeads(kv, prefix, info.dim, log);
+  const held = new HeldFrames(ackWaitMs, batchSize, { frames: frameCounter, redelivered: redeliveredCounter });
+  const segmenter = new BatchSegmenter({
+    nc,
+    prefix,
+    inference,
+    backboneName: info.name,
+    heads,
+    held,
+    batches: counter(registry, 'stegostream_worker_batches_total', 'Batches processed'),
+    headVersion: gauge(registry, 'stegostream_worker_head_version', 'Head version in use (0: none yet)'),
+    log,
+    featuresEvery: options.featuresEvery ?? DEFAULT_FEATURES_EVERY,
+    featurePoints: options.featurePoints ?? DEFAULT_FEATURE_POINTS,
+  });
 
   let closing = false;
-  let frames = 0;
-  let batches = 0;
-  let redelivered = 0;
-  /** Messages fetched and not yet acked/nak'ed/terminated: kept alive with working(). */
-  const held = new Set<JsMsg>();
-  const keepAlive = setInterval(
-    () => {
-      for (const m of held) m.working();
-    },
-    Math.max(250, Math.floor(ackWaitMs / 3)),
-  );
-  keepAlive.unref();
-
-  const queue: JsMsg[] = [];
-  let wake: (() => void) | undefined;
-  const notify = (): void => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  const waitFor = (ms?: number): Promise<void> =>
-    new Promise((resolve) => {
-      wake = resolve;
-      if (ms !== undefined) setTimeout(resolve, ms).unref();
-    });
-
-  // Fetch loop: keeps about one batch in hand beyond the one running, so a batch is ready the
-  // moment the backbone is free, and no worker hoards frames another could run.
-  const fetching = (async () => {
-    while (!closing) {
-      if (queue.length >= batchSize) {
-        await new Promise((r) => setTimeout(r, 20));
-        continue;
-      }
-      try {
-        const iter = await consumer.fetch({ max_messages: batchSize - queue.length, expires: FETCH_EXPIRES_MS });
-        for await (const m of iter) {
-          held.add(m);
-          if (closing) {
-            m.nak();
-            held.delete(m);
-            continue;
-          }
-          if (m.redelivered) {
-            redelivered++;
-            mRedelivered.inc();
-          }
-          queue.push(m);
-          notify();
-        }
-      } catch (err) {
-        if (closing) break;
-        log.warn({ err: (err as Error).message }, 'fetch failed; retrying');
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
-  })();
-
-  const settle = (m: JsMsg, how: 'ack' | 'nak' | 'term', delayMs?: number): void => {
-    held.delete(m);
-    if (how === 'ack') m.ack();
-    else if (how === 'nak') m.nak(delayMs);
-    else m.term();
-  };
-
-  type Decoded = Array<{ m: JsMsg; w: WireFrame }>;
-
-  /** Decodes a batch's frames (libvips threads); messages that are not frames are terminated. */
-  async function decodeBatch(batch: JsMsg[]): Promise<Decoded> {
-    const decoded: Decoded = [];
-    await Promise.all(
-      batch.map(async (m) => {
-        try {
-          decoded.push({ m, w: await decodeFrame(m.data, m.headers) });
-        } catch (err) {
-          log.error({ err: (err as Error).message, subject: m.subject }, 'not a frame; terminating the message');
-          mFrames.inc({ outcome: 'terminated' });
-          settle(m, 'term');
-        }
-      }),
-    );
-    decoded.sort((a, b) => a.m.seq - b.m.seq);
-    return decoded;
-  }
-
-  async function processBatch(decoded: Decoded): Promise<void> {
-    if (latest !== undefined && latest !== head) {
-      head = latest;
-      mHead.set(head.version);
-      log.info({ headVersion: head.version }, 'head swapped in');
-    }
-    // One backbone call per working size (normally one).
-    const groups = new Map<string, Array<{ m: JsMsg; w: WireFrame }>>();
-    for (const d of decoded) {
-      const k = `${d.w.frame.width}x${d.w.frame.height}`;
-      groups.set(k, [...(groups.get(k) ?? []), d]);
-    }
-    for (const group of groups.values()) {
-      const framesOf = group.map((d) => d.w.frame);
-      try {
-        if (head === undefined) {
-          await warmup(framesOf);
-          for (const d of group) settle(d.m, 'nak', WARMUP_NAK_DELAY_MS);
-          continue;
-        }
-        await segment(group, head);
-        await nc.flush();
-        for (const d of group) settle(d.m, 'ack');
-        frames += group.length;
-        mFrames.inc({ outcome: 'acked' }, group.length);
-      } catch (err) {
-        log.error({ err, frames: group.length }, 'batch failed; returning its frames to the queue');
-        for (const d of group) {
-          if (d.m.info.deliveryCount >= MAX_FAILED_DELIVERIES) {
-            mFrames.inc({ outcome: 'terminated' });
-            settle(d.m, 'term');
-          } else settle(d.m, 'nak', FAILURE_NAK_DELAY_MS);
-        }
-      }
-    }
-    batches++;
-    mBatches.inc();
-  }
-
-  async function warmup(batch: Frame[]): Promise<void> {
-    const r = await inference.infer(batch);
-    for (const e of r.embeddings) sendFeatures(e);
-  }
-
-  async function segment(group: Array<{ m: JsMsg; w: WireFrame }>, h: HeadState): Promise<void> {
-    const batch = group.map((d) => d.w.frame);
-    const r = await inference.infer(batch, h);
-    const classes = classInfos(h);
-    const labels = r.labels ?? [];
-    await Promise.all(
-      r.embeddings.map(async (e, i) => {
-        let seg: Segmentation = { frame: e.frame, labels: labels[i] as Uint8Array, headVersion: h.version, classes, embedding: e };
-        if (objects) seg = objects(seg);
-        const w = (group[i] as { w: WireFrame }).w;
-        await results.publish(seg, w.run, w.wantMask);
-        if (featuresEvery > 0 && e.frame.seq % featuresEvery === 0) sendFeatures(e);
-      }),
-    );
-  }
-
-  function sendFeatures(e: Parameters<typeof sampleFeatures>[0]): void {
-    const { data, headers } = encodeFeatures(sampleFeatures(e, featurePoints, info.name));
-    nc.publish(featuresSubject(prefix), data, { headers });
-  }
-
-  // The next batch is decoded while the current one runs (when a whole batch is already queued).
-  const loop = (async () => {
-    let next: Promise<Decoded> | undefined;
-    while (!closing) {
-      if (next === undefined) {
-        if (queue.length === 0) {
-          await waitFor(1000);
-          continue;
-        }
-        if (queue.length < batchSize && maxDelayMs > 0) await waitFor(maxDelayMs);
-        const batch = queue.splice(0, batchSize);
-        if (batch.length === 0) continue;
-        next = decodeBatch(batch);
-      }
-      const current = await next;
-      next = queue.length >= batchSize && !closing ? decodeBatch(queue.splice(0, batchSize)) : undefined;
-      await processBatch(current);
-    }
-    // A batch decoded ahead goes back to the queue.
-    for (const d of (await next) ?? []) settle(d.m, 'nak');
-  })();
-
-  let closingPromise: Promise<void> | undefined;
+  const frames$ = jetstreamFrames(consumer, held, batchSize, () => closing, log);
   let resolveDone!: () => void;
   let rejectDone!: (e: unknown) => void;
   const done = new Promise<void>((resolve, reject) => {
     resolveDone = resolve;
     rejectDone = reject;
   });
-  loop.catch((err: unknown) => {
-    log.error({ err }, 'worker failed');
-    rejectDone(err);
-  });
+  let pipelineDone!: () => void;
+  const drained = new Promise<void>((resolve) => (pipelineDone = resolve));
+  frames$
+    .pipe(
+      segmentPipeline({
+        batch: {
+          size: batchSize,
+          maxDelayMs: options.maxDelayMs ?? 20,
+          key: (f) => f.streamId,
+          policy: () => 'wait',
+          queueSize: () => batchSize,
+        },
+        segment: (batch) => segmenter.segment(batch),
+        objects: finder,
+        render: {
+          png: (seg) => (options.masks ?? false) || held.wantsMask(seg.frame),
+          jpeg: () => options.frames ?? true,
+        },
+      }),
+      // A batch's results are stored in parallel; each frame is acked once its result is stored.
+      publishTo(clusterResultSink(results, held, log), batchSize),
+    )
+    .subscribe({
+      error: (err: unknown) => {
+        log.error({ err }, 'worker failed');
+        pipelineDone();
+        rejectDone(err);
+      },
+      complete: () => pipelineDone(),
+    });
 
+  let closingPromise: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closingPromise ??= (async () => {
+      // The source stops fetching and ends; what it already handed on is segmented and acked.
       closing = true;
-      notify();
-      await loop.catch(() => undefined);
-      await fetching.catch(() => undefined);
-      for (const m of queue.splice(0)) settle(m, 'nak');
-      for (const m of held) m.nak();
-      held.clear();
-      clearInterval(keepAlive);
-      watch.stop();
-      await watching.catch(() => undefined);
+      await drained;
+      held.nakAll();
+      await heads.stop();
       await nc.flush().catch(() => undefined);
       await inference.close();
-      log.info({ frames, batches }, 'worker stopped');
+      await finder?.close();
+      log.info({ frames: held.acked, batches: segmenter.batches }, 'worker stopped');
       resolveDone();
     })());
 
@@ -364,10 +200,10 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     ready: (): Readiness => {
       if (closing) return { ready: false, reason: 'shutting down' };
       if (nc.isClosed()) return { ready: false, reason: 'not connected to NATS' };
-      if (head === undefined && latest === undefined) return { ready: false, reason: headProblem ?? 'no head yet' };
+      if (!heads.available) return { ready: false, reason: heads.problem ?? 'no head yet' };
       return { ready: true };
     },
-    status: () => ({ frames, batches, headVersion: head?.version ?? 0, redelivered }),
+    status: () => ({ frames: held.acked, batches: segmenter.batches, headVersion: segmenter.headVersion, redelivered: held.redelivered }),
     done,
     close,
   };

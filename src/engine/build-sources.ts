@@ -9,7 +9,7 @@ import { liveSource } from '../sources/live-source.js';
 import { probeVideo } from '../internal/probe-video.js';
 import { renumberFrames } from '../operators/renumber-frames.js';
 import { paceRealtime } from '../operators/pace-realtime.js';
-import type { ServiceEvent, SourceState } from '../sinks/sink.js';
+import type { ServiceEvent, SourceState } from '../types.js';
 import type { SourceStateEvent } from '../sources/live-source.js';
 import { InputNotFoundError, StegoError } from '../errors.js';
 import { access } from 'node:fs/promises';

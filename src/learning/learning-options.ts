@@ -1,10 +1,5 @@
 import { DEFAULT_LEARN_CPU_SHARE } from './duty-cycle.js';
-import {
-  DEFAULT_LR_DECAY_STEPS,
-  DEFAULT_MAX_CLASSES,
-  DEFAULT_MAX_DISPERSION_RATIO,
-  type OnlineLearnerOptions,
-} from './online-learner.js';
+import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_CLASSES, DEFAULT_MAX_DISPERSION_RATIO, type OnlineLearnerOptions } from './online-learner.js';
 
 /** Learning knobs shared by `process`, `demo` and pipeline files (README "Learning"). */
 export interface LearningOptions {
@@ -82,5 +77,41 @@ export function learnerTrainOptions(
     lrDecaySteps: l.lrDecaySteps,
     maxDispersionRatio: l.maxDispersionRatio,
     cpuShare: l.cpuShare,
+  };
+}
+
+/**
+ * The learner's options from the learning knobs: the one place `process`, `serve` and the cluster
+ * trainer turn CLI flags or YAML `learning:` into an OnlineLearner configuration. `initial` is a
+ * loaded head; `extra` adds what only one runner sets (e.g. `recount`).
+ */
+export function learnerOptions(
+  l: Pick<
+    LearningOptions,
+    | 'k'
+    | 'maxClasses'
+    | 'extraClusters'
+    | 'codeDim'
+    | 'seed'
+    | 'bankFrames'
+    | 'trainEvery'
+    | 'trainSteps'
+    | 'lrDecaySteps'
+    | 'maxDispersionRatio'
+    | 'cpuShare'
+  > & { readonly freeze?: boolean | undefined; readonly names?: readonly string[] | undefined },
+  initial?: OnlineLearnerOptions['initial'],
+  extra: Partial<Omit<OnlineLearnerOptions, 'dim' | 'backboneName'>> = {},
+): Omit<OnlineLearnerOptions, 'dim' | 'backboneName'> {
+  return {
+    ...learnerClassOptions(l),
+    ...extra,
+    codeDim: l.codeDim,
+    seed: l.seed,
+    ...(l.freeze !== undefined ? { freeze: l.freeze } : {}),
+    bank: { capacityFrames: l.bankFrames },
+    train: learnerTrainOptions(l),
+    ...(l.names ? { names: l.names } : {}),
+    ...(initial ? { initial } : {}),
   };
 }

@@ -48,6 +48,8 @@ export function buildDegreeGraph(): Uint8Array {
  */
 export class ObjectFinder {
   private closed = false;
+  /** The run in flight, if any: `close()` waits for it (releasing a session mid-run is unsafe). */
+  private running: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -72,13 +74,16 @@ export class ObjectFinder {
     return out;
   }
 
-  private async addOne(seg: Segmentation): Promise<Segmentation> {
+  /** One segmentation with its box (unchanged when it carries no embedding). */
+  async addOne(seg: Segmentation): Promise<Segmentation> {
     if (this.closed) throw new Error('ObjectFinder is closed');
     const e = seg.embedding;
     if (!e) return seg;
     const keys = e.keys ?? e.patchTokens;
     const n = e.gridH * e.gridW;
-    const res = await this.session.run({ keys: new ort.Tensor('float32', keys, [n, e.dim]) });
+    const run = this.session.run({ keys: new ort.Tensor('float32', keys, [n, e.dim]) });
+    this.running = run.catch(() => undefined);
+    const res = await run;
     const positive = res['positive']?.data as Float32Array;
     const degree = new Int32Array(n);
     for (let i = 0; i < n; i++) {
@@ -93,6 +98,7 @@ export class ObjectFinder {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.running;
     await this.session.release();
   }
 }

@@ -1,40 +1,23 @@
-import { refineFrom } from '../backbone/refine-options.js';
-import { merge, Subscription, concatMap, tap } from 'rxjs';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { merge, Subscription, tap } from 'rxjs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
-import sharp from 'sharp';
 import type { Logger } from 'pino';
-import type { ClassInfo, Frame, Segmentation, StageCounters } from '../types.js';
+import type { Frame, ServiceEvent, SourceState, StageCounters } from '../types.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
-import { InferenceClient } from '../backbone/inference-client.js';
-import { workingSize } from '../internal/working-size.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
-import { expectedClassCount, learnerClassOptions, learnerTrainOptions } from '../learning/learning-options.js';
-import { ObjectFinder } from '../objects/object-finder.js';
-import { batchInfer } from '../operators/batch-infer.js';
-import { frameStats } from '../operators/frame-stats.js';
-import { loadCheckpoint } from '../learning/checkpoint.js';
-import type { HeadState } from '../learning/head-state.js';
-import { blendOverlay } from '../sinks/paint-mask.js';
-import { encodeLabelPng } from '../sinks/mask-writer.js';
-import { createWsHub, type WsHub } from '../sinks/ws-hub.js';
-import { ConfigError, OutputUnwritableError } from '../errors.js';
-import { natsPublisher } from '../sinks/nats-publisher.js';
-import { natsSecurityOf } from '../internal/nats-security.js';
-import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
-import { OVERLAY_ALPHA } from '../sinks/overlay-video-writer.js';
-import { fanOutPublisher, type LivePublisher, type ServiceEvent, type SourceState } from '../sinks/sink.js';
-import type { ControlHandler } from '../sinks/control.js';
-import { startHttpService, type HttpService, type Readiness } from './http-server.js';
+import { segmentPipeline, publishTo } from '../engine/segment-pipeline.js';
 import { buildSources, type BuiltSource } from '../engine/build-sources.js';
-import { PipelineMetrics } from './pipeline-metrics.js';
+import { learnerOptions } from '../learning/learning-options.js';
+import { ConfigError } from '../errors.js';
+import { fanOutPublisher, liveSink, sinksInOrder, type LivePublisher, type Sink } from '../sinks/sink.js';
+import type { ControlHandler } from '../sinks/control.js';
 import { collectProcessMetrics } from '../internal/metrics.js';
+import { startHttpService, type HttpService, type Readiness } from './http-server.js';
+import { PipelineMetrics } from './pipeline-metrics.js';
+import { openServiceModel, type ServiceModel } from './open-service-model.js';
+import { openServiceSinks, type ServiceSinks } from './open-service-sinks.js';
 
-/** Default working-frame aspect for live pipelines (sources of other shapes are scaled to it). */
-const DEFAULT_ASPECT = 9 / 16;
 /** How often per-stream counters go out as events, ms. */
 const COUNTERS_INTERVAL_MS = 1000;
 /** The package's version, for `stegostream_build_info` (src/service and dist/service alike sit two levels down). */
@@ -89,95 +72,58 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     ...(config.service.readOnlyToken ? { readOnlyToken: config.service.readOnlyToken } : {}),
     ...(config.service.tls ? { tls: await readServiceTls(config.service.tls) } : {}),
   });
-  /** A start that fails releases the port and whatever else already runs. */
-  const failStart = async (err: unknown, ...running: (Promise<unknown> | undefined)[]): Promise<never> => {
-    await Promise.allSettled([...running, http.close()]);
+  // A start that fails releases the port and whatever else already runs, in reverse order.
+  const started: Array<() => Promise<unknown>> = [() => http.close()];
+  try {
+    const model = await openServiceModel(config, logger);
+    started.unshift(() => model.close());
+    metrics.buildInfo.set({ version: PACKAGE_VERSION, backbone: model.info.name }, 1);
+    const live: { publisher?: LivePublisher } = {};
+    const engine = await createServiceEngine(config, model, metrics, live, logger);
+    started.unshift(() => engine.close());
+    const sourceStates = new Map<string, SourceState>();
+    const control = serviceControl(config, model, engine, sourceStates, live);
+    const sinks = await openServiceSinks(config, { control, registry, logger });
+    const pub = fanOutPublisher(sinks.publishers, logger);
+    live.publisher = pub;
+    const state = { failed: undefined as string | undefined };
+    readiness = () => serviceReadiness(engine, sourceStates, state.failed);
+    if (sinks.hub) http.attachHub(sinks.hub);
+    logger.info({ url: http.url }, 'service listening');
+    return runPipeline({ config, model, engine, metrics, pub, sinks, sourceStates, state, http, logger });
+  } catch (err) {
+    for (const stop of started) await stop().catch(() => undefined);
     throw err;
-  };
-
-  const l = config.learning;
-  if (l.checkpoint)
-    await mkdir(dirname(l.checkpoint), { recursive: true }).catch((err: unknown) =>
-      failStart(
-        new OutputUnwritableError(
-          l.checkpoint as string,
-          `cannot create its folder for learning.checkpoint (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-          err,
-        ),
-      ),
-    );
-  const inference = await InferenceClient.start(config.model.backbone, {
-    device: config.model.device,
-    ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}),
-    refine: refineFrom(config.model.refine.radius, config.model.refine.eps, 'model.refine'),
-  }).catch((err: unknown) => failStart(err));
-  const info = inference.info;
-  metrics.buildInfo.set({ version: PACKAGE_VERSION, backbone: info.name }, 1);
-  logger.info({ backbone: info.name, provider: info.provider, reason: info.providerReason }, 'backbone loaded');
-  const size =
-    info.inputWidth > 0
-      ? { width: info.inputWidth, height: info.inputHeight }
-      : workingSize(
-          { width: config.model.width, height: config.model.height ?? Math.round(config.model.width * DEFAULT_ASPECT) },
-          info.patchSize,
-          {
-            width: config.model.width,
-            ...(config.model.height !== undefined ? { height: config.model.height } : {}),
-          },
-        );
-
-  let initial: HeadState | undefined;
-  // resume: the checkpoint of an earlier run, when there is one (the first run starts afresh);
-  // head: a file that must exist.
-  const resumeFrom = l.resume && l.checkpoint !== undefined && existsSync(l.checkpoint) ? l.checkpoint : undefined;
-  if (l.resume && resumeFrom === undefined)
-    logger.info({ checkpoint: l.checkpoint }, 'no checkpoint to resume from yet: learning a new head');
-  const headFile = l.head ?? resumeFrom;
-  if (headFile) {
-    const k = expectedClassCount({ k: l.classes, extraClusters: l.extraClusters });
-    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) }).catch((err: unknown) =>
-      failStart(err, inference.close()),
-    );
   }
+}
 
+/** The engine with the head, metrics and legend hooks of a service. */
+async function createServiceEngine(
+  config: Readonly<PipelineConfig>,
+  model: ServiceModel,
+  metrics: PipelineMetrics,
+  live: { publisher?: LivePublisher },
+  logger: Logger,
+): Promise<SegmentationEngine> {
+  const l = config.learning;
   const streams = config.sources.map((s) => s.name);
-  /** Set once the sinks exist; the engine's callbacks may come before (nobody to tell then). */
-  const live: { publisher?: LivePublisher } = {};
-  const publishLegend = (classes: readonly ClassInfo[], version: number): void => {
-    for (const s of streams) live.publisher?.classes(s, classes, version);
-  };
-
-  let lastHeadVersion = initial?.version ?? 0;
+  let lastHeadVersion = model.initial?.version ?? 0;
   // From the start, so a restart that resumed a checkpoint shows its version at once.
   metrics.headVersion.set(lastHeadVersion);
-  // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
-  const finder = config.model.objects
-    ? await ObjectFinder.create(info.patchSize, config.model.threads !== undefined ? { threads: config.model.threads } : {}).catch(
-        (err: unknown) => failStart(err, inference.close()),
-      )
-    : undefined;
   const engine = await SegmentationEngine.create({
-    inference,
+    inference: model.inference,
     logger,
     objects: config.model.objects,
     warmupFrames: l.warmupFrames,
     ...(l.checkpoint && !l.freeze ? { checkpoint: l.checkpoint } : {}),
-    learner: {
-      ...learnerClassOptions({ k: l.classes, maxClasses: l.maxClasses, extraClusters: l.extraClusters }),
-      codeDim: l.codeDim,
-      seed: l.seed,
-      freeze: l.freeze,
-      bank: { capacityFrames: l.bankFrames },
-      train: learnerTrainOptions(l),
-      ...(l.names ? { names: l.names } : {}),
-      ...(initial ? { initial } : {}),
-    },
+    learner: learnerOptions({ ...l, k: l.classes }, model.initial),
     onHead: (state, classes) => {
       // Same version: the names changed (a rename), not the weights.
       const reason = state.version === lastHeadVersion ? 'rename' : 'training round';
       lastHeadVersion = state.version;
       metrics.headVersion.set(state.version);
-      publishLegend(classes, state.version);
+      // The sinks may not exist yet (nobody to tell then).
+      for (const s of streams) live.publisher?.classes(s, classes, state.version);
       live.publisher?.event({ type: 'head-updated', version: state.version, reason });
     },
     onRound: (r) => {
@@ -185,14 +131,21 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       if (r.kind === 'rejected') metrics.trainRounds.inc({ result: 'rejected' });
       else if (r.kind !== 'skipped') metrics.trainRounds.inc({ result: 'kept' });
     },
-  }).catch((err: unknown) => failStart(err, inference.close(), finder?.close()));
+  });
   // A head loaded from a file is in use before any round.
   metrics.headVersion.set(engine.headState.version);
+  return engine;
+}
 
-  const sourceStates = new Map<string, SourceState>();
-  /** Set when inference fails: the service stays up to say so (readyz, events) but segments nothing. */
-  let pipelineFailed: string | undefined;
-  const control: ControlHandler = {
+/** What the WebSocket and NATS control requests do in a service. */
+function serviceControl(
+  config: Readonly<PipelineConfig>,
+  model: ServiceModel,
+  engine: SegmentationEngine,
+  sourceStates: ReadonlyMap<string, SourceState>,
+  live: { publisher?: LivePublisher },
+): ControlHandler {
+  return {
     renameClass: (id, name) => [...engine.rename(id, name)],
     pauseLearning: () => {
       engine.learner.pause();
@@ -203,74 +156,51 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       live.publisher?.event({ type: 'pipeline', learning: 'running' });
     },
     snapshotHead: async () => {
-      const r = await engine.snapshot(l.checkpoint ?? '.stegostream/head.ckpt');
+      const r = await engine.snapshot(config.learning.checkpoint ?? '.stegostream/head.ckpt');
       if (!r) throw new Error('no head to snapshot yet (the first fit has not happened)');
       return r;
     },
     status: () => ({
       pipeline: config.name,
-      backbone: { name: info.name, provider: info.provider },
+      backbone: { name: model.info.name, provider: model.info.provider },
       headVersion: engine.headState.version,
       learning: engine.learner.isFrozen ? 'frozen' : engine.learner.paused ? 'paused' : 'running',
       classes: engine.classInfo,
       sources: Object.fromEntries(sourceStates),
-      working: size,
+      working: model.size,
     }),
   };
+}
 
-  // Sinks.
-  const pubs: LivePublisher[] = [];
-  let hub: WsHub | undefined;
-  let jpegQuality = 75;
-  let maxWidth = 0;
-  try {
-    for (const sink of config.sinks) {
-      if (sink.use === 'websocket') {
-        hub = createWsHub({
-          control,
-          registry,
-          logger,
-          maxPayloadBytes: sink.with.maxPayloadBytes,
-          heartbeatIntervalMs: sink.with.heartbeatIntervalMs,
-          maxClients: sink.with.maxClients,
-        });
-        jpegQuality = sink.with.jpegQuality;
-        maxWidth = sink.with.maxWidth;
-        pubs.push(hub);
-      } else if (sink.use === 'nats') {
-        pubs.push(
-          natsPublisher({
-            servers: sink.with.servers,
-            prefix: sink.with.prefix,
-            frames: sink.with.frames,
-            masks: sink.with.masks,
-            control,
-            registry,
-            logger,
-            reconnectBufSize: sink.with.reconnectBufSize,
-            name: `stegostream-${config.name}`,
-            security: natsSecurityOf(sink.with),
-            ...(sink.with.jetstream ? { jetstream: sink.with.jetstream } : {}),
-          }),
-        );
-      } else {
-        // The folders must exist before the first frame: the writer would otherwise fail on every one.
-        for (const stream of streams) {
-          const path = sink.with.path.replaceAll('{stream}', stream);
-          await mkdir(dirname(path), { recursive: true }).catch((err: unknown) => {
-            throw new OutputUnwritableError(path, `cannot create its folder (${(err as NodeJS.ErrnoException).code ?? String(err)})`, err);
-          });
-        }
-        pubs.push(statsFilePublisher(sink.with.path, logger));
-      }
-    }
-  } catch (err) {
-    // A sink that cannot be made (bad option) fails the start: release what is already running.
-    return failStart(err, ...pubs.map((p) => p.close()), engine.close(), inference.close(), finder?.close());
-  }
-  const pub = fanOutPublisher(pubs, logger);
-  live.publisher = pub;
+function serviceReadiness(
+  engine: SegmentationEngine,
+  sourceStates: ReadonlyMap<string, SourceState>,
+  failed: string | undefined,
+): Readiness {
+  if (failed !== undefined) return { ready: false, reason: `the pipeline failed: ${failed}` };
+  if (engine.headState.version === 0) return { ready: false, reason: 'no head yet: waiting for the first frames' };
+  if (![...sourceStates.values()].some((st) => st === 'live')) return { ready: false, reason: 'no source is live' };
+  return { ready: true };
+}
 
+interface PipelineParts {
+  readonly config: Readonly<PipelineConfig>;
+  readonly model: ServiceModel;
+  readonly engine: SegmentationEngine;
+  readonly metrics: PipelineMetrics;
+  readonly pub: LivePublisher;
+  readonly sinks: ServiceSinks;
+  readonly sourceStates: Map<string, SourceState>;
+  /** Set when inference fails: the service stays up to say so (readyz, events) but segments nothing. */
+  readonly state: { failed: string | undefined };
+  readonly http: HttpService;
+  readonly logger: Logger;
+}
+
+/** Opens the sources, runs the shared pipeline into the sinks, and returns the running service. */
+function runPipeline(p: PipelineParts): RunningService {
+  const { config, model, engine, metrics, pub, sinks, sourceStates, logger } = p;
+  const streams = config.sources.map((s) => s.name);
   const events = (e: ServiceEvent): void => {
     if (e.type === 'source-state') {
       sourceStates.set(e.stream, e.state);
@@ -279,26 +209,13 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     }
     pub.event(e);
   };
-
-  readiness = (): Readiness => {
-    if (pipelineFailed !== undefined) return { ready: false, reason: `the pipeline failed: ${pipelineFailed}` };
-    if (engine.headState.version === 0) return { ready: false, reason: 'no head yet: waiting for the first frames' };
-    if (![...sourceStates.values()].some((st) => st === 'live')) return { ready: false, reason: 'no source is live' };
-    return { ready: true };
-  };
-  if (hub) http.attachHub(hub);
-  logger.info({ url: http.url }, 'service listening');
-
-  publishLegend(engine.classInfo, engine.headState.version);
+  for (const s of streams) pub.classes(s, engine.classInfo, engine.headState.version);
   pub.event({ type: 'pipeline', state: 'running', learning: engine.learner.isFrozen ? 'frozen' : 'running' });
 
-  // The pipeline.
-  const built: BuiltSource[] = buildSources(config.sources, size, events, logger);
+  const built: BuiltSource[] = buildSources(config.sources, model.size, events, logger);
   const byName = new Map(built.map((b) => [b.name, b]));
   const counters = new Map<string, StageCounters>();
   const published = new Map<string, number>();
-  const encoding = new Set<string>();
-
   // Every per-stream series exists from the start (at 0), so dashboards and alerts see them.
   for (const stream of streams) {
     metrics.framesIn.inc({ stream }, 0);
@@ -307,46 +224,17 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     if (!sourceStates.has(stream)) metrics.sourceUp.set({ stream }, 0);
   }
   const release = (f: Frame): void => byName.get(f.streamId)?.gate?.release();
+  const sink = sinksInOrder('service', [serviceMetricsSink(metrics, published, release), liveSink(pub, logger)]);
 
-  const publish = async (seg: Segmentation): Promise<void> => {
-    const f = seg.frame;
-    const stream = f.streamId;
-    const stats = frameStats(seg);
-    pub.stats(stats);
-    metrics.setClassFractions(stream, stats.classes);
-    metrics.framesOut.inc({ stream });
-    metrics.frameAgeSeconds.observe({ stream }, (Date.now() - f.capturedAt) / 1000);
-    published.set(stream, (published.get(stream) ?? 0) + 1);
-    const meta = { seq: f.seq, pts: f.pts, headVersion: seg.headVersion, width: f.width, height: f.height };
-    if (pub.wantsMasks(stream)) pub.mask(stream, meta, Buffer.from(encodeLabelPng(seg.labels, f.width, f.height, seg.classes)));
-    // One JPEG encode per stream at a time: when encoding lags, skip (viewers lose frames, never stats).
-    if (pub.wantsFrames(stream) && !encoding.has(stream)) {
-      encoding.add(stream);
-      const t0 = performance.now();
-      let img = sharp(blendOverlay(seg, OVERLAY_ALPHA), { raw: { width: f.width, height: f.height, channels: 3 } });
-      if (maxWidth > 0 && f.width > maxWidth) img = img.resize(maxWidth);
-      img
-        .jpeg({ quality: jpegQuality })
-        .toBuffer({ resolveWithObject: true })
-        .then(({ data, info: out }) => {
-          metrics.stageSeconds.observe({ stage: 'jpeg' }, (performance.now() - t0) / 1000);
-          // The header gives the size of the image sent (maxWidth may have scaled it down).
-          pub.frame(stream, { ...meta, width: out.width, height: out.height }, data);
-        })
-        .catch((err: unknown) => logger.error({ err, stream }, 'overlay encoding failed'))
-        .finally(() => encoding.delete(stream));
-    }
-  };
-
-  const frames$ = merge(...built.map((b) => b.frames.pipe(tap((f) => metrics.framesIn.inc({ stream: f.streamId })))));
   /** The batch being segmented, settled or not; close() waits for it. */
   let inFlight: Promise<void> = Promise.resolve();
   let finishedResolve: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (finishedResolve = resolve));
+  const frames$ = merge(...built.map((b) => b.frames.pipe(tap((f) => metrics.framesIn.inc({ stream: f.streamId })))));
   const subscription: Subscription = frames$
     .pipe(
-      batchInfer<Frame, Segmentation>(
-        {
+      segmentPipeline({
+        batch: {
           size: config.model.batch.size,
           maxDelayMs: config.model.batch.maxDelayMs,
           key: (f) => f.streamId,
@@ -358,7 +246,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
             release(f);
           },
         },
-        async (batch) => {
+        segment: async (batch) => {
           metrics.batchSize.observe(batch.length);
           const t0 = performance.now();
           const run = engine.process(batch);
@@ -368,22 +256,26 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
           );
           const segs = await run;
           metrics.stageSeconds.observe({ stage: 'inference' }, (performance.now() - t0) / 1000);
-          return finder ? finder.add(segs) : segs;
+          return segs;
         },
-      ),
-      concatMap(async (seg) => {
-        try {
-          await publish(seg);
-        } finally {
-          release(seg.frame);
-        }
+        objects: model.finder,
+        render: {
+          png: (seg) => pub.wantsMasks(seg.frame.streamId),
+          jpeg: (stream) => pub.wantsFrames(stream),
+          jpegQuality: sinks.jpegQuality,
+          maxWidth: sinks.maxWidth,
+          // One JPEG encode per stream at a time: when encoding lags, skip (viewers lose frames, never stats).
+          whileEncoding: 'skip',
+          onJpegEncoded: (seconds) => metrics.stageSeconds.observe({ stage: 'jpeg' }, seconds),
+        },
       }),
+      publishTo(sink),
     )
     .subscribe({
       error: (err: unknown) => {
-        pipelineFailed = err instanceof Error ? err.message : String(err);
+        p.state.failed = err instanceof Error ? err.message : String(err);
         logger.error({ err }, 'pipeline failed');
-        pub.event({ type: 'pipeline', state: 'failed', detail: err instanceof Error ? err.message : String(err) });
+        pub.event({ type: 'pipeline', state: 'failed', detail: p.state.failed });
         finishedResolve();
       },
       complete: () => {
@@ -392,19 +284,7 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
         finishedResolve();
       },
     });
-
-  let lastCount = new Map<string, number>();
-  const ticker = setInterval(() => {
-    for (const s of streams) {
-      const n = published.get(s) ?? 0;
-      const fps = ((n - (lastCount.get(s) ?? 0)) * 1000) / COUNTERS_INTERVAL_MS;
-      metrics.fps.set({ stream: s }, fps);
-      const c = counters.get(s) ?? { received: 0, processed: 0, dropped: 0 };
-      pub.event({ type: 'counters', stream: s, counters: { ...c }, fps });
-    }
-    lastCount = new Map(published);
-  }, COUNTERS_INTERVAL_MS);
-  ticker.unref();
+  const ticker = countersTicker(streams, published, counters, metrics, pub);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -418,15 +298,54 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
       // it aborts the whole process (a native exception in a torn-down environment).
       await inFlight;
       await engine.close().catch((err: unknown) => logger.error({ err }, 'checkpoint on shutdown failed'));
-      await inference.close();
-      await finder?.close();
+      await model.close();
       pub.event({ type: 'pipeline', state: 'stopped' });
       await pub.close();
-      await http.close();
+      await p.http.close();
       finishedResolve();
     })());
 
-  return { url: http.url, port: http.port, engine, finished, close };
+  return { url: p.http.url, port: p.http.port, engine, finished, close };
+}
+
+/** Per-frame metrics of a service, and the frame's gate credit given back once it is published. */
+function serviceMetricsSink(metrics: PipelineMetrics, published: Map<string, number>, release: (f: Frame) => void): Sink {
+  return {
+    name: 'metrics',
+    write(r) {
+      const f = r.seg.frame;
+      const stream = f.streamId;
+      metrics.setClassFractions(stream, r.stats.classes);
+      metrics.framesOut.inc({ stream });
+      metrics.frameAgeSeconds.observe({ stream }, (Date.now() - f.capturedAt) / 1000);
+      published.set(stream, (published.get(stream) ?? 0) + 1);
+      release(f);
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Per-stream counters and fps, as events and metrics, every second. */
+function countersTicker(
+  streams: readonly string[],
+  published: ReadonlyMap<string, number>,
+  counters: ReadonlyMap<string, StageCounters>,
+  metrics: PipelineMetrics,
+  pub: LivePublisher,
+): NodeJS.Timeout {
+  let lastCount = new Map<string, number>();
+  const ticker = setInterval(() => {
+    for (const s of streams) {
+      const n = published.get(s) ?? 0;
+      const fps = ((n - (lastCount.get(s) ?? 0)) * 1000) / COUNTERS_INTERVAL_MS;
+      metrics.fps.set({ stream: s }, fps);
+      const c = counters.get(s) ?? { received: 0, processed: 0, dropped: 0 };
+      pub.event({ type: 'counters', stream: s, counters: { ...c }, fps });
+    }
+    lastCount = new Map(published);
+  }, COUNTERS_INTERVAL_MS);
+  ticker.unref();
+  return ticker;
 }
 
 /** The service's PEM files, read before listening; a missing one is a ConfigError naming the key. */

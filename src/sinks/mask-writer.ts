@@ -40,9 +40,10 @@ export class MaskWriter {
     return new MaskWriter(dir);
   }
 
-  async write(seg: Segmentation): Promise<string> {
+  /** `png`: the frame's label PNG when already rendered (operators/render-outputs.ts), else encoded here. */
+  async write(seg: Segmentation, png?: Uint8Array): Promise<string> {
     const path = join(this.dir, maskFileName(seg));
-    const png = encodeLabelPng(seg.labels, seg.frame.width, seg.frame.height, seg.classes);
+    png ??= encodeLabelPng(seg.labels, seg.frame.width, seg.frame.height, seg.classes);
     try {
       await writeFile(path, png);
     } catch (err) {

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createLogger } from '../internal/logger.js';
-import type { ClassInfo, FrameStats, ImageMeta, ServiceEvent } from '../types.js';
+import type { ClassInfo, FrameStats, ImageMeta, RenderedFrame, ServiceEvent } from '../types.js';
 
 export type { ControlHandler } from './control.js';
 
@@ -112,6 +112,58 @@ export function fanOutPublisher(pubs: readonly LivePublisher[], logger?: Logger)
         });
       });
       return closing;
+    },
+  };
+}
+
+/**
+ * What the pipeline's last stage hands every rendered frame to (engine/segment-pipeline.ts
+ * `publishTo`): the live outputs (`liveSink` over the WebSocket hub, NATS and stats files), the
+ * files of `process` (`fileOutputsSink`), the cluster worker's results (`clusterResultSink`).
+ */
+export interface Sink {
+  /** Name used in logs and metrics. */
+  readonly name: string;
+  /**
+   * One rendered frame. Live sinks queue or drop and return at once, and never throw; file and
+   * result sinks resolve once the frame is written or stored and reject when it could not be.
+   */
+  write(r: RenderedFrame): void | Promise<void>;
+  /** Flushes and releases; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * The pipeline-facing side of a live publisher: statistics of every frame, the label PNG and the
+ * overlay JPEG when rendered (the JPEG is handed on when its encoding finishes; a failed one is
+ * logged and the frame goes without). `close` closes the publisher.
+ */
+export function liveSink(pub: LivePublisher, logger?: Logger): Sink {
+  const log = (logger ?? createLogger()).child({ stage: 'live-sink' });
+  return {
+    name: pub.name ?? 'live',
+    write(r: RenderedFrame): void {
+      const stream = r.seg.frame.streamId;
+      pub.stats(r.stats);
+      if (r.png) pub.mask(stream, r.meta, r.png);
+      r.jpeg?.then(
+        (img) => pub.frame(stream, img.meta, img.data),
+        (err: unknown) => log.error({ err, stream }, 'overlay encoding failed'),
+      );
+    },
+    close: () => pub.close(),
+  };
+}
+
+/** Writes each frame to every sink in order (each awaited); closes them all. */
+export function sinksInOrder(name: string, sinks: readonly Sink[]): Sink {
+  return {
+    name,
+    async write(r: RenderedFrame): Promise<void> {
+      for (const s of sinks) await s.write(r);
+    },
+    async close(): Promise<void> {
+      await Promise.all(sinks.map((s) => s.close()));
     },
   };
 }
