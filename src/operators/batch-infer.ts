@@ -39,53 +39,23 @@ export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`batch size must be an integer >= 1, got ${size}`);
   return (source) =>
     new Observable<R>((subscriber) => {
-      const queues = new Map<string, T[]>();
-      const counters = options.counters ?? new Map<string, StageCounters>();
-      let queued = 0;
+      const queues = new StreamQueues<T>(options);
       let busy = false;
       let inputDone = false;
       let inputError: { err: unknown } | undefined;
       let closed = false;
       let timer: NodeJS.Timeout | undefined;
-      let rr = 0;
-
-      const count = (key: string): StageCounters => {
-        let c = counters.get(key);
-        if (!c) counters.set(key, (c = { received: 0, processed: 0, dropped: 0 }));
-        return c;
-      };
-
-      const take = (): T[] => {
-        const batch: T[] = [];
-        const keys = [...queues.keys()];
-        // Round-robin from a rotating start so no stream is always first or always last.
-        for (let pass = 0; batch.length < size && queued > 0; pass++) {
-          let tookAny = false;
-          for (let i = 0; i < keys.length && batch.length < size; i++) {
-            const q = queues.get(keys[(rr + i) % keys.length] as string);
-            const item = q?.shift();
-            if (item !== undefined) {
-              batch.push(item);
-              queued--;
-              tookAny = true;
-            }
-          }
-          if (!tookAny) break;
-        }
-        rr = keys.length > 0 ? (rr + 1) % keys.length : 0;
-        return batch;
-      };
 
       const pump = (): void => {
-        if (busy || closed || queued === 0) {
-          if (!busy && inputDone && queued === 0 && !closed) {
+        if (busy || closed || queues.queued === 0) {
+          if (!busy && inputDone && queues.queued === 0 && !closed) {
             if (inputError !== undefined) subscriber.error(inputError.err);
             else subscriber.complete();
           }
           return;
         }
-        if (queued < size && !inputDone && options.fullBatches) return;
-        if (queued < size && !inputDone && maxDelayMs > 0) {
+        if (queues.queued < size && !inputDone && options.fullBatches) return;
+        if (queues.queued < size && !inputDone && maxDelayMs > 0) {
           timer ??= setTimeout(() => {
             timer = undefined;
             run();
@@ -96,17 +66,17 @@ export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T
       };
 
       const run = (): void => {
-        if (busy || closed || queued === 0) return;
+        if (busy || closed || queues.queued === 0) return;
         if (timer) {
           clearTimeout(timer);
           timer = undefined;
         }
         busy = true;
-        const batch = take();
+        const batch = queues.take(size);
         infer(batch).then(
           (results) => {
             if (closed) return;
-            for (const item of batch) count(options.key(item)).processed++;
+            for (const item of batch) queues.count(options.key(item)).processed++;
             for (const r of results) subscriber.next(r);
             busy = false;
             pump();
@@ -119,28 +89,7 @@ export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T
 
       const sub = source.subscribe({
         next: (item) => {
-          const key = options.key(item);
-          const c = count(key);
-          c.received++;
-          let q = queues.get(key);
-          if (!q) queues.set(key, (q = []));
-          const policy = options.policy(key);
-          const limit = options.queueSize(key);
-          if (policy !== 'wait' && q.length >= limit) {
-            c.dropped++;
-            if (policy === 'drop-oldest') {
-              const old = q.shift() as T;
-              q.push(item);
-              options.onDrop?.(old);
-            } else {
-              options.onDrop?.(item);
-            }
-            pump();
-            return;
-          }
-          q.push(item);
-          queued++;
-          if (queued >= size && timer) {
+          if (queues.push(item) && queues.queued >= size && timer) {
             clearTimeout(timer);
             timer = undefined;
           }
@@ -173,4 +122,73 @@ export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T
         sub.unsubscribe();
       };
     });
+}
+
+/**
+ * One queue per stream under that stream's overflow policy, taken from round-robin. Counts what
+ * each stream received, dropped and (by the caller) processed.
+ */
+class StreamQueues<T> {
+  private readonly queues = new Map<string, T[]>();
+  private readonly counters: Map<string, StageCounters>;
+  private rr = 0;
+  /** Items queued over all streams. */
+  queued = 0;
+
+  constructor(private readonly options: BatchInferOptions<T>) {
+    this.counters = options.counters ?? new Map<string, StageCounters>();
+  }
+
+  count(key: string): StageCounters {
+    let c = this.counters.get(key);
+    if (!c) this.counters.set(key, (c = { received: 0, processed: 0, dropped: 0 }));
+    return c;
+  }
+
+  /** Queues `item`, or drops by the stream's policy; true when it was queued (not dropped). */
+  push(item: T): boolean {
+    const { options } = this;
+    const key = options.key(item);
+    const c = this.count(key);
+    c.received++;
+    let q = this.queues.get(key);
+    if (!q) this.queues.set(key, (q = []));
+    const policy = options.policy(key);
+    if (policy !== 'wait' && q.length >= options.queueSize(key)) {
+      c.dropped++;
+      if (policy === 'drop-oldest') {
+        const old = q.shift() as T;
+        q.push(item);
+        options.onDrop?.(old);
+      } else {
+        options.onDrop?.(item);
+      }
+      return false;
+    }
+    q.push(item);
+    this.queued++;
+    return true;
+  }
+
+  /** Up to `size` items, round-robin across streams (each stream's order kept). */
+  take(size: number): T[] {
+    const batch: T[] = [];
+    const keys = [...this.queues.keys()];
+    // Round-robin from a rotating start so no stream is always first or always last.
+    for (let pass = 0; batch.length < size && this.queued > 0; pass++) {
+      let tookAny = false;
+      for (let i = 0; i < keys.length && batch.length < size; i++) {
+        const q = this.queues.get(keys[(this.rr + i) % keys.length] as string);
+        const item = q?.shift();
+        if (item !== undefined) {
+          batch.push(item);
+          this.queued--;
+          tookAny = true;
+        }
+      }
+      if (!tookAny) break;
+    }
+    this.rr = keys.length > 0 ? (this.rr + 1) % keys.length : 0;
+    return batch;
+  }
 }
