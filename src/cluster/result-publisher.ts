@@ -11,7 +11,8 @@
  * worker acks its frames after that, so a lost connection means redelivery, not loss. The stored
  * result is JSON `{ stats, mask? }`, `mask` the label PNG in base64 when the frame asked for it.
  */
-import { headers as natsHeaders, type JetStreamClient, type MsgHdrs, type NatsConnection } from 'nats';
+import { headers as natsHeaders, type JetStreamClient, type NatsConnection } from 'nats';
+import { imageHeaders } from '../sinks/image-headers.js';
 import type { ClassInfo, FrameStats, RenderedFrame, Segmentation } from '../types.js';
 import { renderFrame } from '../operators/render-outputs.js';
 import { serviceEventsSubject, streamSubject } from '../sinks/nats-subjects.js';
@@ -115,21 +116,4 @@ export class ResultPublisher {
 
 function json(v: unknown): Uint8Array {
   return Buffer.from(JSON.stringify(v), 'utf8');
-}
-
-/** The NATS sink's image headers. */
-function imageHeaders(
-  stream: string,
-  meta: { seq: number; pts: number; headVersion: number; width: number; height: number },
-  mime: string,
-): MsgHdrs {
-  const h = natsHeaders();
-  h.set('stream', stream.replace(/[\r\n]/g, ' '));
-  h.set('seq', String(meta.seq));
-  h.set('pts', String(meta.pts));
-  h.set('head-version', String(meta.headVersion));
-  h.set('width', String(meta.width));
-  h.set('height', String(meta.height));
-  h.set('content-type', mime);
-  return h;
 }
