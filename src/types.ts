@@ -18,6 +18,11 @@ export interface Frame {
   readonly capturedAt: number;
   /** For image-folder sources: the file the frame came from (masks are named after it). */
   readonly sourceName?: string;
+  /**
+   * When the picture was taken, ms since the epoch, when known: a recording's creation time (or
+   * `--start-time`) plus pts, an image's EXIF time, the arrival time of a live frame.
+   */
+  readonly time?: number;
 }
 
 /** Backbone output for one frame. Arrays are views into the batch output; do not mutate. */
@@ -78,6 +83,10 @@ export interface FrameStats {
   readonly pts: number;
   readonly capturedAt: number;
   readonly headVersion: number;
+  /** When the picture was taken (Frame.time), UTC ISO 8601 with milliseconds. */
+  readonly time?: string;
+  /** Image folders: the image's file name. */
+  readonly file?: string;
   readonly classes: readonly ClassStat[];
   readonly objects?: readonly ObjectBox[];
 }

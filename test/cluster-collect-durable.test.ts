@@ -90,7 +90,7 @@ describe.skipIf(missing)('collect reads the results stream: late start, restart,
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^reef: 70 frames in order/m);
     expect(seqs(file)).toEqual([...Array(70).keys()]);
-    expect(readFileSync(file, 'utf8').split('\n')[0]).toBe('stream,seq,pts,head_version,sand,water');
+    expect(readFileSync(file, 'utf8').split('\n')[0]).toBe('stream,seq,pts,time,file,head_version,sand,water');
     // The run the file holds is kept beside it: that is how the restart knew to append.
     expect(readFileSync(`${file}.run`, 'utf8').trim()).toBe('run1');
   });

@@ -162,7 +162,15 @@ describe('stegostream process --objects', () => {
     const rows = readFileSync(stats, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { seq: number; objects: { box: Box; score: number }[] });
+      .map((l) => JSON.parse(l) as { seq: number; objects: { bbox: [number, number, number, number]; score: number }[] })
+      // Stats files give COCO boxes [x, y, width, height] in input pixels (= working pixels here).
+      .map((row) => ({
+        ...row,
+        objects: row.objects.map((o) => ({
+          box: [o.bbox[0], o.bbox[1], o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]] as Box,
+          score: o.score,
+        })),
+      }));
     expect(rows.length).toBe(FRAMES);
     const ious = rows.map((row) => iou(row.objects[0]?.box as Box, truth[row.seq] as Box));
     const good = ious.filter((v) => v >= 0.5).length;

@@ -29,10 +29,10 @@ describe('stegostream process on a recorded video', () => {
     expect(countFrames(out)).toBe(FRAMES);
     expect(videoInfo(out)).toEqual({ width: 320, height: 192, fps: '12/1' });
     const lines = readFileSync(stats, 'utf8').trim().split('\n');
-    expect(lines[0]).toMatch(/^stream,seq,pts,head_version,/);
+    expect(lines[0]).toMatch(/^stream,seq,pts,time,file,head_version,/);
     expect(lines.length - 1).toBe(FRAMES);
     const row = lines[1]!.split(',');
-    const fractions = row.slice(4).map(Number);
+    const fractions = row.slice(6).map(Number);
     expect(fractions.length).toBe(5);
     expect(fractions.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 3);
     const pngs = readdirSync(masks).sort();
@@ -54,7 +54,7 @@ describe('stegostream process on a recorded video', () => {
     const rows = readFileSync(stats, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { seq: number; pts: number; classes: unknown[]; headVersion: number });
+      .map((l) => JSON.parse(l) as { seq: number; pts: number; classes: unknown[]; head_version: number });
     expect(rows.length).toBe(FRAMES / 3);
     expect(rows.map((x) => x.seq)).toEqual([...Array(FRAMES / 3).keys()]);
     // every 3rd frame at 12 fps: pts step 0.25 s

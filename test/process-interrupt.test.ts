@@ -11,7 +11,7 @@ import { countFrames, lavfiVideo, startCli, tempDir, type CliResult } from './he
 import { loadCheckpoint } from '../src/learning/checkpoint.js';
 
 const FAST = ['--train-steps', '5', '--classes', '5'];
-const HEADER = /^stream,seq,pts,head_version,class 0,class 1,class 2,class 3,class 4$/;
+const HEADER = /^stream,seq,pts,time,file,head_version,class 0,class 1,class 2,class 3,class 4$/;
 
 /** Polls until `check` holds; rejects after `ms` (generous: the machine may be busy). */
 async function until(check: () => boolean, what: string, ms = 120_000): Promise<void> {

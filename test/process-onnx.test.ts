@@ -83,7 +83,7 @@ describe.skipIf(problem !== undefined)('stegostream process --backbone exported.
     expect(videoInfo(out)).toEqual({ width: 320, height: 180, fps: '10/1' });
     const lines = readFileSync(stats, 'utf8').trim().split('\n');
     expect(lines.length - 1).toBe(FRAMES);
-    const fractions = (lines[1] as string).split(',').slice(4).map(Number);
+    const fractions = (lines[1] as string).split(',').slice(6).map(Number);
     expect(fractions.length).toBe(4);
     expect(fractions.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 3);
     const pngs = readdirSync(masks).sort();

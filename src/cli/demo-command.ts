@@ -20,7 +20,7 @@ import {
 import { oneOf, positiveInt } from './parse-options.js';
 import { printResult, resultJson } from './process-command.js';
 import { interruptSignal } from './interrupt.js';
-import { resizeLabelsNearest } from '../eval/resize-labels.js';
+import { resizeLabelsNearest } from '../internal/resize-labels.js';
 import { OutputUnwritableError } from '../errors.js';
 
 interface DemoFlags extends LearningFlags, ModelFlags {

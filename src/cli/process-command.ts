@@ -25,7 +25,11 @@ interface ProcessFlags extends LearningFlags, ModelFlags {
   out?: string;
   outSize?: { width: number; height: number };
   masks?: string;
+  masksSize: 'input' | 'working';
   stats?: string;
+  coco?: string;
+  startTime?: number;
+  learnPerFile: boolean;
   every: number;
   progress: boolean;
   json: boolean;
@@ -41,12 +45,31 @@ export function registerProcess(program: Command): void {
     .description('segment a recorded video (or a folder of images): overlay video, label maps, per-frame statistics and a summary')
     .argument(
       '<input...>',
-      'video file (mp4, mov, mkv, ts, avi; H.264, HEVC, ...) or folder of images; with --cluster, any number of videos or folders of videos',
+      "video files (mp4, mov, mkv, ts, avi; H.264, HEVC, ...), folders of videos or of images, or quoted globs ('dive/*.mov'); several run one after another with the head carried over",
     )
-    .option('-o, --out <file.mp4>', 'overlay video (class colours over the picture), same frame count and rate as the input')
+    .option(
+      '-o, --out <file.mp4>',
+      'overlay video (class colours over the picture), same frame count and rate as the input; .mp4, .m4v, .mov or .mkv; {stream} for one per input',
+    )
     .option('--out-size <WxH>', "overlay video size (default: the input's)", sizeArg('--out-size'))
-    .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it)')
-    .option('--stats <file>', 'per-frame class statistics: .csv or .jsonl')
+    .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it); {stream} for a folder per input')
+    .option(
+      '--masks-size <input|working>',
+      "masks at the input's size (nearest neighbour) or the model's working size",
+      masksSizeArg,
+      'input',
+    )
+    .option(
+      '--stats <file>',
+      'per-frame class statistics: .csv or .jsonl; {stream} for a file per input, else one file with a stream column',
+    )
+    .option('--coco <file.json>', 'object boxes (--objects) as COCO-style annotations, in input pixels')
+    .option(
+      '--start-time <ISO>',
+      "when the (first) input was recorded, e.g. 2026-03-14T09:30:00Z: dates the stats rows (default: the file's creation_time)",
+      isoTime,
+    )
+    .option('--learn-per-file', 'a learning pass at the start of every input, not only the first', false)
     .option('--every <n>', 'keep every n-th frame', positiveInt('--every'), 1)
     .option('--no-progress', 'no progress bar or progress lines')
     .option('--json', 'print the result as JSON on stdout', false)
@@ -63,13 +86,15 @@ export function registerProcess(program: Command): void {
     const logger = createLogger(flags.logLevel);
     await resolveModelFlags(flags, flags.variant);
     if (flags.cluster) return processOnCluster(inputs, flags, logger);
-    if (inputs.length > 1) throw new BadOptionError('input', 'one video or image folder (several videos need --cluster)', inputs.join(' '));
-    const input = inputs[0] as string;
     const { signal, dispose } = interruptSignal();
     let result: ProcessResult;
     try {
       result = await runProcess({
-        input,
+        inputs,
+        masksSize: flags.masksSize,
+        learnPerFile: flags.learnPerFile,
+        ...(flags.startTime !== undefined ? { startTime: flags.startTime } : {}),
+        ...(flags.coco ? { coco: flags.coco } : {}),
         ...modelOptionsFrom(flags),
         every: flags.every,
         progress: progressBars(flags.progress),
@@ -128,6 +153,8 @@ export function resultJson(r: ProcessResult): Record<string, unknown> {
     frames: r.frames,
     seconds: r.seconds,
     fps: r.fps,
+    wallSeconds: r.wallSeconds,
+    inputs: r.inputs,
     interrupted: r.interrupted,
     learned: r.learned,
     headVersion: r.headVersion,
@@ -153,8 +180,24 @@ export function printResult(r: ProcessResult, json: boolean): void {
       ? ' (stopped by an error)'
       : '';
   process.stdout.write(
-    `\n${r.frames} frames in ${r.seconds.toFixed(1)} s (${r.fps.toFixed(1)} fps)${state}, backbone ${r.backbone}, head version ${r.headVersion}\n\n${r.summary}\n`,
+    `\n${r.frames} frames in ${r.wallSeconds.toFixed(1)} s (segmenting ${r.seconds.toFixed(1)} s, ${r.fps.toFixed(1)} fps)${state}, backbone ${r.backbone}, head version ${r.headVersion}\n`,
   );
+  if (r.inputs.length > 1)
+    for (const i of r.inputs) process.stdout.write(`  ${i.stream}: ${i.frames} frames${i.error ? ` (stopped: ${i.error})` : ''}\n`);
+  process.stdout.write(`\n${r.summary}\n`);
   for (const w of r.warnings) process.stdout.write(`\nwarning: ${w}\n`);
   if (r.outputs.length) process.stdout.write(`\noutputs:\n${r.outputs.map((o) => `  ${o}`).join('\n')}\n`);
+}
+
+function masksSizeArg(v: string): 'input' | 'working' {
+  if (v === 'input' || v === 'working') return v;
+  throw new BadOptionError('--masks-size', 'input or working', v);
+}
+
+/** An ISO 8601 date-time with a time zone (Z or ±hh:mm), as ms since the epoch. */
+function isoTime(v: string): number {
+  const ms = Date.parse(v);
+  if (!/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v) || !/(Z|[+-]\d{2}:?\d{2})$/i.test(v) || !Number.isFinite(ms))
+    throw new BadOptionError('--start-time', 'an ISO 8601 time with a time zone, e.g. 2026-03-14T09:30:00Z', v);
+  return ms;
 }

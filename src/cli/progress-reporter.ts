@@ -3,6 +3,12 @@ import type { ProgressFactory, ProgressMeter } from '../types.js';
 
 /** Interval of the plain progress lines when stderr is not a terminal, ms. */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5000;
+/**
+ * No ETA before this many frames and this long after the first: the first batches wait for the
+ * learning round and warm-up, and an ETA from them is off by an order of magnitude.
+ */
+const ETA_MIN_FRAMES = 12;
+const ETA_MIN_MS = 3000;
 
 /**
  * Frames, fps and ETA: a cli-progress bar on a terminal, a plain line every few seconds
@@ -13,6 +19,8 @@ export class ProgressReporter implements ProgressMeter {
   private readonly start = performance.now();
   private lastLine = 0;
   private done = 0;
+  /** Time and count of the first tick: the rate for the ETA is measured from there. */
+  private first: { at: number; done: number } | undefined;
 
   constructor(
     private readonly label: string,
@@ -23,13 +31,13 @@ export class ProgressReporter implements ProgressMeter {
       this.bar = new cliProgress.SingleBar(
         {
           stream: process.stderr,
-          format: `${label} [{bar}] {value}/{total} frames | {fps} fps | ETA {eta_formatted}`,
+          format: `${label} [{bar}] {value}/{total} frames | {fps} fps{eta}`,
           hideCursor: true,
           etaBuffer: 50,
         },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(total ?? 0, 0, { fps: '0.0' });
+      this.bar.start(total ?? 0, 0, { fps: '0.0', eta: '' });
     }
     this.enabled = enabled;
   }
@@ -41,20 +49,31 @@ export class ProgressReporter implements ProgressMeter {
     return s > 0 ? this.done / s : 0;
   }
 
+  /** Seconds left at the rate since the first tick, once a few batches have been timed. */
+  private etaSeconds(): number | undefined {
+    const first = this.first;
+    if (!first || this.total === undefined) return undefined;
+    const ms = performance.now() - first.at;
+    const frames = this.done - first.done;
+    if (frames < ETA_MIN_FRAMES || ms < ETA_MIN_MS) return undefined;
+    return Math.max(0, ((this.total - this.done) * ms) / frames / 1000);
+  }
+
   tick(n = 1): void {
+    this.first ??= { at: performance.now(), done: this.done };
     this.done += n;
+    const eta = this.etaSeconds();
     if (!this.enabled) return;
     if (this.bar) {
       if (this.total === undefined || this.done > this.total) this.bar.setTotal(this.done);
-      this.bar.update(this.done, { fps: this.fps.toFixed(1) });
+      this.bar.update(this.done, { fps: this.fps.toFixed(1), eta: eta === undefined ? '' : ` | ETA ${eta.toFixed(0)}s` });
       return;
     }
     const now = performance.now();
     if (now - this.lastLine >= PLAIN_PROGRESS_INTERVAL_MS) {
       this.lastLine = now;
-      const eta = this.total !== undefined && this.fps > 0 ? ` eta ${Math.max(0, (this.total - this.done) / this.fps).toFixed(0)}s` : '';
       process.stderr.write(
-        `${this.label}: ${this.done}${this.total !== undefined ? `/${this.total}` : ''} frames, ${this.fps.toFixed(1)} fps${eta}\n`,
+        `${this.label}: ${this.done}${this.total !== undefined ? `/${this.total}` : ''} frames, ${this.fps.toFixed(1)} fps${eta === undefined ? '' : ` eta ${eta.toFixed(0)}s`}\n`,
       );
     }
   }

@@ -4,17 +4,17 @@
  * videos, or the sources of a pipeline file. Also the working size of each, from the backbone's
  * patch size without loading the model.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { listVideos, streamNameFor } from '../sources/input-files.js';
 import { sourceSchema, type SourceConfig } from '../config/pipeline-schema.js';
 import { BUILTIN_PATCH_SIZE } from '../backbone/builtin-backbone.js';
 import { readModelMetadata } from '../backbone/read-model-metadata.js';
 import { probeVideo } from '../internal/probe-video.js';
 import { workingSize } from '../internal/working-size.js';
-import { BadOptionError, InputEmptyError, InputNotFoundError, ModelNotOnnxError } from '../errors.js';
+import { BadOptionError, InputNotFoundError, ModelNotOnnxError } from '../errors.js';
 import { checkClusterStream } from './cluster-names.js';
 
-export const VIDEO_EXTENSIONS = ['.mp4', '.mov', '.mkv', '.ts', '.avi', '.webm', '.m4v'] as const;
+export { VIDEO_EXTENSIONS, listVideos } from '../sources/input-files.js';
 /** Aspect of live and scene frames when only a width is given (as in `serve`). */
 const LIVE_ASPECT = 9 / 16;
 
@@ -41,22 +41,6 @@ export function backboneGeometry(spec: string): BackboneGeometry {
 
 function isLive(spec: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(spec) || spec.startsWith('/dev/video') || spec.toLowerCase().endsWith('.sdp');
-}
-
-/** Video files of a folder, sorted by name (natural order). */
-export function listVideos(dir: string): string[] {
-  const names = readdirSync(dir)
-    .filter((n) => (VIDEO_EXTENSIONS as readonly string[]).includes(extname(n).toLowerCase()))
-    .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
-  if (names.length === 0) throw new InputEmptyError(dir, `the folder holds no videos (${VIDEO_EXTENSIONS.join(', ')})`);
-  return names.map((n) => join(dir, n));
-}
-
-function streamNameFor(path: string): string {
-  const n = basename(path, extname(path))
-    .replace(/[^A-Za-z0-9_-]/g, '_')
-    .slice(0, 64);
-  return n === '' ? 'video' : n;
 }
 
 export interface InputFlags {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { decode } from 'fast-png';
 import type { Logger } from 'pino';
 import type { ClassInfo, Segmentation } from '../types.js';
-import { StatsFileWriter, statsFormatFor } from '../sinks/stats-file-writer.js';
+import { STATS_CSV_COLUMNS, StatsFileWriter, statsFormatFor } from '../sinks/stats-file-writer.js';
 import { OverlayVideoWriter, type OverlayVideoOptions } from '../sinks/overlay-video-writer.js';
 import { isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 import type { CollectedStats } from './stats-collector.js';
@@ -81,7 +81,7 @@ export function readResume(file: string, run: string): Resume | undefined {
   if (last === undefined) return undefined;
   const seq = csv ? Number(last.split(',')[1]) : (JSON.parse(last) as { seq: number }).seq;
   if (!Number.isInteger(seq)) return undefined;
-  const header = csv ? (lines[0]?.split(',').slice(4) ?? []) : undefined;
+  const header = csv ? (lines[0]?.split(',').slice(STATS_CSV_COLUMNS.length) ?? []) : undefined;
   return { next: seq + 1, ...(header ? { header } : {}) };
 }
 

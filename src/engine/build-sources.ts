@@ -1,4 +1,4 @@
-import { catchError, defer, EMPTY, repeat, switchMap, tap, type Observable } from 'rxjs';
+import { catchError, defer, EMPTY, map, repeat, switchMap, tap, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Frame, OverflowPolicy } from '../types.js';
 import type { SourceConfig } from '../config/pipeline-schema.js';
@@ -78,7 +78,7 @@ export function buildSources(
             loop: w.loop,
             realtime: true,
             streamId: src.name,
-          });
+          }).pipe(map(arrivalTime));
         }, 'the scene clip ended');
         return { name: src.name, frames, policy: 'drop-oldest', queueSize: 2 };
       }
@@ -104,12 +104,14 @@ export function buildSources(
                 gate,
                 fps: info.fps,
                 streamId: src.name,
+                // A recorded file's frames are dated from its creation time; one played as if live, on arrival.
+                ...(info.creationTime !== undefined && !w.realtime ? { startTime: info.creationTime } : {}),
               });
             }),
           );
           let f = w.loop ? once.pipe(repeat()) : once;
           f = f.pipe(renumberFrames());
-          return w.realtime ? f.pipe(paceRealtime()) : f;
+          return w.realtime ? f.pipe(paceRealtime(), map(arrivalTime)) : f;
         }, 'the file ended');
         return { name: src.name, frames, policy: w.realtime ? 'drop-oldest' : 'wait', queueSize: w.realtime ? 2 : FILE_GATE_FRAMES, gate };
       }
@@ -132,11 +134,16 @@ export function buildSources(
               ...(w.fpsCap !== undefined ? { fpsCap: w.fpsCap } : {}),
               ...(w.backoff !== undefined ? { backoff: w.backoff } : {}),
               ...(w.maxRetries !== undefined ? { maxRetries: w.maxRetries } : {}),
-            }),
+            }).pipe(map(arrivalTime)),
           'the feed ended',
         );
         return { name: src.name, frames, policy: 'drop-oldest', queueSize: w.queue };
       }
     }
   });
+}
+
+/** A live frame is dated by its arrival (the wall clock when it left the decoder). */
+function arrivalTime(f: Frame): Frame {
+  return { ...f, time: f.capturedAt };
 }

@@ -2,7 +2,7 @@ import { decode } from 'fast-png';
 import { readFile } from 'node:fs/promises';
 import { EvalInputError, ImageUnreadableError } from '../errors.js';
 import { decodeImage, readImage } from '../internal/read-image.js';
-import { resizeLabelsNearest } from './resize-labels.js';
+import { resizeLabelsNearest } from '../internal/resize-labels.js';
 
 /** RGB colour (as "r,g,b") to class id, for masks coded by colour. */
 export type MaskPalette = Map<string, number>;

@@ -12,6 +12,8 @@ export interface VideoInfo {
   readonly frames: number | undefined;
   readonly codec: string;
   readonly pixFmt: string;
+  /** The container's (or stream's) `creation_time` tag, ms since the epoch, when it has a valid one. */
+  readonly creationTime?: number;
 }
 
 function parseRate(rate: string | undefined): number {
@@ -55,7 +57,10 @@ export function probeVideo(path: string): Promise<VideoInfo> {
       const duration = Number.isFinite(durRaw) && durRaw > 0 ? durRaw : undefined;
       const nb = Number(v.nb_frames);
       const frames = Number.isFinite(nb) && nb > 0 ? nb : duration !== undefined ? Math.round(duration * fps) : undefined;
+      const tag = (data.format.tags?.['creation_time'] ?? v.tags?.['creation_time']) as string | undefined;
+      const creationTime = tag !== undefined ? Date.parse(tag) : NaN;
       resolve({
+        ...(Number.isFinite(creationTime) ? { creationTime } : {}),
         width: v.width,
         height: v.height,
         fps,

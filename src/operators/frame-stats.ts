@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import type { ClassInfo, FrameStats, Segmentation } from '../types.js';
 
 /** Per-class pixel counts of one label map (ids >= classes.length are ignored). */
@@ -21,6 +22,8 @@ export function frameStats(seg: Segmentation): FrameStats {
     pts: f.pts,
     capturedAt: f.capturedAt,
     headVersion: seg.headVersion,
+    ...(f.time !== undefined ? { time: new Date(f.time).toISOString() } : {}),
+    ...(f.sourceName !== undefined ? { file: basename(f.sourceName) } : {}),
     classes: seg.classes.map((c: ClassInfo) => ({
       id: c.id,
       name: c.name,

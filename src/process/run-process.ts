@@ -1,50 +1,43 @@
 import type { RefineOptions } from '../backbone/refine-options.js';
-import {
-  catchError,
-  concatMap,
-  EMPTY,
-  fromEvent,
-  lastValueFrom,
-  NEVER,
-  of,
-  take,
-  takeUntil,
-  tap,
-  bufferCount,
-  type Observable,
-} from 'rxjs';
-import { statSync } from 'node:fs';
+import { fromEvent, NEVER, of, take } from 'rxjs';
 import type { Logger } from 'pino';
-import type { Frame, ProgressFactory, ProgressMeter, Segmentation } from '../types.js';
+import type { ProgressFactory, ProgressMeter, Segmentation } from '../types.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import type { BackboneInfo } from '../backbone/backbone.js';
 import type { Device } from '../backbone/execution-device.js';
-import { probeVideo } from '../internal/probe-video.js';
 import { workingSize } from '../internal/working-size.js';
-import { FlowGate } from '../internal/flow-gate.js';
-import { assertVideoFile, fileSource } from '../sources/file-source.js';
-import { imageFolderSource, imageSize, listImages } from '../sources/image-folder-source.js';
-import { OverlayVideoWriter } from '../sinks/overlay-video-writer.js';
-import { MaskWriter } from '../sinks/mask-writer.js';
-import { StatsFileWriter } from '../sinks/stats-file-writer.js';
-import { fileOutputsSink } from '../sinks/file-outputs-sink.js';
-import type { Sink } from '../sinks/sink.js';
+import { expandInputs } from '../sources/input-files.js';
 import { loadCheckpoint } from '../learning/checkpoint.js';
 import type { HeadState } from '../learning/head-state.js';
 import { expectedClassCount, learnerOptions, type LearningOptions } from '../learning/learning-options.js';
 import { ObjectFinder } from '../objects/object-finder.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
-import { segmentPipeline, publishTo } from '../engine/segment-pipeline.js';
 import { ClassSummary } from '../engine/class-summary.js';
-import { DamagedInputError, DecodeError, ImageUnreadableError, InputNotFoundError } from '../errors.js';
+import { DamagedInputError, DecodeError, ImageUnreadableError } from '../errors.js';
+import { openProcessInput, type ProcessInput } from './process-input.js';
+import { ProcessOutputs, writtenPaths, type InputOutputs } from './process-outputs.js';
+import { learningPass, segmentingPass, type PassContext } from './process-passes.js';
 
 export interface ProcessOptions {
-  /** A video file or a folder of images. */
-  readonly input: string;
+  /** A video file or a folder of images (one input). */
+  readonly input?: string;
+  /** Several inputs, one after another with the head carried over: files, folders (of videos or images), globs. */
+  readonly inputs?: readonly string[];
+  /** Overlay video; with several inputs a template with `{stream}`. */
   readonly out?: string;
   readonly outSize?: { readonly width: number; readonly height: number };
+  /** Masks folder; `{stream}` for one per input, else one folder (names prefixed by stream when several). */
   readonly masks?: string;
+  /** `input` (default): masks at the input's size (nearest neighbour); `working`: at the working size. */
+  readonly masksSize?: 'input' | 'working';
+  /** Stats file; `{stream}` for one per input, else one for all with a `stream` column. */
   readonly stats?: string;
+  /** COCO-style annotations of the object boxes. */
+  readonly coco?: string;
+  /** When the (first) input started, ms since the epoch: overrides its creation time; later inputs follow on. */
+  readonly startTime?: number;
+  /** A learning pass at the start of every input, not only the first. */
+  readonly learnPerFile?: boolean;
   readonly backbone: string;
   readonly device: Device;
   readonly threads?: number;
@@ -66,10 +59,23 @@ export interface ProcessOptions {
   readonly signal?: AbortSignal;
 }
 
+/** How one input of a run went. */
+export interface InputResult {
+  readonly stream: string;
+  readonly path: string;
+  readonly frames: number;
+  /** Why the input stopped early (outputs hold its frames before that). */
+  readonly error?: string;
+}
+
 export interface ProcessResult {
   readonly frames: number;
+  /** Segmenting time, s (the passes that wrote outputs). */
   readonly seconds: number;
+  /** Frames segmented per second of segmenting time. */
   readonly fps: number;
+  /** Wall time of the whole run, s: start-up, learning passes and segmenting. */
+  readonly wallSeconds: number;
   readonly interrupted: boolean;
   /** Frames the learning pass read (0 without one); with `interrupted` and `frames` 0, it stopped the pass. */
   readonly learned: number;
@@ -78,24 +84,31 @@ export interface ProcessResult {
   readonly shares: readonly { id: number; name: string; share: number }[];
   readonly backbone: string;
   readonly outputs: readonly string[];
+  readonly inputs: readonly InputResult[];
   /** Things the user should know about the result (e.g. frames too uniform to segment). */
   readonly warnings: readonly string[];
-  /** Set when the input failed midway: outputs hold the frames before the failure. */
+  /** Set when an input failed midway: outputs hold the frames before the failure (the other inputs go on). */
   readonly error?: Error;
 }
 
 /**
- * `stegostream process`: a recorded video (or image folder) in; overlay video, label-map PNGs,
- * per-frame statistics and a summary out. Learning: a first pass over the first
- * `learning.learnFrames` frames fits the head (unless a head is loaded and frozen), then the whole
- * input is segmented while the head keeps learning every `learning.trainEvery` frames (class ids
- * stay stable across rounds). Outputs are finalised on success, on abort and on a decode error,
- * and they agree: the overlay video, the masks and the stats hold the same frames (a run stopped
- * during the learning pass writes none, the CSV header only), and messages count what was written.
+ * `stegostream process`: recorded videos (or image folders) in, one after another with the head
+ * carried over; overlay videos, label-map PNGs, per-frame statistics and a summary out. Learning:
+ * a first pass over the first `learning.learnFrames` frames fits the head (unless a head is loaded
+ * and frozen; with `learnPerFile` at the start of every input), then each input is segmented while
+ * the head keeps learning every `learning.trainEvery` frames (class ids stay stable across rounds).
+ * Outputs are finalised on success, on abort and on a decode error, and they agree: the overlay
+ * video, the masks and the stats hold the same frames (a run stopped during the learning pass writes
+ * none, the CSV header only), and messages count what was written. An input that fails midway is
+ * reported and the next one goes on.
  */
 export async function runProcess(options: ProcessOptions): Promise<ProcessResult> {
+  const t0 = performance.now();
   const { logger } = options;
-  const input = await openProcessInput(options.input, options.every, logger);
+  const files = expandInputs(options.inputs ?? (options.input !== undefined ? [options.input] : []));
+  const inputs: ProcessInput[] = [];
+  for (const f of files) inputs.push(await openProcessInput(f, options.every, logger));
+  ProcessOutputs.check(options, inputs);
   const backbone = await InferenceClient.start(options.backbone, {
     device: options.device,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
@@ -106,34 +119,28 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     { backbone: info.name, source: info.source, provider: info.provider, reason: info.providerReason, dim: info.dim },
     'backbone loaded',
   );
-  const size = processWorkingSize(info, input.size, options, logger);
-  const learning = options.learning;
-  let initial: HeadState | undefined;
-  const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
-  if (headFile) {
-    const k = expectedClassCount(learning);
-    initial = await loadCheckpoint(headFile, { dim: info.dim, ...(k === undefined ? {} : { k }) });
-    logger.info({ head: headFile, version: initial.version }, 'head loaded');
-  }
-
-  // Outputs open before any work, so an unwritable path fails fast.
-  const outputs = await openProcessOutputs(options, size, input).catch(async (err: unknown) => {
+  const sizes = new Map(inputs.map((i) => [i, processWorkingSize(info, i.size, options, logger)]));
+  const working = (i: ProcessInput): { width: number; height: number } => sizes.get(i) as { width: number; height: number };
+  const initial = await loadHead(options.learning, info.dim, logger).catch(async (err: unknown) => {
     await backbone.close();
     throw err;
   });
-  const closeEarly = async (): Promise<void> => {
-    await Promise.allSettled([outputs.abort(), backbone.close()]);
-  };
+  // Outputs open before any work, so an unwritable path fails fast.
+  const outputs = await ProcessOutputs.open(options, inputs, working).catch(async (err: unknown) => {
+    await backbone.close();
+    throw err;
+  });
   // LOST's N² degree pass runs in ONNX Runtime (ObjectFinder): in JS it costs as much as the backbone.
   const finder = options.objects
     ? await ObjectFinder.create(info.patchSize, options.threads !== undefined ? { threads: options.threads } : {})
     : undefined;
+  const learning = options.learning;
   const engine = await SegmentationEngine.create({
     inference: backbone,
     logger,
     objects: options.objects,
     ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
-    warmupFrames: Math.max(1, Math.min(learning.learnFrames, input.totalFrames ?? learning.learnFrames)),
+    warmupFrames: Math.max(1, Math.min(learning.learnFrames, inputs[0]?.totalFrames ?? learning.learnFrames)),
     learnPassSteps: learning.learnSteps,
     // A recorded input has no deadline: rounds at fixed frame counts make a seed's output reproducible.
     syncRounds: true,
@@ -141,83 +148,125 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     // at the first fit (a live service lets rounds move it).
     learner: learnerOptions(learning, initial, { recount: false }),
   }).catch(async (err: unknown) => {
-    await closeEarly();
+    await Promise.allSettled([outputs.abort(), backbone.close(), finder?.close()]);
     throw err;
   });
-  // The CSV header names the classes now, so the file has it whatever stops the run.
-  outputs.stats?.start(engine.classInfo);
+  // The CSV headers name the classes now, so the files have them whatever stops the run.
+  for (const s of outputs.statsWriters) s.start(engine.classInfo);
 
+  const run = await runInputs(options, inputs, working, engine, outputs, finder);
+  // Finalise every output whatever happened: valid files with the frames done so far.
+  const closing = await Promise.allSettled([outputs.close(), engine.close(), backbone.close(), finder?.close()]);
+  let error = run.error;
+  for (const c of closing) if (c.status === 'rejected' && !error) error = c.reason as Error;
+  const classes = engine.classInfo;
+  return {
+    frames: run.frames,
+    seconds: run.seconds,
+    fps: run.seconds > 0 ? run.frames / run.seconds : 0,
+    wallSeconds: (performance.now() - t0) / 1000,
+    interrupted: options.signal?.aborted ?? false,
+    learned: run.learned,
+    headVersion: engine.headState.version,
+    summary: run.summary.table(classes),
+    shares: run.summary.rows(classes),
+    backbone: info.name,
+    outputs: writtenPaths(outputs, options, inputs),
+    inputs: run.inputs,
+    warnings: engine.warning ? [engine.warning] : [],
+    ...(error ? { error } : {}),
+  };
+}
+
+interface RunTotals {
+  readonly frames: number;
+  readonly learned: number;
+  /** Segmenting time, s. */
+  readonly seconds: number;
+  readonly summary: ClassSummary;
+  readonly inputs: InputResult[];
+  readonly error?: Error;
+}
+
+/** Each input in turn: a learning pass when due, then segmenting into its outputs. */
+async function runInputs(
+  options: ProcessOptions,
+  inputs: readonly ProcessInput[],
+  working: (i: ProcessInput) => { width: number; height: number },
+  engine: SegmentationEngine,
+  outputs: ProcessOutputs,
+  finder: ObjectFinder | undefined,
+): Promise<RunTotals> {
   const signal = options.signal;
   // fromEvent alone would miss an abort that came while the backbone was loading.
   const abort$ = signal ? (signal.aborted ? of(true) : fromEvent(signal, 'abort').pipe(take(1))) : NEVER;
-  const run: ProcessRun = { options, input, size, engine, abort$, interrupted: () => signal?.aborted ?? false };
-  const learned = !learning.freeze && !initial && learning.learnFrames > 0 ? await learningPass(run) : 0;
-  const started = performance.now();
-  const pass = await segmentingPass(run, outputs, finder);
-  // Finalise every output whatever happened: a valid file with the frames done so far.
-  const closing = await Promise.allSettled([outputs.sink.close(), engine.close(), backbone.close(), finder?.close()]);
-  let runError = pass.error;
-  for (const c of closing) if (c.status === 'rejected' && !runError) runError = c.reason as Error;
-  if (!runError && pass.inputError) runError = withFramesWritten(pass.inputError, pass.frames);
-  const paths = outputs.paths.filter((p) => p !== options.out || (outputs.overlay?.framesWritten ?? 0) > 0);
-  const seconds = (performance.now() - started) / 1000;
-  const classes = engine.classInfo;
-  return {
-    frames: pass.frames,
-    seconds,
-    fps: seconds > 0 ? pass.frames / seconds : 0,
-    interrupted: run.interrupted(),
-    learned,
-    headVersion: engine.headState.version,
-    summary: pass.summary.table(classes),
-    shares: pass.summary.rows(classes),
-    backbone: info.name,
-    outputs: paths,
-    warnings: engine.warning ? [engine.warning] : [],
-    ...(runError ? { error: runError } : {}),
-  };
-}
-
-/** A video file or image folder, probed: its size, rate, frame count and how to read it. */
-interface ProcessInput {
-  readonly path: string;
-  readonly isDir: boolean;
-  readonly size: { width: number; height: number };
-  /** Frames per second after `every` (image folders: 1). */
-  readonly fps: number;
-  readonly totalFrames: number | undefined;
-  source(size: { width: number; height: number }, gate: FlowGate): Observable<Frame>;
-}
-
-async function openProcessInput(path: string, every: number, logger: Logger): Promise<ProcessInput> {
-  let isDir: boolean;
-  try {
-    isDir = statSync(path).isDirectory();
-  } catch {
-    throw new InputNotFoundError(path, 'input');
-  }
-  if (isDir) {
-    const files = listImages(path);
-    return {
-      path,
-      isDir,
-      size: await imageSize(files[0] as string),
-      fps: 1,
-      totalFrames: Math.ceil(files.length / every),
-      source: (size, gate) => imageFolderSource({ dir: path, width: size.width, height: size.height, every, gate }),
+  const interrupted = (): boolean => signal?.aborted ?? false;
+  const learning = options.learning;
+  const learns = !learning.freeze && learning.learnFrames > 0 && !learning.head && !(learning.resume && learning.checkpoint);
+  const summary = new ClassSummary();
+  const total = inputs.every((i) => i.totalFrames !== undefined) ? inputs.reduce((n, i) => n + (i.totalFrames ?? 0), 0) : undefined;
+  const results: InputResult[] = [];
+  let meter: ProgressMeter | undefined;
+  let frames = 0;
+  let learned = 0;
+  let seconds = 0;
+  let error: Error | undefined;
+  let startTime = options.startTime;
+  for (const [i, input] of inputs.entries()) {
+    if (interrupted()) break;
+    const ctx: PassContext = {
+      input,
+      size: working(input),
+      startTime: startTime ?? input.creationTime,
+      engine,
+      batchSize: options.batchSize,
+      abort$,
+      logger: options.logger,
+      interrupted,
     };
+    if (learns && (i === 0 || options.learnPerFile)) {
+      const n = Math.min(learning.learnFrames, input.totalFrames ?? Infinity);
+      learned += await learningPass(
+        ctx,
+        learning.learnFrames,
+        progressOf(options, inputs.length > 1 ? `learning ${input.stream}` : 'learning', n),
+      );
+    }
+    meter ??= progressOf(options, 'segmenting', total);
+    const t = performance.now();
+    const own = outputs.inputs[i] as InputOutputs;
+    const pass = await segmentingPass(ctx, {
+      sink: outputs.sinkFor(i),
+      finder,
+      masks: options.masks !== undefined && options.masksSize === 'working',
+      summary,
+      meter,
+      onSegment: options.onSegment,
+    });
+    seconds += (performance.now() - t) / 1000;
+    frames += pass.frames;
+    const closed = await own.close().then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    const failure = pass.error ?? closed ?? (pass.inputError ? withFramesWritten(pass.inputError, pass.frames) : undefined);
+    results.push({ stream: input.stream, path: input.path, frames: pass.frames, ...(failure ? { error: failure.message } : {}) });
+    error ??= failure;
+    // A failing output (a full disk) stops the run; a failing input only itself.
+    if (pass.error || closed) break;
+    if (startTime !== undefined && input.duration !== undefined) startTime += input.duration * 1000;
   }
-  assertVideoFile(path);
-  const v = await probeVideo(path);
-  logger.info({ input: path, codec: v.codec, pixFmt: v.pixFmt, width: v.width, height: v.height, fps: v.fps, frames: v.frames }, 'input');
-  return {
-    path,
-    isDir,
-    size: { width: v.width, height: v.height },
-    fps: v.fps / every,
-    totalFrames: v.frames !== undefined ? Math.ceil(v.frames / every) : undefined,
-    source: (size, gate) => fileSource({ path, width: size.width, height: size.height, every, gate, fps: v.fps }),
-  };
+  meter?.stop();
+  return { frames, learned, seconds, summary, inputs: results, ...(error ? { error } : {}) };
+}
+
+async function loadHead(learning: LearningOptions, dim: number, logger: Logger): Promise<HeadState | undefined> {
+  const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
+  if (!headFile) return undefined;
+  const k = expectedClassCount(learning);
+  const initial = await loadCheckpoint(headFile, { dim, ...(k === undefined ? {} : { k }) });
+  logger.info({ head: headFile, version: initial.version }, 'head loaded');
+  return initial;
 }
 
 /** Geometry: the model's fixed size, else the working width with the input's aspect. */
@@ -238,162 +287,7 @@ function processWorkingSize(
   return size;
 }
 
-interface ProcessOutputs {
-  readonly overlay?: OverlayVideoWriter | undefined;
-  readonly stats?: StatsFileWriter | undefined;
-  readonly sink: Sink;
-  /** The paths asked for, in the order of the summary. */
-  readonly paths: string[];
-  /** Stops the encoder at once and closes the stats file (a start that failed). */
-  abort(): Promise<void>;
-}
-
-async function openProcessOutputs(
-  options: ProcessOptions,
-  size: { width: number; height: number },
-  input: ProcessInput,
-): Promise<ProcessOutputs> {
-  let overlay: OverlayVideoWriter | undefined;
-  let stats: StatsFileWriter | undefined;
-  try {
-    overlay = options.out
-      ? await OverlayVideoWriter.open({
-          path: options.out,
-          width: size.width,
-          height: size.height,
-          fps: input.isDir ? 5 : input.fps,
-          outWidth: options.outSize?.width ?? input.size.width,
-          outHeight: options.outSize?.height ?? input.size.height,
-          ...(input.isDir ? {} : { background: { file: input.path, every: options.every } }),
-        })
-      : undefined;
-    const masks = options.masks ? await MaskWriter.open(options.masks) : undefined;
-    stats = options.stats ? await StatsFileWriter.open(options.stats) : undefined;
-    const paths = [options.out, options.masks, options.stats].filter((p): p is string => p !== undefined);
-    const abort = async (): Promise<void> => {
-      await Promise.allSettled([overlay?.abort(), stats?.close()]);
-    };
-    return { overlay, stats, sink: fileOutputsSink({ overlay, masks, stats }), paths, abort };
-  } catch (err) {
-    await Promise.allSettled([overlay?.abort(), stats?.close()]);
-    throw err;
-  }
-}
-
-/** What both passes of a run share. */
-interface ProcessRun {
-  readonly options: ProcessOptions;
-  readonly input: ProcessInput;
-  readonly size: { width: number; height: number };
-  readonly engine: SegmentationEngine;
-  readonly abort$: Observable<unknown>;
-  interrupted(): boolean;
-}
-
-/**
- * Learning pass: the head is fitted on the first frames before output starts, so the first
- * segmented frame already uses learned classes. An input error here is left to the pass that
- * writes outputs, which decodes the same frames and reports it with what it wrote. Returns the
- * frames read.
- */
-async function learningPass(run: ProcessRun): Promise<number> {
-  const { options, engine } = run;
-  const learning = options.learning;
-  if (run.interrupted()) return 0;
-  let learned = 0;
-  const gate = new FlowGate(options.batchSize * 2);
-  const pass = meter(options, 'learning', Math.min(learning.learnFrames, run.input.totalFrames ?? Infinity));
-  await lastValueFrom(
-    run.input.source(run.size, gate).pipe(
-      take(learning.learnFrames),
-      catchError((err: unknown) => {
-        options.logger.warn({ err: (err as Error).message }, 'input error during the learning pass; learning from the frames before it');
-        return EMPTY;
-      }),
-      takeUntil(run.abort$),
-      bufferCount(options.batchSize),
-      concatMap(async (batch) => {
-        if (run.interrupted()) return;
-        await engine.learn(batch);
-        learned += batch.length;
-        gate.release(batch.length);
-        pass.tick(batch.length);
-      }),
-    ),
-    { defaultValue: undefined },
-  ).finally(() => {
-    pass.stop();
-    gate.close();
-  });
-  // Interrupted: no closing round (it can take seconds); the run ends with nothing segmented.
-  if (!run.interrupted()) await engine.finishLearningPass();
-  return learned;
-}
-
-interface PassResult {
-  readonly frames: number;
-  readonly summary: ClassSummary;
-  /** What stopped the pass (an output failed, inference failed). */
-  readonly error?: Error;
-  /** The input failed midway: every frame decoded before it was segmented and written. */
-  readonly inputError?: Error;
-}
-
-/** Segments the whole input through the shared pipeline into the files. */
-async function segmentingPass(run: ProcessRun, outputs: ProcessOutputs, finder: ObjectFinder | undefined): Promise<PassResult> {
-  const { options, engine } = run;
-  const summary = new ClassSummary();
-  const progress = meter(options, 'segmenting', run.input.totalFrames);
-  const gate = new FlowGate(options.batchSize * 3);
-  let frames = 0;
-  // A failing input ends the stream instead of erroring it, so every frame decoded before the
-  // failure is segmented and written (an error would drop the batch in flight); it is reported after.
-  let inputError: Error | undefined;
-  let error: Error | undefined;
-  try {
-    if (!run.interrupted()) {
-      await lastValueFrom(
-        run.input.source(run.size, gate).pipe(
-          catchError((err: unknown) => {
-            inputError = err as Error;
-            return EMPTY;
-          }),
-          takeUntil(run.abort$),
-          segmentPipeline({
-            batch: {
-              size: options.batchSize,
-              maxDelayMs: 0,
-              fullBatches: true,
-              key: (f) => f.streamId,
-              policy: () => 'wait',
-              queueSize: () => options.batchSize,
-            },
-            segment: (batch) => engine.process(batch),
-            objects: finder,
-            render: { png: () => options.masks !== undefined, jpeg: () => false },
-          }),
-          publishTo(outputs.sink),
-          tap((r) => {
-            summary.add(r.seg.labels);
-            options.onSegment?.(r.seg);
-            frames++;
-            gate.release();
-            progress.tick();
-          }),
-        ),
-        { defaultValue: undefined },
-      );
-    }
-  } catch (err) {
-    error = err as Error;
-  } finally {
-    progress.stop();
-    gate.close();
-  }
-  return { frames, summary, ...(error ? { error } : {}), ...(inputError ? { inputError } : {}) };
-}
-
-function meter(options: ProcessOptions, label: string, total: number | undefined): ProgressMeter {
+function progressOf(options: ProcessOptions, label: string, total: number | undefined): ProgressMeter {
   return options.progress?.(label, total) ?? { tick: () => undefined, stop: () => undefined };
 }
 

@@ -2,6 +2,7 @@ import { encode } from 'fast-png';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { ClassInfo, Segmentation } from '../types.js';
+import { resizeLabelsNearest } from '../internal/resize-labels.js';
 import { isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 
 /**
@@ -25,25 +26,40 @@ export function maskFileName(seg: Segmentation): string {
   return `frame_${String(seg.frame.seq).padStart(6, '0')}.png`;
 }
 
+export interface MaskWriterOptions {
+  /** Size of the masks written: label maps of another size are resized, nearest neighbour (default: as they come). */
+  readonly size?: { readonly width: number; readonly height: number };
+  /** Put before each file name (several inputs writing into one folder). */
+  readonly prefix?: string;
+}
+
 /** Writes one indexed PNG label map per segmented frame into a folder (created if missing). */
 export class MaskWriter {
   private frames = 0;
 
-  private constructor(private readonly dir: string) {}
+  private constructor(
+    private readonly dir: string,
+    private readonly options: MaskWriterOptions = {},
+  ) {}
 
-  static async open(dir: string): Promise<MaskWriter> {
+  static async open(dir: string, options: MaskWriterOptions = {}): Promise<MaskWriter> {
     try {
       await mkdir(dir, { recursive: true });
     } catch (err) {
       throw new OutputUnwritableError(dir, (err as Error).message, err);
     }
-    return new MaskWriter(dir);
+    return new MaskWriter(dir, options);
   }
 
   /** `png`: the frame's label PNG when already rendered (operators/render-outputs.ts), else encoded here. */
   async write(seg: Segmentation, png?: Uint8Array): Promise<string> {
-    const path = join(this.dir, maskFileName(seg));
-    png ??= encodeLabelPng(seg.labels, seg.frame.width, seg.frame.height, seg.classes);
+    const path = join(this.dir, `${this.options.prefix ?? ''}${maskFileName(seg)}`);
+    const { width, height } = seg.frame;
+    const size = this.options.size ?? { width, height };
+    if (size.width !== width || size.height !== height) {
+      png = encodeLabelPng(resizeLabelsNearest(seg.labels, width, height, size.width, size.height), size.width, size.height, seg.classes);
+    }
+    png ??= encodeLabelPng(seg.labels, width, height, seg.classes);
     try {
       await writeFile(path, png);
     } catch (err) {

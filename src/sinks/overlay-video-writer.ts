@@ -1,11 +1,21 @@
 import { PassThrough } from 'node:stream';
 import { once } from 'node:events';
 import { access, constants, stat, unlink } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import type { Segmentation } from '../types.js';
-import { EncodeError, isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
+import { BadOptionError, EncodeError, isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
 import { blendOverlay, paintMaskRgba } from './paint-mask.js';
+
+/** Containers the overlay video is written in, by the output's extension. */
+const CONTAINERS: Readonly<Record<string, string>> = { '.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska' };
+
+/** The container for an overlay video path; throws naming the supported ones otherwise (before any work). */
+export function overlayContainer(path: string, option = '--out'): string {
+  const format = CONTAINERS[extname(path).toLowerCase()];
+  if (format === undefined) throw new BadOptionError(option, `a video file name ending in ${Object.keys(CONTAINERS).join(', ')}`, path);
+  return format;
+}
 
 /** Opacity of the class colours over the picture, 0-255. */
 export const OVERLAY_ALPHA = 115;
@@ -31,7 +41,7 @@ export interface OverlayVideoOptions {
 /**
  * Encodes the segmented frames as an H.264 video: class colours blended over the picture, LOST
  * boxes outlined. The mask is sent at working resolution and ffmpeg scales and blends it, so no
- * per-pixel work at output resolution happens in JS. The file is fragmented MP4 (or Matroska by
+ * per-pixel work at output resolution happens in JS. The file is fragmented MP4 or QuickTime (or Matroska, by
  * extension), so it stays playable up to the last written fragment even if the run is killed;
  * `close()` finalises it. Frames are written in order with pipe backpressure.
  *
@@ -72,7 +82,8 @@ export class OverlayVideoWriter {
           `[bg][m]overlay=shortest=1:format=auto,format=yuv420p[out]`,
         ].join(';')
       : `[0:v]scale=${ow}:${oh}:flags=bilinear,format=yuv420p[out]`;
-    const mkv = /\.mkv$/i.test(options.path);
+    const container = overlayContainer(options.path);
+    const mkv = container === 'matroska';
     const run = runFfmpeg({
       inputs: background ? [{ source: background.file }, raw] : [raw],
       outputOptions: [
@@ -92,7 +103,7 @@ export class OverlayVideoWriter {
         rate,
         ...(mkv ? [] : ['-movflags', '+frag_keyframe+empty_moov+default_base_moof']),
       ],
-      format: mkv ? 'matroska' : 'mp4',
+      format: container,
       output: options.path,
       onStderr: (line) => {
         if (isNoSpace(undefined, line)) this.noSpace ??= line.trim();
@@ -119,6 +130,7 @@ export class OverlayVideoWriter {
       )
     )
       throw new OutputUnwritableError(options.path, 'it is a folder; give a video file name such as out.mp4');
+    overlayContainer(options.path);
     return new OverlayVideoWriter(options);
   }
 

@@ -14,13 +14,48 @@ export function statsFormatFor(path: string): StatsFormat {
   throw new BadOptionError('--stats', 'a file name ending in .csv or .jsonl', path);
 }
 
+/** The CSV's columns before the class columns (README "Statistics files"). */
+export const STATS_CSV_COLUMNS = ['stream', 'seq', 'pts', 'time', 'file', 'head_version'] as const;
+
+/** Scale from working to input pixels, for object boxes in files. */
+export interface BoxScale {
+  readonly x: number;
+  readonly y: number;
+}
+
+/**
+ * A statistics record as the files hold it: snake_case keys (the same names as the CSV's
+ * columns), object boxes as COCO `[x, y, width, height]` in input pixels.
+ */
+export function statsFileRecord(s: FrameStats, scale: BoxScale = { x: 1, y: 1 }): Record<string, unknown> {
+  return {
+    stream: s.stream,
+    seq: s.seq,
+    pts: s.pts,
+    ...(s.time !== undefined ? { time: s.time } : {}),
+    ...(s.file !== undefined ? { file: s.file } : {}),
+    captured_at: s.capturedAt,
+    head_version: s.headVersion,
+    classes: s.classes,
+    ...(s.objects
+      ? {
+          objects: s.objects.map((o) => {
+            const [x0, y0, x1, y1] = o.box;
+            const r = (v: number): number => Math.round(v * 100) / 100;
+            return { bbox: [r(x0 * scale.x), r(y0 * scale.y), r((x1 - x0) * scale.x), r((y1 - y0) * scale.y)], score: o.score };
+          }),
+        }
+      : {}),
+  };
+}
+
 function csvField(s: string): string {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 /**
- * Writes one row per frame: CSV (`stream,seq,pts,head_version,<class name>...` with the pixel
- * fraction of each class) or JSON lines (the full FrameStats record). Rows are flushed as they
+ * Writes one row per frame: CSV (`stream,seq,pts,time,file,head_version,<class name>...` with the
+ * pixel fraction of each class) or JSON lines (`statsFileRecord`). Rows are flushed as they
  * come, so an interrupted run leaves a valid file with every row written so far; `close()`
  * ends the file. Honours stream backpressure. A CSV's header is written by `start()` when the
  * classes are known before the first row (process), else with the first row; a file that
@@ -38,6 +73,7 @@ export class StatsFileWriter {
     private readonly path: string,
     out: WriteStream,
     header?: string[],
+    private readonly boxScale?: BoxScale,
   ) {
     this.format = statsFormatFor(path);
     this.out = out;
@@ -48,7 +84,7 @@ export class StatsFileWriter {
   }
 
   /** `append`: keep what the file holds (its CSV header names the columns) and add rows after it. */
-  static async open(path: string, options: { append?: { header?: string[] } } = {}): Promise<StatsFileWriter> {
+  static async open(path: string, options: { append?: { header?: string[] }; boxScale?: BoxScale } = {}): Promise<StatsFileWriter> {
     statsFormatFor(path);
     const out = createWriteStream(path, { flags: options.append ? 'a' : 'w' });
     try {
@@ -56,7 +92,7 @@ export class StatsFileWriter {
     } catch (err) {
       throw new OutputUnwritableError(path, (err as Error).message, err);
     }
-    return new StatsFileWriter(path, out, options.append?.header);
+    return new StatsFileWriter(path, out, options.append?.header, options.boxScale);
   }
 
   /** Writes the CSV header now (the file is never without it once rows may follow). */
@@ -67,7 +103,7 @@ export class StatsFileWriter {
 
   private writeHeader(names: string[]): void {
     this.header = names;
-    this.out.write(['stream', 'seq', 'pts', 'head_version', ...names].map(csvField).join(',') + '\n');
+    this.out.write([...STATS_CSV_COLUMNS, ...names].map(csvField).join(',') + '\n');
   }
 
   /** Rows written (each one reached the file). */
@@ -79,12 +115,15 @@ export class StatsFileWriter {
     if (this.failure) throw this.failure;
     let line: string;
     if (this.format === 'jsonl') {
-      line = JSON.stringify(s) + '\n';
+      line = JSON.stringify(statsFileRecord(s, this.boxScale)) + '\n';
     } else {
       if (!this.header) this.writeHeader(s.classes.map((c) => c.name));
       const header = this.header as string[];
       const fr = header.map((_, i) => (s.classes[i]?.fraction ?? 0).toFixed(6));
-      line = [csvField(s.stream), String(s.seq), s.pts.toFixed(6), String(s.headVersion), ...fr].join(',') + '\n';
+      line =
+        [csvField(s.stream), String(s.seq), s.pts.toFixed(6), s.time ?? '', csvField(s.file ?? ''), String(s.headVersion), ...fr].join(
+          ',',
+        ) + '\n';
     }
     // Each row is awaited until it reached the file, so a failure (a full disk) is this row's,
     // and the caller can keep its other outputs to the frames this file holds.

@@ -26,6 +26,8 @@ export interface FileSourceOptions {
   readonly gate?: FlowGate;
   /** Frame rate used for pts only when ffmpeg does not report one. */
   readonly fps?: number;
+  /** When the recording started, ms since the epoch: frames carry `time` = this + pts. */
+  readonly startTime?: number;
 }
 
 /**
@@ -122,7 +124,8 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
         // has not been read yet, extrapolate from the previous frame.
         const pts = (await ptsOf(seq)) ?? (lastPts >= 0 ? lastPts + every / fallbackFps : (seq * every) / fallbackFps);
         lastPts = pts;
-        subscriber.next({ streamId, seq, pts, width, height, rgb, capturedAt: Date.now() });
+        const time = options.startTime !== undefined ? { time: options.startTime + Math.round(pts * 1000) } : {};
+        subscriber.next({ streamId, seq, pts, width, height, rgb, capturedAt: Date.now(), ...time });
         seq++;
       }
       const { error } = await run.done;

@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import type { Frame } from '../types.js';
 import { BadOptionError, ImageUnreadableError, InputEmptyError, InputNotFoundError } from '../errors.js';
 import type { FlowGate } from '../internal/flow-gate.js';
+import { exifTime } from '../internal/exif-time.js';
 import { decodeImage, IMAGE_EXTENSIONS, readImage } from '../internal/read-image.js';
 
 export { IMAGE_EXTENSIONS };
@@ -79,13 +80,27 @@ export function imageFolderSource(options: ImageFolderSourceOptions): Observable
       let seq = 0;
       for (let i = 0; i < files.length; i += every) {
         const file = files[i] as string;
-        const { data: rgb } = await decodeImage(file, (img) =>
-          img.removeAlpha().resize(width, height, { fit: 'fill' }).toColourspace('srgb'),
+        const bytes = await readImage(file);
+        const { data: rgb } = await decodeImage(
+          file,
+          (img) => img.removeAlpha().resize(width, height, { fit: 'fill' }).toColourspace('srgb'),
+          bytes,
         );
+        const time = await exifTime(bytes);
         if (closed) return;
         if (options.gate) await options.gate.acquire();
         if (closed) return;
-        subscriber.next({ streamId, seq, pts: seq, width, height, rgb, capturedAt: Date.now(), sourceName: file });
+        subscriber.next({
+          streamId,
+          seq,
+          pts: seq,
+          width,
+          height,
+          rgb,
+          capturedAt: Date.now(),
+          sourceName: file,
+          ...(time !== undefined ? { time } : {}),
+        });
         seq++;
       }
       subscriber.complete();

@@ -1,0 +1,129 @@
+import { bufferCount, catchError, concatMap, EMPTY, lastValueFrom, take, takeUntil, tap, type Observable } from 'rxjs';
+import type { ProgressMeter, Segmentation } from '../types.js';
+import type { Logger } from 'pino';
+import { FlowGate } from '../internal/flow-gate.js';
+import type { SegmentationEngine } from '../engine/segmentation-engine.js';
+import { segmentPipeline, publishTo } from '../engine/segment-pipeline.js';
+import type { ClassSummary } from '../engine/class-summary.js';
+import type { ObjectFinder } from '../objects/object-finder.js';
+import type { Sink } from '../sinks/sink.js';
+import type { ProcessInput } from './process-input.js';
+
+/** What the passes over one input share. */
+export interface PassContext {
+  readonly input: ProcessInput;
+  readonly size: { width: number; height: number };
+  /** When the input's first frame was taken, ms since the epoch, if known. */
+  readonly startTime: number | undefined;
+  readonly engine: SegmentationEngine;
+  readonly batchSize: number;
+  readonly abort$: Observable<unknown>;
+  readonly logger: Logger;
+  interrupted(): boolean;
+}
+
+/**
+ * Learning pass: the head is fitted on the first `frames` frames before output starts, so the
+ * first segmented frame already uses learned classes. An input error here is left to the pass that
+ * writes outputs, which decodes the same frames and reports it with what it wrote. Returns the
+ * frames read.
+ */
+export async function learningPass(ctx: PassContext, frames: number, meter: ProgressMeter): Promise<number> {
+  const { engine } = ctx;
+  if (ctx.interrupted()) return 0;
+  let learned = 0;
+  const gate = new FlowGate(ctx.batchSize * 2);
+  await lastValueFrom(
+    ctx.input.source(ctx.size, gate, ctx.startTime).pipe(
+      take(frames),
+      catchError((err: unknown) => {
+        ctx.logger.warn({ err: (err as Error).message }, 'input error during the learning pass; learning from the frames before it');
+        return EMPTY;
+      }),
+      takeUntil(ctx.abort$),
+      bufferCount(ctx.batchSize),
+      concatMap(async (batch) => {
+        if (ctx.interrupted()) return;
+        await engine.learn(batch);
+        learned += batch.length;
+        gate.release(batch.length);
+        meter.tick(batch.length);
+      }),
+    ),
+    { defaultValue: undefined },
+  ).finally(() => {
+    meter.stop();
+    gate.close();
+  });
+  // Interrupted: no closing round (it can take seconds); the run ends with nothing segmented.
+  if (!ctx.interrupted()) await engine.finishLearningPass();
+  return learned;
+}
+
+export interface PassResult {
+  readonly frames: number;
+  /** What stopped the pass (an output failed, inference failed). */
+  readonly error?: Error;
+  /** The input failed midway: every frame decoded before it was segmented and written. */
+  readonly inputError?: Error;
+}
+
+export interface SegmentingOptions {
+  readonly sink: Sink;
+  readonly finder: ObjectFinder | undefined;
+  /** Label PNGs are rendered for the masks folder. */
+  readonly masks: boolean;
+  readonly summary: ClassSummary;
+  readonly meter: ProgressMeter;
+  readonly onSegment?: ((seg: Segmentation) => void) | undefined;
+}
+
+/** Segments one whole input through the shared pipeline into its files. */
+export async function segmentingPass(ctx: PassContext, o: SegmentingOptions): Promise<PassResult> {
+  const gate = new FlowGate(ctx.batchSize * 3);
+  let frames = 0;
+  // A failing input ends the stream instead of erroring it, so every frame decoded before the
+  // failure is segmented and written (an error would drop the batch in flight); it is reported after.
+  let inputError: Error | undefined;
+  let error: Error | undefined;
+  try {
+    if (!ctx.interrupted()) {
+      await lastValueFrom(
+        ctx.input.source(ctx.size, gate, ctx.startTime).pipe(
+          catchError((err: unknown) => {
+            inputError = err as Error;
+            return EMPTY;
+          }),
+          takeUntil(ctx.abort$),
+          segmentPipeline({
+            batch: {
+              size: ctx.batchSize,
+              maxDelayMs: 0,
+              fullBatches: true,
+              key: (f) => f.streamId,
+              policy: () => 'wait',
+              queueSize: () => ctx.batchSize,
+            },
+            segment: (batch) => ctx.engine.process(batch),
+            objects: o.finder,
+            render: { png: () => o.masks, jpeg: () => false },
+          }),
+          publishTo(o.sink),
+          tap((r) => {
+            o.summary.add(r.seg.labels);
+            o.onSegment?.(r.seg);
+            frames++;
+            gate.release();
+            o.meter.tick();
+          }),
+        ),
+        { defaultValue: undefined },
+      );
+    }
+  } catch (err) {
+    error = err as Error;
+  } finally {
+    gate.close();
+  }
+  return { frames, ...(error ? { error } : {}), ...(inputError ? { inputError } : {}) };
+}
