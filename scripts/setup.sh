@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 RUNTIME_PKGS=(ffmpeg)
 # nats-server: NATS tests; chromium: viewer tests; python3-torch/onnx: the DINO export tests;
-# prometheus: its promtool checks the /metrics exposition.
-TEST_PKGS=(ffmpeg nats-server chromium python3-torch python3-onnx prometheus)
+# prometheus: its promtool checks the /metrics exposition; python3-websockets: the Python example.
+TEST_PKGS=(ffmpeg nats-server chromium python3-torch python3-onnx prometheus python3-websockets)
 
 need_node() {
   if ! command -v node >/dev/null 2>&1; then
@@ -33,6 +33,7 @@ pkg_missing() {
     chromium) ! command -v chromium >/dev/null 2>&1 ;;
     python3-torch) ! /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 ;;
     python3-onnx) ! /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 ;;
+    python3-websockets) ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 ;;
     *) ! dpkg -s "$1" >/dev/null 2>&1 ;;
   esac
 }

@@ -185,3 +185,30 @@ export interface ProgressMeter {
 
 /** Makes a progress meter for a phase (`label`) of `total` frames (undefined: unknown). */
 export type ProgressFactory = (label: string, total: number | undefined) => ProgressMeter;
+
+/** A class's share over a summary window. */
+export interface ClassWindowStat {
+  readonly id: number;
+  readonly name: string;
+  readonly color: readonly [number, number, number];
+  /** Mean, min and max of the class's fraction of each frame's pixels over the window. */
+  readonly mean: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+/** A stream's class statistics summarised over a wall-clock window (README "Summaries"). */
+export interface WindowSummary {
+  readonly stream: string;
+  readonly window: '1s' | '10s' | '60s';
+  /** Window start and end, UTC ISO 8601 (end exclusive). */
+  readonly start: string;
+  readonly end: string;
+  readonly frames: number;
+  /** seq of the window's first and last frame (to join with the per-frame stats). */
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  /** Head version of the window's last frame. */
+  readonly headVersion: number;
+  readonly classes: readonly ClassWindowStat[];
+}

@@ -10,6 +10,7 @@ import { createWsHub, type WsHub } from '../sinks/ws-hub.js';
 import { natsPublisher } from '../sinks/nats-publisher.js';
 import { statsFilePublisher } from '../sinks/stats-file-publisher.js';
 import { OutputUnwritableError } from '../errors.js';
+import type { SummaryHistory } from '../engine/summary-history.js';
 
 /** The live outputs a pipeline file lists, and how its overlay JPEGs are made. */
 export interface ServiceSinks {
@@ -26,7 +27,13 @@ export interface ServiceSinks {
  */
 export async function openServiceSinks(
   config: Readonly<PipelineConfig>,
-  deps: { readonly control: ControlHandler; readonly registry: Registry; readonly logger: Logger },
+  deps: {
+    readonly control: ControlHandler;
+    readonly registry: Registry;
+    readonly logger: Logger;
+    /** Answers the WebSocket `history` requests. */
+    readonly history?: SummaryHistory;
+  },
 ): Promise<ServiceSinks> {
   const { control, registry, logger } = deps;
   const publishers: LivePublisher[] = [];
@@ -43,6 +50,7 @@ export async function openServiceSinks(
           maxPayloadBytes: sink.with.maxPayloadBytes,
           heartbeatIntervalMs: sink.with.heartbeatIntervalMs,
           maxClients: sink.with.maxClients,
+          ...(deps.history ? { history: (stream, window, since) => deps.history?.since(stream, window, since) ?? [] } : {}),
         });
         jpegQuality = sink.with.jpegQuality;
         maxWidth = sink.with.maxWidth;

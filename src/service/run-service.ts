@@ -17,7 +17,11 @@ import { startHttpService, type HttpService, type Readiness } from './http-serve
 import { PipelineMetrics } from './pipeline-metrics.js';
 import { openServiceModel, type ServiceModel } from './open-service-model.js';
 import { openServiceSinks, type ServiceSinks } from './open-service-sinks.js';
+import { WindowedSummaries } from '../operators/windowed-summaries.js';
+import { SummaryHistory } from '../engine/summary-history.js';
 
+/** How often ended summary windows are looked for, ms (a window goes out at most this late). */
+const SUMMARY_FLUSH_MS = 250;
 /** How often per-stream counters go out as events, ms. */
 const COUNTERS_INTERVAL_MS = 1000;
 /** The package's version, for `stegostream_build_info` (src/service and dist/service alike sit two levels down). */
@@ -83,14 +87,15 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     started.unshift(() => engine.close());
     const sourceStates = new Map<string, SourceState>();
     const control = serviceControl(config, model, engine, sourceStates, live);
-    const sinks = await openServiceSinks(config, { control, registry, logger });
+    const history = new SummaryHistory();
+    const sinks = await openServiceSinks(config, { control, registry, logger, history });
     const pub = fanOutPublisher(sinks.publishers, logger);
     live.publisher = pub;
     const state = { failed: undefined as string | undefined };
     readiness = () => serviceReadiness(engine, sourceStates, state.failed);
     if (sinks.hub) http.attachHub(sinks.hub);
     logger.info({ url: http.url }, 'service listening');
-    return runPipeline({ config, model, engine, metrics, pub, sinks, sourceStates, state, http, logger });
+    return runPipeline({ config, model, engine, metrics, pub, sinks, sourceStates, state, http, history, logger });
   } catch (err) {
     for (const stop of started) await stop().catch(() => undefined);
     throw err;
@@ -194,6 +199,8 @@ interface PipelineParts {
   /** Set when inference fails: the service stays up to say so (readyz, events) but segments nothing. */
   readonly state: { failed: string | undefined };
   readonly http: HttpService;
+  /** The windowed summaries of the last hour (WebSocket `history`). */
+  readonly history: SummaryHistory;
   readonly logger: Logger;
 }
 
@@ -224,7 +231,14 @@ function runPipeline(p: PipelineParts): RunningService {
     if (!sourceStates.has(stream)) metrics.sourceUp.set({ stream }, 0);
   }
   const release = (f: Frame): void => byName.get(f.streamId)?.gate?.release();
-  const sink = sinksInOrder('service', [serviceMetricsSink(metrics, published, release), liveSink(pub, logger)]);
+  // Windowed summaries (1 s, 10 s, 60 s) to the sinks that carry them and to the hour of history.
+  const summaries = new WindowedSummaries((s) => {
+    p.history.add(s);
+    pub.summary?.(s);
+  });
+  const summaryTicker = setInterval(() => summaries.flush(), SUMMARY_FLUSH_MS);
+  summaryTicker.unref();
+  const sink = sinksInOrder('service', [serviceMetricsSink(metrics, published, release, summaries), liveSink(pub, logger)]);
 
   /** The batch being segmented, settled or not; close() waits for it. */
   let inFlight: Promise<void> = Promise.resolve();
@@ -294,6 +308,7 @@ function runPipeline(p: PipelineParts): RunningService {
       subscription.unsubscribe();
       for (const b of built) b.gate?.close();
       clearInterval(ticker);
+      clearInterval(summaryTicker);
       // The batch in the worker finishes first: terminating a worker while ONNX Runtime runs in
       // it aborts the whole process (a native exception in a torn-down environment).
       await inFlight;
@@ -309,7 +324,12 @@ function runPipeline(p: PipelineParts): RunningService {
 }
 
 /** Per-frame metrics of a service, and the frame's gate credit given back once it is published. */
-function serviceMetricsSink(metrics: PipelineMetrics, published: Map<string, number>, release: (f: Frame) => void): Sink {
+function serviceMetricsSink(
+  metrics: PipelineMetrics,
+  published: Map<string, number>,
+  release: (f: Frame) => void,
+  summaries: WindowedSummaries,
+): Sink {
   return {
     name: 'metrics',
     write(r) {
@@ -319,6 +339,7 @@ function serviceMetricsSink(metrics: PipelineMetrics, published: Map<string, num
       metrics.framesOut.inc({ stream });
       metrics.frameAgeSeconds.observe({ stream }, (Date.now() - f.capturedAt) / 1000);
       published.set(stream, (published.get(stream) ?? 0) + 1);
+      summaries.add(r.stats);
       release(f);
     },
     close: () => Promise.resolve(),

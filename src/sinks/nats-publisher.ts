@@ -39,7 +39,7 @@ import { nonNegativeInt, positiveInt } from '../internal/check-options.js';
 import { runControl, type ControlHandler } from './control.js';
 import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from './sink.js';
 import { counter, gauge } from '../internal/metrics.js';
-import type { ClassInfo, FrameStats } from '../types.js';
+import type { ClassInfo, FrameStats, WindowSummary } from '../types.js';
 import {
   DEFAULT_PREFIX,
   checkPrefix,
@@ -47,6 +47,7 @@ import {
   serviceEventsSubject,
   statsWildcard,
   streamSubject,
+  summarySubject,
   type StreamChannel,
 } from './nats-subjects.js';
 
@@ -421,6 +422,10 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
 
     stats(s: FrameStats) {
       publish('stats', streamSubject(prefix, s.stream, 'stats'), json(s));
+    },
+
+    summary(s: WindowSummary) {
+      publish('summary', summarySubject(prefix, s.stream, s.window), json(s));
     },
 
     frame(stream, meta, jpeg) {

@@ -2,6 +2,7 @@
  * NATS subject names (DESIGN.md "NATS subjects"):
  *
  *   <prefix>.<stream>.stats | .frames | .masks | .classes | .events   per stream
+ *   <prefix>.<stream>.summary.1s | .10s | .60s                        windowed summaries per stream
  *   <prefix>.events                                                    service-wide events (head updated, pipeline state)
  *   <prefix>.ctl.<verb>                                                control, request-reply
  *
@@ -15,7 +16,7 @@ import { BadOptionError } from '../errors.js';
 
 export const DEFAULT_PREFIX = 'stegostream';
 
-export type StreamChannel = 'stats' | 'frames' | 'masks' | 'classes' | 'events';
+export type StreamChannel = 'stats' | 'frames' | 'masks' | 'classes' | 'events' | 'summary';
 
 /** `name` as a single subject token (see the module comment). */
 export function subjectToken(name: string): string {
@@ -37,6 +38,11 @@ export function checkPrefix(prefix: string): string {
 
 export function streamSubject(prefix: string, stream: string, channel: StreamChannel): string {
   return `${prefix}.${subjectToken(stream)}.${channel}`;
+}
+
+/** `<prefix>.<stream>.summary.<window>`: a stream's windowed summaries (window 1s, 10s or 60s). */
+export function summarySubject(prefix: string, stream: string, window: string): string {
+  return `${prefix}.${subjectToken(stream)}.summary.${window}`;
 }
 
 export function serviceEventsSubject(prefix: string): string {

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createLogger } from '../internal/logger.js';
-import type { ClassInfo, FrameStats, ImageMeta, RenderedFrame, ServiceEvent } from '../types.js';
+import type { ClassInfo, FrameStats, ImageMeta, RenderedFrame, ServiceEvent, WindowSummary } from '../types.js';
 
 export type { ControlHandler } from './control.js';
 
@@ -22,6 +22,8 @@ export interface LivePublisher {
   readonly name?: string;
   /** Class statistics of one frame. Every frame; never dropped for slow clients. */
   stats(s: FrameStats): void;
+  /** A stream's statistics summarised over a window (1 s, 10 s, 60 s); for sinks that carry them. */
+  summary?(s: WindowSummary): void;
   /** Overlay JPEG of one frame; encoded by the pipeline only when `wantsFrames(stream)`. */
   frame(stream: string, meta: ImageMeta, jpeg: Buffer): void;
   /** Label map PNG (pixel value = class id); encoded only when `wantsMasks(stream)`. */
@@ -91,6 +93,7 @@ export function fanOutPublisher(pubs: readonly LivePublisher[], logger?: Logger)
   return {
     name: 'fan-out',
     stats: (s) => each('stats', (p) => p.stats(s)),
+    summary: (s) => each('summary', (p) => p.summary?.(s)),
     frame: (stream, meta, jpeg) => each('frame', (p) => p.wantsFrames(stream) && p.frame(stream, meta, jpeg)),
     mask: (stream, meta, png) => each('mask', (p) => p.wantsMasks(stream) && p.mask(stream, meta, png)),
     wantsFrames: (stream) => any('wantsFrames', (p) => p.wantsFrames(stream)),

@@ -18,9 +18,10 @@ import { nonNegativeInt, positiveInt } from '../internal/check-options.js';
 import { runControl, type ControlHandler } from './control.js';
 import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from './sink.js';
 import { counter, gauge } from '../internal/metrics.js';
-import type { ClassInfo, FrameStats } from '../types.js';
+import type { ClassInfo, FrameStats, WindowSummary } from '../types.js';
 import {
   ALL_STREAMS,
+  CHANNELS,
   encodeImageMessage,
   parseClientMessage,
   type Channel,
@@ -59,6 +60,8 @@ export interface WsHubOptions {
   readonly closeTimeoutMs?: number;
   /** Connections beyond this many are closed with 1013 (default 256). */
   readonly maxClients?: number;
+  /** The summaries kept of a stream since `sinceMs` (ms since the epoch), oldest first: answers `history` requests. */
+  readonly history?: (stream: string, window: WindowSummary['window'], sinceMs: number) => readonly WindowSummary[];
 }
 
 export interface WsHubCounters {
@@ -287,7 +290,10 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
     const msg = parsed.message;
     if (msg.type === 'subscribe') onSubscribe(c, msg);
     else if (msg.type === 'ping') sendJson(c, { type: 'pong' });
-    else
+    else if (msg.type === 'history') {
+      const summaries = options.history?.(msg.stream, msg.window, Date.now() - msg.seconds * 1000) ?? [];
+      sendJson(c, { type: 'history', ...(msg.id === undefined ? {} : { id: msg.id }), stream: msg.stream, window: msg.window, summaries });
+    } else
       onControl(c, msg).catch((err: unknown) => {
         // runControl never rejects; this guards the send path.
         c.log.error({ err }, 'control request failed');
@@ -324,7 +330,7 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
       mClients.dec();
       c.log.debug({ code, droppedImages: c.dropped }, 'client disconnected');
     });
-    sendJson(c, { type: 'hello', protocol: 1, streams: [...streams], channels: ['stats', 'frames', 'masks', 'classes', 'events'] });
+    sendJson(c, { type: 'hello', protocol: 1, streams: [...streams], channels: [...CHANNELS] });
   }
 
   return {
@@ -345,6 +351,11 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
       if (closing !== undefined) return;
       see(s.stream);
       broadcast(s.stream, 'stats', { type: 'stats', ...s });
+    },
+
+    summary(s: WindowSummary) {
+      if (closing !== undefined) return;
+      broadcast(s.stream, 'summary', { type: 'summary', ...s });
     },
 
     frame: (stream, meta, jpeg) => image('frames', stream, meta, jpeg),

@@ -12,16 +12,19 @@
 import { z } from 'zod';
 import type { ServiceEvent } from './sink.js';
 import type { ControlReply } from './control.js';
-import type { ClassInfo, FrameStats } from '../types.js';
+import type { ClassInfo, FrameStats, WindowSummary } from '../types.js';
 
-export const CHANNELS = ['stats', 'frames', 'masks', 'classes', 'events'] as const;
+export const CHANNELS = ['stats', 'frames', 'masks', 'classes', 'events', 'summary'] as const;
 export type Channel = (typeof CHANNELS)[number];
 export type ImageChannel = 'frames' | 'masks';
 
 /** Subscribing to this stream name means every stream, including ones that appear later. */
 export const ALL_STREAMS = '*';
 
-/** Channels a `subscribe` without `channels` gets (masks are opt-in: the pipeline encodes them only on demand). */
+/**
+ * Channels a `subscribe` without `channels` gets (masks are opt-in: the pipeline encodes them only
+ * on demand; summaries are opt-in: a client that wants them usually wants nothing else).
+ */
 export const DEFAULT_CHANNELS: readonly Channel[] = ['stats', 'frames', 'classes', 'events'];
 
 /** Wire error codes of `{"type":"error"}` replies, besides the control codes (`E_CONTROL`, `E_INTERNAL`). */
@@ -57,9 +60,20 @@ const controlSchema = z.looseObject({
   verb: z.string().max(64),
 });
 
+/** The summaries the service keeps (the last hour), for a chart that starts with the past. */
+const historySchema = z.strictObject({
+  type: z.literal('history'),
+  id: z.union([z.string().max(128), z.number()]).optional(),
+  stream: z.string().min(1).max(256),
+  window: z.enum(['1s', '10s', '60s']).default('1s'),
+  /** How far back, seconds (at most the hour kept). */
+  seconds: z.number().int().min(1).max(3600).default(3600),
+});
+
 export type SubscribeMessage = z.infer<typeof subscribeSchema>;
+export type HistoryMessage = z.infer<typeof historySchema>;
 export type ControlMessage = z.infer<typeof controlSchema>;
-export type ClientMessage = SubscribeMessage | ControlMessage | { readonly type: 'ping' };
+export type ClientMessage = SubscribeMessage | ControlMessage | HistoryMessage | { readonly type: 'ping' };
 
 export type ParseResult =
   | { readonly ok: true; readonly message: ClientMessage }
@@ -79,12 +93,21 @@ export function parseClientMessage(text: string): ParseResult {
   const type = (data as { type?: unknown }).type;
   const rawId = (data as { id?: unknown }).id;
   const id = typeof rawId === 'string' || typeof rawId === 'number' ? { id: rawId } : {};
-  const schema = type === 'subscribe' ? subscribeSchema : type === 'control' ? controlSchema : type === 'ping' ? undefined : null;
+  const schema =
+    type === 'subscribe'
+      ? subscribeSchema
+      : type === 'control'
+        ? controlSchema
+        : type === 'history'
+          ? historySchema
+          : type === 'ping'
+            ? undefined
+            : null;
   if (schema === null) {
     return {
       ok: false,
       code: 'E_UNKNOWN_TYPE',
-      message: `Unknown message type ${JSON.stringify(type)}. Expected "subscribe", "control" or "ping".`,
+      message: `Unknown message type ${JSON.stringify(type)}. Expected "subscribe", "control", "history" or "ping".`,
       ...id,
     };
   }
@@ -105,6 +128,15 @@ export type ServerMessage =
   | { readonly type: 'hello'; readonly protocol: 1; readonly streams: readonly string[]; readonly channels: readonly Channel[] }
   | { readonly type: 'subscribed'; readonly streams: readonly string[]; readonly channels: readonly Channel[] }
   | ({ readonly type: 'stats' } & FrameStats)
+  | ({ readonly type: 'summary' } & WindowSummary)
+  | {
+      readonly type: 'history';
+      readonly id?: string | number;
+      readonly stream: string;
+      readonly window: WindowSummary['window'];
+      /** Oldest first. */
+      readonly summaries: readonly WindowSummary[];
+    }
   | { readonly type: 'classes'; readonly stream: string; readonly headVersion: number; readonly classes: readonly ClassInfo[] }
   | { readonly type: 'event'; readonly event: ServiceEvent }
   | ({ readonly type: 'control-result'; readonly id?: string | number } & Extract<ControlReply, { ok: true }>)
