@@ -44,7 +44,9 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
     const s1 = await loadCheckpoint(ckpt);
     expect(s1.version).toBeGreaterThanOrEqual(2);
     expect(s1.names).toEqual(['water', 'sand', 'rock', 'coral', 'fish']);
-    expect(readFileSync(join(dir, 'a.csv'), 'utf8').split('\n')[0]).toBe('stream,seq,pts,time,file,head_version,water,sand,rock,coral,fish');
+    expect(readFileSync(join(dir, 'a.csv'), 'utf8').split('\n')[0]).toBe(
+      'stream,seq,pts,time,file,head_version,water,sand,rock,coral,fish',
+    );
     // No temp files left next to it (atomic write = temp + rename).
     expect(readdirSync(join(dir, 'state'))).toEqual(['head.ckpt']);
 
