@@ -175,6 +175,8 @@ export interface RenderedFrame {
    * thread, so the pipeline does not wait for it; rejects if the encoding fails.
    */
   readonly jpeg?: Promise<EncodedImage>;
+  /** The picture without overlay, JPEG, when asked for (viewers that blend the mask themselves). */
+  readonly raw?: Promise<EncodedImage>;
 }
 
 /** Progress of a run as the CLI shows it (a bar on a terminal, plain lines otherwise): runners only tick it. */

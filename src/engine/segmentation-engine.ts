@@ -7,6 +7,7 @@ import { classInfos, type HeadState } from '../learning/head-state.js';
 import { saveCheckpoint } from '../learning/checkpoint.js';
 import { mkdir } from 'node:fs/promises';
 import { OutputUnwritableError } from '../errors.js';
+import { assertUniqueName } from '../sinks/control.js';
 import { dirname } from 'node:path';
 
 export interface EngineOptions {
@@ -146,6 +147,7 @@ export class SegmentationEngine {
 
   /** Renames a class; returns the new legend. */
   rename(id: number, name: string): readonly ClassInfo[] {
+    assertUniqueName(this.classes, id, name);
     this.learner.rename(id, name);
     this.head = { ...this.head, names: this.learner.state.names };
     this.classes = classInfos(this.head);

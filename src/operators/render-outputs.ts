@@ -13,6 +13,8 @@ export interface RenderOptions {
   readonly png: (seg: Segmentation) => boolean;
   /** Whether an overlay JPEG of this stream is wanted now. */
   readonly jpeg: (stream: string) => boolean;
+  /** Whether a JPEG of the picture without overlay is wanted now (default never). */
+  readonly raw?: (stream: string) => boolean;
   /** JPEG quality, 1-100 (default 75). */
   readonly jpegQuality?: number;
   /** Wider overlays are scaled down to this width (0: never). */
@@ -52,13 +54,23 @@ export function renderFrame(seg: Segmentation, options: RenderOptions, encoding:
     encoding.add(stream);
     jpeg = encodeOverlayJpeg(seg, meta, options).finally(() => encoding.delete(stream));
   }
-  return { seg, stats: frameStats(seg), meta, ...(png ? { png } : {}), ...(jpeg ? { jpeg } : {}) };
+  let raw: Promise<EncodedImage> | undefined;
+  const rawKey = `${stream}\nraw`;
+  if (!(options.whileEncoding === 'skip' && encoding.has(rawKey)) && (options.raw?.(stream) ?? false)) {
+    encoding.add(rawKey);
+    raw = encodeJpeg(seg.frame.rgb, meta, options).finally(() => encoding.delete(rawKey));
+  }
+  return { seg, stats: frameStats(seg), meta, ...(png ? { png } : {}), ...(jpeg ? { jpeg } : {}), ...(raw ? { raw } : {}) };
 }
 
-async function encodeOverlayJpeg(seg: Segmentation, meta: ImageMeta, options: RenderOptions): Promise<EncodedImage> {
+function encodeOverlayJpeg(seg: Segmentation, meta: ImageMeta, options: RenderOptions): Promise<EncodedImage> {
+  return encodeJpeg(blendOverlay(seg, OVERLAY_ALPHA), meta, options);
+}
+
+async function encodeJpeg(rgb: Buffer, meta: ImageMeta, options: RenderOptions): Promise<EncodedImage> {
   const t0 = performance.now();
-  const { width, height } = seg.frame;
-  let img = sharp(blendOverlay(seg, OVERLAY_ALPHA), { raw: { width, height, channels: 3 } });
+  const { width, height } = meta;
+  let img = sharp(rgb, { raw: { width, height, channels: 3 } });
   const maxWidth = options.maxWidth ?? 0;
   if (maxWidth > 0 && width > maxWidth) img = img.resize(maxWidth);
   const { data, info } = await img.jpeg({ quality: options.jpegQuality ?? 75 }).toBuffer({ resolveWithObject: true });

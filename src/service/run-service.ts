@@ -276,6 +276,7 @@ function runPipeline(p: PipelineParts): RunningService {
         render: {
           png: (seg) => pub.wantsMasks(seg.frame.streamId),
           jpeg: (stream) => pub.wantsFrames(stream),
+          raw: (stream) => pub.wantsRaw?.(stream) ?? false,
           jpegQuality: sinks.jpegQuality,
           maxWidth: sinks.maxWidth,
           // One JPEG encode per stream at a time: when encoding lags, skip (viewers lose frames, never stats).

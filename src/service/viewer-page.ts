@@ -5,8 +5,13 @@
  * It opens `/ws` on its own origin (passing on `?token=` from its URL; `?streams=a,b` limits the
  * streams), subscribes to stats, frames, classes and events, and shows per stream: the overlay,
  * a source-state badge, fps, dropped and skipped frames, and a stacked chart of class shares over
- * the last 60 s; plus a shared legend whose names can be edited (a rename goes out as a control
- * message and every open viewer updates) and a pause/resume learning switch.
+ * the last minute, 10 minutes or hour (filled from the server's summaries, so a reload or a late
+ * viewer sees the past); per stream: enlarge/fullscreen, overlay/picture/mask view with an opacity
+ * slider (blended in the page from the `raw` and `masks` channels), a PNG snapshot and a CSV of the
+ * chart. The shared legend: names can be edited (a rename goes out as a control message and every
+ * open viewer updates; a name another class has is refused), hovering or clicking a class
+ * highlights it in the pictures and charts, and its share column follows the selected stream.
+ * While disconnected, everything stale is greyed and the controls are disabled.
  *
  * Kept as String.raw so backslashes in the page script survive; the page must not contain a
  * backtick or a dollar-brace.
@@ -50,8 +55,25 @@ export const VIEWER_HTML = String.raw`<!doctype html>
   button:hover { border-color: var(--accent); }
   button:disabled { opacity: .5; cursor: default; }
   main { display: grid; grid-template-columns: minmax(0, 1fr) 300px; gap: 18px; padding: 18px 20px; align-items: start; }
-  @media (max-width: 900px) { main { grid-template-columns: minmax(0, 1fr); } }
-  #streams { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 18px; }
+  @media (max-width: 1100px) { main { grid-template-columns: minmax(0, 1fr) 230px; gap: 12px; padding: 12px; } }
+  @media (max-width: 640px) { main { grid-template-columns: minmax(0, 1fr); } }
+  #streams { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 18px; }
+  .card.expanded { grid-column: 1 / -1; }
+  .card.selected { border-color: var(--accent); }
+  .card:fullscreen { overflow: auto; border-radius: 0; }
+  .card-head { cursor: pointer; }
+  .tools { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; padding: 6px 12px; border-top: 1px solid var(--line); }
+  .tools select { font: inherit; font-size: 12px; color: var(--text); background: var(--panel-2); border: 1px solid var(--line); border-radius: 6px; padding: 3px 4px; }
+  .tools input[type=range] { width: 90px; accent-color: var(--accent); }
+  .tools label { color: var(--muted); font-size: 11.5px; display: inline-flex; align-items: center; gap: 4px; }
+  .tools button { padding: 3px 8px; }
+  .frame canvas.composite { width: 100%; height: 100%; object-fit: contain; display: none; }
+  .frame.custom img { visibility: hidden; position: absolute; }
+  .frame.custom canvas.composite { display: block; }
+  body.offline .card, body.offline aside, body.offline #head, body.offline #learning { opacity: .45; filter: grayscale(.8); }
+  .legend li { cursor: pointer; border-radius: 6px; }
+  .legend li.hl { background: var(--panel-2); outline: 1px solid var(--accent); }
+  .chart-title select { font: inherit; font-size: 11px; color: var(--muted); background: transparent; border: 0; }
   .empty { color: var(--muted); padding: 50px 10px; text-align: center; border: 1px dashed var(--line); border-radius: var(--radius); }
   .card { background: var(--panel); border: 1px solid var(--line); border-radius: var(--radius); overflow: hidden; }
   .card-head { display: flex; align-items: center; justify-content: space-between; gap: 10px; padding: 10px 14px; }
@@ -110,7 +132,7 @@ export const VIEWER_HTML = String.raw`<!doctype html>
   <section id="streams"><div class="empty" id="empty">Waiting for streams…</div></section>
   <aside>
     <h2>Classes</h2>
-    <p class="hint">Click a name to rename it; every viewer sees the change.</p>
+    <p class="hint">Click a name to rename it; every viewer sees the change. Hover or click a class to highlight it; click a stream's title to see its shares. Share in <b id="share-of">all streams</b>.</p>
     <ul class="legend" id="legend"></ul>
   </aside>
 </main>
@@ -118,16 +140,18 @@ export const VIEWER_HTML = String.raw`<!doctype html>
 <script>
 (function () {
   'use strict';
-  var WINDOW_MS = 60000;
+  var SPANS = { '60': 60000, '600': 600000, '3600': 3600000 };
+  var DEFAULT_OPACITY = 45;          // the server's overlay: class colours at 45% over the picture
   var params = new URLSearchParams(location.search);
   var token = params.get('token');
   var wanted = (params.get('streams') || '*').split(',').map(function (s) { return s.trim(); }).filter(Boolean);
 
   var streams = new Map();          // name -> per-stream view state
   var legend = { classes: [], headVersion: -1 };
-  var ws = null, reqId = 0, retryMs = 1000, learning = null;
+  var ws = null, reqId = 0, retryMs = 1000, learning = null, subscribedPixels = null;
   var pending = new Map();          // control request id -> { onOk, onError }
   var decoder = new TextDecoder();
+  var highlight = null, pinned = false, selected = null;
 
   var el = function (id) { return document.getElementById(id); };
   function make(tag, cls, text) {
@@ -145,11 +169,53 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     setTimeout(function () { t.remove(); }, info ? 2500 : 6000);
   }
 
+  function download(name, blob) {
+    var a = make('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(a.href); }, 5000);
+  }
+
   // ---- connection ---------------------------------------------------------------------------
   function setConn(kind, text) {
     var c = el('conn');
     c.querySelector('.dot').className = 'dot ' + kind;
     c.querySelector('.txt').textContent = text;
+  }
+
+  // While disconnected nothing shown is current: grey it, and disable what would need the server.
+  function setOffline(off) {
+    document.body.classList.toggle('offline', off);
+    document.querySelectorAll('#legend input').forEach(function (i) { i.disabled = off; });
+    el('learn-toggle').disabled = off || learning === 'frozen';
+    if (off) {
+      headShown = -1;
+      el('head').textContent = '–';
+      el('learning').textContent = '–';
+    }
+  }
+
+  // Pictures and masks are only asked for while a view blends them in the page.
+  function needsPixels() {
+    if (highlight !== null) return true;
+    var any = false;
+    streams.forEach(function (v) { if (v.mode !== 'overlay' || v.opacity !== DEFAULT_OPACITY) any = true; });
+    return any;
+  }
+
+  function subscribe() {
+    var px = needsPixels();
+    subscribedPixels = px;
+    var channels = ['stats', 'frames', 'classes', 'events', 'summary'];
+    if (px) channels.push('raw', 'masks');
+    send({ type: 'subscribe', streams: wanted, channels: channels });
+  }
+
+  function resubscribeIfNeeded() {
+    if (needsPixels() !== subscribedPixels) subscribe();
   }
 
   function connect() {
@@ -161,7 +227,8 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     ws.onopen = function () {
       retryMs = 1000;
       setConn('ok', 'connected');
-      send({ type: 'subscribe', streams: wanted, channels: ['stats', 'frames', 'classes', 'events'] });
+      setOffline(false);
+      subscribe();
       control('status', {}, function (r) {
         if (r.status && typeof r.status.learning === 'string') setLearning(r.status.learning);
       });
@@ -172,6 +239,7 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     };
     ws.onclose = function (e) {
       pending.clear();
+      setOffline(true);
       var secs = Math.round(retryMs / 1000);
       setConn('bad', (e.code === 1001 ? 'server stopped' : 'disconnected') + ' · retry in ' + secs + ' s');
       setTimeout(connect, retryMs);
@@ -196,6 +264,8 @@ export const VIEWER_HTML = String.raw`<!doctype html>
   function onText(m) {
     switch (m.type) {
       case 'stats': onStats(m); break;
+      case 'summary': if (m.window === '1s') addSummary(view(m.stream), m); break;
+      case 'history': onHistory(m); break;
       case 'classes': onClasses(m); break;
       case 'event': onEvent(m.event); break;
       case 'hello': m.streams.forEach(function (s) { if (follows(s)) view(s); }); break;
@@ -235,7 +305,30 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     });
     var h = v.history, last = h[h.length - 1];
     if (last && point.t - last.t < 100) h[h.length - 1] = point; else h.push(point);
-    while (h.length && point.t - h[0].t > WINDOW_MS + 2000) h.shift();
+    while (h.length && point.t - h[0].t > 62000) h.shift();
+  }
+
+  // One-second summaries: the long chart, and the past before the page was opened.
+  function addSummary(v, s) {
+    var t = Date.parse(s.end);
+    var long = v.long;
+    if (long.length && long[long.length - 1].t >= t) return;
+    var point = { t: t, f: {} };
+    s.classes.forEach(function (c) { point.f[c.id] = c.mean; v.colors[c.id] = c.color; });
+    long.push(point);
+    while (long.length && t - long[0].t > 3600000) long.shift();
+  }
+
+  function onHistory(m) {
+    var v = view(m.stream);
+    var merged = m.summaries.map(function (s) {
+      var p = { t: Date.parse(s.end), f: {} };
+      s.classes.forEach(function (c) { p.f[c.id] = c.mean; v.colors[c.id] = c.color; });
+      return p;
+    });
+    var newest = merged.length ? merged[merged.length - 1].t : -Infinity;
+    v.long = merged.concat(v.long.filter(function (p) { return p.t > newest; }));
+    if (!v.lastCaptured && merged.length) { v.lastCaptured = newest; v.lastArrival = performance.now(); }
   }
 
   function onClasses(m) {
@@ -272,12 +365,14 @@ export const VIEWER_HTML = String.raw`<!doctype html>
   function onImage(buf) {
     var n = new DataView(buf).getUint32(0, false);
     var h = JSON.parse(decoder.decode(new Uint8Array(buf, 4, n)));
-    if (h.channel !== 'frames') return;
     var v = view(h.stream);
+    var blob = new Blob([new Uint8Array(buf, 4 + n)], { type: h.mime });
+    if (h.channel === 'raw' || h.channel === 'masks') return onPixels(v, h, blob);
+    if (h.channel !== 'frames') return;
     if (v.lastFrameSeq >= 0 && h.seq > v.lastFrameSeq + 1) v.skipped += h.seq - v.lastFrameSeq - 1;
     v.lastFrameSeq = h.seq;
     v.frames++;
-    var url = URL.createObjectURL(new Blob([new Uint8Array(buf, 4 + n)], { type: h.mime }));
+    var url = URL.createObjectURL(blob);
     // Show only the newest frame: while one decodes, later ones replace each other.
     if (v.loading) {
       if (v.next) { URL.revokeObjectURL(v.next.url); v.skipped++; }
@@ -301,19 +396,91 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     v.frame.style.aspectRatio = h.width + ' / ' + h.height;
   }
 
+  // ---- pictures blended in the page (view modes, opacity, highlight) -------------------------
+  function onPixels(v, h, blob) {
+    createImageBitmap(blob).then(function (bmp) {
+      var slot = h.channel === 'raw' ? 'raw' : 'mask';
+      if (v[slot] && v[slot].bmp) v[slot].bmp.close();
+      v[slot] = { bmp: bmp, seq: h.seq };
+      composite(v);
+    }, function () { /* a frame that does not decode is skipped */ });
+  }
+
+  function composite(v) {
+    if (!v.frame.classList.contains('custom')) return;
+    var raw = v.raw, mask = v.mask;
+    var useRaw = v.mode !== 'mask', useMask = v.mode !== 'raw';
+    if ((useRaw && !raw) || (useMask && !mask)) return;
+    if (useRaw && useMask && raw.seq !== mask.seq) return;
+    var w = useRaw ? raw.bmp.width : mask.bmp.width, hgt = useRaw ? raw.bmp.height : mask.bmp.height;
+    var c = v.canvas2;
+    if (c.width !== w || c.height !== hgt) { c.width = w; c.height = hgt; }
+    var g = c.getContext('2d');
+    g.clearRect(0, 0, w, hgt);
+    if (useRaw) g.drawImage(raw.bmp, 0, 0, w, hgt);
+    if (useMask) {
+      g.globalAlpha = v.mode === 'mask' ? 1 : v.opacity / 100;
+      g.drawImage(highlight === null ? mask.bmp : highlighted(v, mask.bmp), 0, 0, w, hgt);
+      g.globalAlpha = 1;
+    }
+    c.dataset.seq = String(useRaw ? raw.seq : mask.seq);
+    v.frame.style.aspectRatio = w + ' / ' + hgt;
+  }
+
+  // The mask with every class but the highlighted one made transparent.
+  function highlighted(v, bmp) {
+    var o = v.scratch || (v.scratch = document.createElement('canvas'));
+    o.width = bmp.width; o.height = bmp.height;
+    var g = o.getContext('2d', { willReadFrequently: true });
+    g.drawImage(bmp, 0, 0);
+    var col = v.colors[highlight];
+    if (!col) return o;
+    var img = g.getImageData(0, 0, o.width, o.height), d = img.data;
+    for (var i = 0; i < d.length; i += 4) {
+      if (Math.abs(d[i] - col[0]) > 2 || Math.abs(d[i + 1] - col[1]) > 2 || Math.abs(d[i + 2] - col[2]) > 2) d[i + 3] = 0;
+    }
+    g.putImageData(img, 0, 0);
+    return o;
+  }
+
+  function setView(v) {
+    var custom = v.mode !== 'overlay' || v.opacity !== DEFAULT_OPACITY || highlight !== null;
+    v.frame.classList.toggle('custom', custom);
+    v.card.dataset.mode = v.mode;
+    resubscribeIfNeeded();
+    composite(v);
+  }
+
   // ---- per-stream cards ---------------------------------------------------------------------
   function view(name) {
     var v = streams.get(name);
     if (v) return v;
     var card = make('article', 'card');
     card.dataset.stream = name;
+    card.dataset.mode = 'overlay';
     var head = make('div', 'card-head');
-    var title = make('h2', '', name); title.title = name;
+    var title = make('h2', '', name); title.title = name + ' (click to see its class shares in the legend)';
     var badge = make('span', 'badge', 'waiting');
     head.appendChild(title); head.appendChild(badge);
     var frame = make('div', 'frame');
     var img = make('img'); img.alt = 'overlay of ' + name;
-    frame.appendChild(img); frame.appendChild(make('div', 'placeholder', 'waiting for frames…'));
+    var canvas2 = make('canvas', 'composite');
+    frame.appendChild(img); frame.appendChild(make('div', 'placeholder', 'waiting for frames…')); frame.appendChild(canvas2);
+    var tools = make('div', 'tools');
+    var full = make('button', 'fullscreen', 'Enlarge'); full.type = 'button'; full.dataset.action = 'fullscreen';
+    full.title = 'enlarge this stream (and go fullscreen where the browser allows)';
+    var mode = make('select', 'mode');
+    [['overlay', 'overlay'], ['raw', 'picture'], ['mask', 'mask']].forEach(function (o) {
+      var opt = make('option', '', o[1]); opt.value = o[0]; mode.appendChild(opt);
+    });
+    mode.title = 'what the picture shows';
+    var opLabel = make('label', '', 'opacity');
+    var opacity = make('input', 'opacity'); opacity.type = 'range'; opacity.min = '0'; opacity.max = '100'; opacity.value = String(DEFAULT_OPACITY);
+    opacity.title = 'opacity of the class colours';
+    opLabel.appendChild(opacity);
+    var snap = make('button', '', 'Snapshot'); snap.type = 'button'; snap.dataset.action = 'snapshot'; snap.title = 'save the picture shown as PNG';
+    var csv = make('button', '', 'CSV'); csv.type = 'button'; csv.dataset.action = 'csv'; csv.title = 'save the chart shown as CSV';
+    [full, mode, opLabel, snap, csv].forEach(function (t) { tools.appendChild(t); });
     var metrics = make('div', 'metrics');
     var cells = {};
     [
@@ -333,25 +500,80 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     });
     var chartWrap = make('div', 'chart-wrap');
     var ct = make('div', 'chart-title');
-    ct.appendChild(make('span', '', 'class share · last 60 s'));
+    var spanSel = make('select', 'span');
+    [['60', 'class share · last minute'], ['600', 'class share · last 10 min'], ['3600', 'class share · last hour']].forEach(function (o) {
+      var opt = make('option', '', o[1]); opt.value = o[0]; spanSel.appendChild(opt);
+    });
+    ct.appendChild(spanSel);
     ct.appendChild(make('span', '', 'now'));
     var canvas = make('canvas', 'chart');
     chartWrap.appendChild(ct); chartWrap.appendChild(canvas);
-    card.appendChild(head); card.appendChild(frame); card.appendChild(metrics); card.appendChild(chartWrap);
+    card.appendChild(head); card.appendChild(frame); card.appendChild(tools); card.appendChild(metrics); card.appendChild(chartWrap);
 
     v = {
-      name: name, card: card, badge: badge, frame: frame, img: img, cells: cells, canvas: canvas,
-      history: [], times: [], colors: {}, stats: null, headVersion: -1, lastCaptured: 0, lastArrival: 0,
+      name: name, card: card, badge: badge, frame: frame, img: img, canvas2: canvas2, cells: cells, canvas: canvas,
+      history: [], long: [], times: [], colors: {}, stats: null, headVersion: -1, lastCaptured: 0, lastArrival: 0,
       frames: 0, lastFrameSeq: -1, skipped: 0, pipelineDropped: null,
-      loading: false, next: null, shownUrl: null
+      loading: false, next: null, shownUrl: null, mode: 'overlay', opacity: DEFAULT_OPACITY, spanMs: SPANS['60'],
+      raw: null, mask: null, scratch: null, shown: []
     };
+    var vv = v;
+    head.addEventListener('click', function () { select(selected === name ? null : name); });
+    full.addEventListener('click', function () { toggleEnlarged(vv); });
+    mode.addEventListener('change', function () { vv.mode = mode.value; setView(vv); });
+    opacity.addEventListener('input', function () { vv.opacity = Number(opacity.value); setView(vv); });
+    snap.addEventListener('click', function () { snapshot(vv); });
+    csv.addEventListener('click', function () { chartCsv(vv); });
+    spanSel.addEventListener('change', function () { vv.spanMs = SPANS[spanSel.value]; drawChart(vv); });
     streams.set(name, v);
     var list = el('streams');
     el('empty').style.display = 'none';
     var after = null;
     list.querySelectorAll('.card').forEach(function (c) { if (!after && c.dataset.stream > name) after = c; });
     list.insertBefore(card, after);
+    // The past this stream's chart would have shown had the page been open.
+    send({ type: 'history', stream: name, window: '1s', seconds: 3600 });
+    if (highlight !== null) setView(v);
     return v;
+  }
+
+  function toggleEnlarged(v) {
+    var on = !v.card.classList.contains('expanded');
+    v.card.classList.toggle('expanded', on);
+    if (on && v.card.requestFullscreen) v.card.requestFullscreen().catch(function () { /* enlarged in the page only */ });
+    else if (!on && document.fullscreenElement) document.exitFullscreen().catch(function () {});
+  }
+  document.addEventListener('fullscreenchange', function () {
+    if (document.fullscreenElement) return;
+    document.querySelectorAll('.card.expanded').forEach(function (c) { c.classList.remove('expanded'); });
+  });
+
+  function select(name) {
+    selected = name;
+    streams.forEach(function (v) { v.card.classList.toggle('selected', v.name === name); });
+    el('share-of').textContent = name === null ? 'all streams' : name;
+    renderShares();
+  }
+
+  function snapshot(v) {
+    var src = v.frame.classList.contains('custom') ? v.canvas2 : v.img;
+    var w = src.naturalWidth || src.width, h = src.naturalHeight || src.height;
+    if (!w || !h) { toast('No picture yet', true); return; }
+    var c = document.createElement('canvas');
+    c.width = w; c.height = h;
+    c.getContext('2d').drawImage(src, 0, 0, w, h);
+    var seq = (src.dataset && src.dataset.seq) || 'now';
+    c.toBlob(function (b) { if (b) download(v.name + '-' + seq + '.png', b); }, 'image/png');
+  }
+
+  function chartCsv(v) {
+    var ids = legend.classes.map(function (c) { return c.id; });
+    var names = legend.classes.map(function (c) { return '"' + c.name.replace(/"/g, '""') + '"'; });
+    var lines = ['time,' + names.join(',')];
+    v.shown.forEach(function (p) {
+      lines.push(new Date(p.t).toISOString() + ',' + ids.map(function (id) { return (p.f[id] || 0).toFixed(4); }).join(','));
+    });
+    download(v.name + '-shares.csv', new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }));
   }
 
   function fps(v) {
@@ -369,7 +591,17 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     v.cells.head.textContent = v.headVersion >= 0 ? 'v' + v.headVersion : '–';
   }
 
-  // Stacked area of class fractions over the last 60 s; drawn by hand, no chart library.
+  // The points a chart of 'span' ms ending at 'now' shows: one-second summaries (the past, and
+  // spans over a minute), then every frame of the last minute.
+  function chartPoints(v, now, span) {
+    var t0 = now - span;
+    var live = span <= 60000 ? v.history.filter(function (p) { return p.t >= t0 - 1000; }) : [];
+    var firstLive = live.length ? live[0].t : Infinity;
+    var past = v.long.filter(function (p) { return p.t >= t0 - 1000 && p.t < firstLive; });
+    return past.concat(live);
+  }
+
+  // Stacked area of class fractions over the chosen span; drawn by hand, no chart library.
   function drawChart(v) {
     var c = v.canvas, dpr = window.devicePixelRatio || 1;
     var w = Math.round(c.clientWidth * dpr), h = Math.round(c.clientHeight * dpr);
@@ -377,31 +609,36 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
     var g = c.getContext('2d');
     g.clearRect(0, 0, w, h);
-    if (!v.stats) return;
+    if (!v.lastCaptured) return;
+    var span = v.spanMs;
     // The right edge is the newest frame's capture time, moving on in real time while none comes.
-    var now = v.lastCaptured + (performance.now() - v.lastArrival), t0 = now - WINDOW_MS;
-    var x = function (t) { return (t - t0) / WINDOW_MS * w; };
+    var now = v.lastCaptured + (performance.now() - v.lastArrival), t0 = now - span;
+    var x = function (t) { return (t - t0) / span * w; };
     var y = function (f) { return h - f * h; };
     g.strokeStyle = 'rgba(138, 160, 176, .16)';
     g.lineWidth = 1;
     for (var q = 1; q < 4; q++) { g.beginPath(); g.moveTo(0, Math.round(y(q / 4)) + .5); g.lineTo(w, Math.round(y(q / 4)) + .5); g.stroke(); }
-    for (var s = 10; s < 60; s += 10) { var gx = Math.round(x(now - s * 1000)) + .5; g.beginPath(); g.moveTo(gx, 0); g.lineTo(gx, h); g.stroke(); }
-    var pts = v.history.filter(function (p) { return p.t >= t0 - 1000; });
+    for (var s = 1; s < 6; s++) { var gx = Math.round(x(now - s * span / 6)) + .5; g.beginPath(); g.moveTo(gx, 0); g.lineTo(gx, h); g.stroke(); }
+    var pts = chartPoints(v, now, span);
+    v.shown = pts;
+    c.dataset.points = String(pts.length);
+    c.dataset.oldest = pts.length ? String(pts[0].t) : '';
     if (pts.length < 2) return;
     var ids = Object.keys(v.colors).map(Number).sort(function (a, b) { return a - b; });
     var lower = pts.map(function () { return 0; });
     ids.forEach(function (id) {
       var upper = pts.map(function (p, i) { return lower[i] + (p.f[id] || 0); });
       var col = v.colors[id];
+      var dim = highlight !== null && highlight !== id;
       g.beginPath();
       pts.forEach(function (p, i) { var px = x(p.t), py = y(upper[i]); if (i) g.lineTo(px, py); else g.moveTo(px, py); });
       for (var i = pts.length - 1; i >= 0; i--) g.lineTo(x(pts[i].t), y(lower[i]));
       g.closePath();
-      g.fillStyle = rgba(col, 0.78);
+      g.fillStyle = rgba(col, dim ? 0.15 : 0.78);
       g.fill();
       g.beginPath();
       pts.forEach(function (p, i) { var px = x(p.t), py = y(upper[i]); if (i) g.lineTo(px, py); else g.moveTo(px, py); });
-      g.strokeStyle = rgb(col);
+      g.strokeStyle = dim ? rgba(col, 0.3) : rgb(col);
       g.lineWidth = Math.max(1, dpr);
       g.stroke();
       lower = upper;
@@ -409,6 +646,13 @@ export const VIEWER_HTML = String.raw`<!doctype html>
   }
 
   // ---- legend -------------------------------------------------------------------------------
+  function setHighlight(id) {
+    if (highlight === id) return;
+    highlight = id;
+    el('legend').querySelectorAll('li').forEach(function (li) { li.classList.toggle('hl', Number(li.dataset.classId) === id); });
+    streams.forEach(function (v) { setView(v); drawChart(v); });
+  }
+
   function renderLegend() {
     var ul = el('legend');
     var rows = {};
@@ -431,11 +675,20 @@ export const VIEWER_HTML = String.raw`<!doctype html>
           if (e.key === 'Escape') { input.value = input.dataset.committed; input.blur(); }
         });
         input.addEventListener('blur', function () { commitRename(input); });
+        input.addEventListener('click', function (e) { e.stopPropagation(); });
         li.appendChild(input);
         var share = make('span', 'share');
         share.appendChild(make('i'));
         share.appendChild(make('span', '', ''));
         li.appendChild(share);
+        var cid = c.id;
+        li.addEventListener('mouseenter', function () { if (!pinned) setHighlight(cid); });
+        li.addEventListener('mouseleave', function () { if (!pinned) setHighlight(null); });
+        li.addEventListener('click', function () {
+          pinned = !(pinned && highlight === cid);
+          setHighlight(pinned ? cid : null);
+        });
+        if (document.body.classList.contains('offline')) input.disabled = true;
       }
       if (ul.children[index] !== li) ul.insertBefore(li, ul.children[index] || null);
       li.querySelector('.swatch').style.background = rgb(c.color);
@@ -452,6 +705,12 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     var id = Number(input.dataset.classId);
     if (name === input.dataset.committed) { input.value = name; return; }
     if (!name) { input.value = input.dataset.committed; return; }
+    var taken = legend.classes.filter(function (c) { return c.id !== id && c.name.trim().toLowerCase() === name.toLowerCase(); })[0];
+    if (taken) {
+      input.value = input.dataset.committed;
+      toast('Rename refused: class ' + taken.id + ' is already named "' + taken.name + '"');
+      return;
+    }
     input.classList.add('pending');
     control('rename', { classId: id, name: name }, function (r) {
       input.classList.remove('pending');
@@ -464,10 +723,11 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     });
   }
 
+  // Shares of the selected stream's latest frame, or the mean over every stream's.
   function renderShares() {
     var sums = {}, n = 0;
     streams.forEach(function (v) {
-      if (!v.stats) return;
+      if (!v.stats || (selected !== null && v.name !== selected)) return;
       n++;
       v.stats.classes.forEach(function (c) { sums[c.id] = (sums[c.id] || 0) + c.fraction; });
     });
@@ -491,7 +751,7 @@ export const VIEWER_HTML = String.raw`<!doctype html>
     el('learning').textContent = state;
     var b = el('learn-toggle');
     b.textContent = state === 'paused' ? 'Resume learning' : 'Pause learning';
-    b.disabled = state === 'frozen';
+    b.disabled = state === 'frozen' || document.body.classList.contains('offline');
   }
 
   el('learn-toggle').addEventListener('click', function () {

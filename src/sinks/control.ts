@@ -107,6 +107,16 @@ export function assertClassId(classes: readonly ClassInfo[], id: number): void {
   throw new ControlError(`Class id ${id} does not exist: the head has ${classes.length} classes (${range}).`);
 }
 
+/**
+ * Throws `ControlError` when another class already has `name` (case and surrounding spaces
+ * ignored): two classes of one name would make stats columns, legends and summaries ambiguous.
+ */
+export function assertUniqueName(classes: readonly ClassInfo[], id: number, name: string): void {
+  const key = name.trim().toLowerCase();
+  const other = classes.find((c) => c.id !== id && c.name.trim().toLowerCase() === key);
+  if (other) throw new ControlError(`Class ${other.id} is already named "${other.name}": give class ${id} another name.`);
+}
+
 function isVerb(v: unknown): v is ControlVerb {
   return typeof v === 'string' && (CONTROL_VERBS as readonly string[]).includes(v);
 }

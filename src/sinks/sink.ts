@@ -28,6 +28,9 @@ export interface LivePublisher {
   frame(stream: string, meta: ImageMeta, jpeg: Buffer): void;
   /** Label map PNG (pixel value = class id); encoded only when `wantsMasks(stream)`. */
   mask(stream: string, meta: ImageMeta, png: Buffer): void;
+  /** The picture without overlay, JPEG (viewers that blend it themselves); encoded only when `wantsRaw(stream)`. */
+  raw?(stream: string, meta: ImageMeta, jpeg: Buffer): void;
+  wantsRaw?(stream: string): boolean;
   /** True when someone would receive `frame(stream, ...)` now. */
   wantsFrames(stream: string): boolean;
   /** True when someone would receive `mask(stream, ...)` now. */
@@ -96,6 +99,8 @@ export function fanOutPublisher(pubs: readonly LivePublisher[], logger?: Logger)
     summary: (s) => each('summary', (p) => p.summary?.(s)),
     frame: (stream, meta, jpeg) => each('frame', (p) => p.wantsFrames(stream) && p.frame(stream, meta, jpeg)),
     mask: (stream, meta, png) => each('mask', (p) => p.wantsMasks(stream) && p.mask(stream, meta, png)),
+    raw: (stream, meta, jpeg) => each('raw', (p) => (p.wantsRaw?.(stream) ?? false) && p.raw?.(stream, meta, jpeg)),
+    wantsRaw: (stream) => any('wantsRaw', (p) => p.wantsRaw?.(stream) ?? false),
     wantsFrames: (stream) => any('wantsFrames', (p) => p.wantsFrames(stream)),
     wantsMasks: (stream) => any('wantsMasks', (p) => p.wantsMasks(stream)),
     classes: (stream, classes, headVersion) => each('classes', (p) => p.classes(stream, classes, headVersion)),
@@ -152,6 +157,10 @@ export function liveSink(pub: LivePublisher, logger?: Logger): Sink {
       r.jpeg?.then(
         (img) => pub.frame(stream, img.meta, img.data),
         (err: unknown) => log.error({ err, stream }, 'overlay encoding failed'),
+      );
+      r.raw?.then(
+        (img) => pub.raw?.(stream, img.meta, img.data),
+        (err: unknown) => log.error({ err, stream }, 'picture encoding failed'),
       );
     },
     close: () => pub.close(),

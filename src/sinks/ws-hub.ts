@@ -206,7 +206,7 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
           headVersion: meta.headVersion,
           width: meta.width,
           height: meta.height,
-          mime: channel === 'frames' ? 'image/jpeg' : 'image/png',
+          mime: channel === 'masks' ? 'image/png' : 'image/jpeg',
         },
         bytes,
       );
@@ -360,6 +360,12 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
 
     frame: (stream, meta, jpeg) => image('frames', stream, meta, jpeg),
     mask: (stream, meta, png) => image('masks', stream, meta, png),
+    raw: (stream, meta, jpeg) => image('raw', stream, meta, jpeg),
+
+    wantsRaw(stream) {
+      for (const c of clients) if (wants(c, stream, 'raw') && !congested(c)) return true;
+      return false;
+    },
 
     wantsFrames(stream) {
       for (const c of clients) if (wants(c, stream, 'frames') && !congested(c)) return true;

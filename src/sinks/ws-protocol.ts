@@ -7,16 +7,17 @@
  *
  *   offset 0      uint32 big-endian  n = byte length of the JSON header
  *   offset 4      n bytes            UTF-8 JSON ImageHeader {channel, stream, seq, pts, headVersion, width, height, mime}
- *   offset 4 + n  the rest           the image bytes (JPEG for `frames`, PNG for `masks`)
+ *   offset 4 + n  the rest           the image bytes (JPEG for `frames` and `raw`, PNG for `masks`)
  */
 import { z } from 'zod';
 import type { ServiceEvent } from './sink.js';
 import type { ControlReply } from './control.js';
 import type { ClassInfo, FrameStats, WindowSummary } from '../types.js';
 
-export const CHANNELS = ['stats', 'frames', 'masks', 'classes', 'events', 'summary'] as const;
+export const CHANNELS = ['stats', 'frames', 'masks', 'raw', 'classes', 'events', 'summary'] as const;
 export type Channel = (typeof CHANNELS)[number];
-export type ImageChannel = 'frames' | 'masks';
+/** `frames`: overlay JPEG; `masks`: label-map PNG; `raw`: the picture without overlay, JPEG. */
+export type ImageChannel = 'frames' | 'masks' | 'raw';
 
 /** Subscribing to this stream name means every stream, including ones that appear later. */
 export const ALL_STREAMS = '*';
