@@ -111,7 +111,7 @@ async function sample() {
   const rssMiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024;
   const fds = readdirSync(`/proc/${service.pid}/fd`).length;
   const text = await (await fetch(`${base}/metrics`)).text();
-  const lagMs = metric(text, 'stegostream_process_nodejs_eventloop_lag_p99_seconds') * 1000;
+  const lagMs = metric(text, 'nodejs_eventloop_lag_p99_seconds') * 1000;
   const s = { tMin: (Date.now() - t0) / 60_000, rssMiB, fds, lagMs, stats, frames };
   samples.push(s);
   say(
