@@ -126,7 +126,7 @@ async function processOnCluster(inputs: string[], flags: ProcessAllFlags, logger
       prefix: flags.clusterPrefix ?? 'stegostream',
       backbone: flags.backbone,
       every: flags.every,
-      progress: flags.progress,
+      progress: progressBars(flags.progress),
       logger,
       signal,
       ...(flags.stats ? { stats: flags.stats } : {}),

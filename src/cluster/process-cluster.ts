@@ -10,6 +10,7 @@
  *
  * Abort (Ctrl-C): ingest stops; what was collected is written, in order, and the files are closed.
  */
+import type { ProgressFactory } from '../types.js';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,7 +20,6 @@ import { BadOptionError, NatsSecurityError, OutputUnwritableError } from '../err
 import { probeVideo } from '../internal/probe-video.js';
 import type { OverlayVideoOptions } from '../sinks/overlay-video-writer.js';
 import { explainNatsError, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
-import { ProgressReporter } from '../cli/progress-reporter.js';
 import { statsFormatFor } from '../sinks/stats-file-writer.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { backboneGeometry, sourceSize, sourcesFromArgs } from './cluster-inputs.js';
@@ -51,7 +51,8 @@ export interface ProcessClusterOptions {
   readonly height?: number;
   readonly every?: number;
   readonly format?: FrameFormat;
-  readonly progress?: boolean;
+  /** Progress meter for the collected frames (the CLI's bar); none when omitted. */
+  readonly progress?: ProgressFactory;
   /** Give up when no result came for this long, ms (default: wait forever, with a hint every 30 s). */
   readonly stallTimeoutMs?: number;
   readonly logger: Logger;
@@ -141,7 +142,7 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','));
   }
   const run = randomBytes(6).toString('hex');
-  const progress = new ProgressReporter('segmenting (cluster)', undefined, options.progress ?? true);
+  const progress = options.progress?.('segmenting (cluster)', undefined) ?? { tick: () => undefined, stop: () => undefined };
   let lastResult = Date.now();
   const collector = createStatsCollector({
     nc,
