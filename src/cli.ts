@@ -12,6 +12,7 @@ import { registerTrainer } from './cli/trainer-command.js';
 import { registerCollect } from './cli/collect-command.js';
 import { registerDoctor } from './cli/doctor-command.js';
 import { registerModels } from './cli/models-command.js';
+import { registerClasses } from './cli/classes-command.js';
 
 /** Time for stdout/stderr to drain before a forced exit, ms. */
 const EXIT_GRACE_MS = 2000;
@@ -35,6 +36,7 @@ registerTrainer(program);
 registerCollect(program);
 registerDoctor(program);
 registerModels(program);
+registerClasses(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -119,6 +119,7 @@ describe('learning from the CLI: checkpoints, resume, freeze, names', () => {
       return {
         stats: readFileSync(stats, 'utf8'),
         masks: readdirSync(masks)
+          .filter((f) => f.endsWith('.png'))
           .sort()
           .map((f) => readFileSync(join(masks, f))),
       };

@@ -70,6 +70,9 @@ describe.skipIf(problem !== undefined)('stegostream process --backbone exported.
       out,
       '--masks',
       masks,
+      // Masks at the model's working size (the default is the input's).
+      '--masks-size',
+      'working',
       '--batch',
       '3',
       '--no-progress',
@@ -86,7 +89,9 @@ describe.skipIf(problem !== undefined)('stegostream process --backbone exported.
     const fractions = (lines[1] as string).split(',').slice(6).map(Number);
     expect(fractions.length).toBe(4);
     expect(fractions.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 3);
-    const pngs = readdirSync(masks).sort();
+    const pngs = readdirSync(masks)
+      .filter((f) => f.endsWith('.png'))
+      .sort();
     expect(pngs.length).toBe(FRAMES);
     const png = decode(readFileSync(join(masks, pngs[0] as string)));
     expect([png.width, png.height]).toEqual([96, 64]);

@@ -22,6 +22,7 @@ import { printResult, resultJson } from './process-command.js';
 import { interruptSignal } from './interrupt.js';
 import { resizeLabelsNearest } from '../internal/resize-labels.js';
 import { OutputUnwritableError } from '../errors.js';
+import { hungarianMatch } from '../learning/hungarian-match.js';
 
 interface DemoFlags extends LearningFlags, ModelFlags {
   outDir: string;
@@ -78,6 +79,19 @@ export function registerDemo(program: Command): void {
       learning: learningFrom(flags),
       logger,
       signal,
+      // The classes are named after the scene's classes they overlap most (one to one), from the
+      // first batch, so the summary, the stats, the masks' classes.json and the legend show names.
+      nameClasses: (segs) => {
+        const first = segs[0];
+        if (!first) return undefined;
+        const m = new ConfusionMatrix(first.classes.length, scene.classNames.length);
+        for (const seg of segs) {
+          const truth = scene.render(seg.frame.seq);
+          m.add(seg.labels, resizeLabelsNearest(truth.labels, truth.width, truth.height, seg.frame.width, seg.frame.height));
+        }
+        const match = hungarianMatch(m.rows());
+        return new Map([...match].flatMap((col, id) => (col >= 0 ? [[id, scene.classNames[col] as string] as const] : [])));
+      },
       onSegment: (seg) => {
         const truth = scene.render(seg.frame.seq);
         // With -k auto the count may grow at a later round (up to --max-classes).

@@ -30,6 +30,7 @@ interface ProcessFlags extends LearningFlags, ModelFlags {
   coco?: string;
   startTime?: number;
   learnPerFile: boolean;
+  legend: boolean;
   every: number;
   progress: boolean;
   json: boolean;
@@ -52,6 +53,7 @@ export function registerProcess(program: Command): void {
       'overlay video (class colours over the picture), same frame count and rate as the input; .mp4, .m4v, .mov or .mkv; {stream} for one per input',
     )
     .option('--out-size <WxH>', "overlay video size (default: the input's)", sizeArg('--out-size'))
+    .option('--no-legend', 'no legend (colour, name, share) burnt into the overlay video')
     .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it); {stream} for a folder per input')
     .option(
       '--masks-size <input|working>',
@@ -92,6 +94,7 @@ export function registerProcess(program: Command): void {
       result = await runProcess({
         inputs,
         masksSize: flags.masksSize,
+        legend: flags.legend,
         learnPerFile: flags.learnPerFile,
         ...(flags.startTime !== undefined ? { startTime: flags.startTime } : {}),
         ...(flags.coco ? { coco: flags.coco } : {}),

@@ -145,13 +145,16 @@ export class SegmentationEngine {
     this.swapHead();
   }
 
-  /** Renames a class; returns the new legend. */
+  /** Renames a class; returns the new legend. The checkpoint (if any) is rewritten with the name, atomically. */
   rename(id: number, name: string): readonly ClassInfo[] {
     assertUniqueName(this.classes, id, name);
     this.learner.rename(id, name);
     this.head = { ...this.head, names: this.learner.state.names };
     this.classes = classInfos(this.head);
     this.options.onHead?.(this.head, this.classes);
+    if (this.options.checkpoint) {
+      void this.snapshot().catch((err: unknown) => this.options.logger?.error({ err }, 'checkpoint after a rename failed'));
+    }
     return this.classes;
   }
 

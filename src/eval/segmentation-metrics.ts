@@ -31,6 +31,13 @@ export class ConfusionMatrix {
     }
   }
 
+  /** The matrix as rows [cluster][class] of pixel counts. */
+  rows(): number[][] {
+    const rows: number[][] = [];
+    for (let p = 0; p < this.clusters; p++) rows.push(Array.from(this.counts.subarray(p * this.classes, (p + 1) * this.classes)));
+    return rows;
+  }
+
   score(classNames?: readonly string[]): SegmentationScore {
     const { clusters, classes, counts } = this;
     const rows: number[][] = [];

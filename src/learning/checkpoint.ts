@@ -186,7 +186,9 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string, expected: Ch
     fail(`checkpoint was trained on backbone "${h.backbone.name}", this run uses "${expected.backboneName}"`);
   }
   if (expected.k !== undefined && h.k !== expected.k) {
-    fail(`checkpoint has ${h.k} classes, this run asks for ${expected.k}. Set the class count to ${h.k} or train a new head`);
+    fail(
+      `checkpoint has ${h.k} classes, this run asks for ${expected.k} (-k or learning.classes): leave the count out (auto) to use the checkpoint's ${h.k}, or train a new head`,
+    );
   }
 
   let weights: HeadWeights | null = null;

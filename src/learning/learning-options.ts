@@ -1,3 +1,4 @@
+import { BadOptionError } from '../errors.js';
 import { DEFAULT_LEARN_CPU_SHARE } from './duty-cycle.js';
 import { DEFAULT_LR_DECAY_STEPS, DEFAULT_MAX_CLASSES, DEFAULT_MAX_DISPERSION_RATIO, type OnlineLearnerOptions } from './online-learner.js';
 
@@ -114,4 +115,29 @@ export function learnerOptions(
     ...(l.names ? { names: l.names } : {}),
     ...(initial ? { initial } : {}),
   };
+}
+
+/**
+ * Checks class names against the class count they name (README "Naming your classes"): no
+ * duplicates (case and spaces ignored), and exactly `k` of them when the count is known (a
+ * loaded head's, or a numeric -k), at most `maxClasses` with k 'auto'.
+ * @throws BadOptionError naming `option` and the problem.
+ */
+export function checkClassNames(names: readonly string[], k: number | undefined, maxClasses: number, option = '--names'): void {
+  const seen = new Map<string, number>();
+  names.forEach((n, i) => {
+    const key = n.trim().toLowerCase();
+    const first = seen.get(key);
+    if (first !== undefined)
+      throw new BadOptionError(option, `each name once (line ${first + 1} and line ${i + 1} are both "${n}")`, names.join(', '));
+    seen.set(key, i);
+  });
+  if (k !== undefined && names.length !== k)
+    throw new BadOptionError(option, `${k} names, one per class (it lists ${names.length})`, names.join(', '));
+  if (k === undefined && names.length > maxClasses)
+    throw new BadOptionError(
+      option,
+      `at most ${maxClasses} names (--max-classes) with -k auto (it lists ${names.length})`,
+      names.join(', '),
+    );
 }

@@ -17,6 +17,8 @@ export interface OutputRequest {
   readonly masksSize?: 'input' | 'working' | undefined;
   readonly stats?: string | undefined;
   readonly coco?: string | undefined;
+  /** Burn the legend into the overlay video (default true). */
+  readonly legend?: boolean | undefined;
   readonly every: number;
 }
 
@@ -143,6 +145,7 @@ async function openInput(
           outWidth: req.outSize?.width ?? input.size.width,
           outHeight: req.outSize?.height ?? input.size.height,
           ...(input.isDir ? {} : { background: { file: input.path, every: req.every } }),
+          ...(req.legend === false ? { legend: false } : {}),
         })
       : undefined;
     // Masks of several inputs in one folder (no {stream}) are told apart by a prefix.

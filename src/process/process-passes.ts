@@ -1,5 +1,5 @@
 import { bufferCount, catchError, concatMap, EMPTY, lastValueFrom, take, takeUntil, tap, type Observable } from 'rxjs';
-import type { ProgressMeter, Segmentation } from '../types.js';
+import type { Frame, ProgressMeter, Segmentation } from '../types.js';
 import type { Logger } from 'pino';
 import { FlowGate } from '../internal/flow-gate.js';
 import type { SegmentationEngine } from '../engine/segmentation-engine.js';
@@ -16,6 +16,8 @@ export interface PassContext {
   /** When the input's first frame was taken, ms since the epoch, if known. */
   readonly startTime: number | undefined;
   readonly engine: SegmentationEngine;
+  /** Segments a batch (the engine's `process`, or a wrapper that names classes once it can). */
+  readonly segment: (frames: Frame[]) => Promise<Segmentation[]>;
   readonly batchSize: number;
   readonly abort$: Observable<unknown>;
   readonly logger: Logger;
@@ -104,7 +106,7 @@ export async function segmentingPass(ctx: PassContext, o: SegmentingOptions): Pr
               policy: () => 'wait',
               queueSize: () => ctx.batchSize,
             },
-            segment: (batch) => ctx.engine.process(batch),
+            segment: ctx.segment,
             objects: o.finder,
             render: { png: () => o.masks, jpeg: () => false },
           }),

@@ -1,7 +1,7 @@
 import type { RefineOptions } from '../backbone/refine-options.js';
 import { fromEvent, NEVER, of, take } from 'rxjs';
 import type { Logger } from 'pino';
-import type { ProgressFactory, ProgressMeter, Segmentation } from '../types.js';
+import type { Frame, ProgressFactory, ProgressMeter, Segmentation } from '../types.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import type { BackboneInfo } from '../backbone/backbone.js';
 import type { Device } from '../backbone/execution-device.js';
@@ -9,7 +9,7 @@ import { workingSize } from '../internal/working-size.js';
 import { expandInputs } from '../sources/input-files.js';
 import { loadCheckpoint } from '../learning/checkpoint.js';
 import type { HeadState } from '../learning/head-state.js';
-import { expectedClassCount, learnerOptions, type LearningOptions } from '../learning/learning-options.js';
+import { checkClassNames, expectedClassCount, learnerOptions, type LearningOptions } from '../learning/learning-options.js';
 import { ObjectFinder } from '../objects/object-finder.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
 import { ClassSummary } from '../engine/class-summary.js';
@@ -34,6 +34,8 @@ export interface ProcessOptions {
   readonly stats?: string;
   /** COCO-style annotations of the object boxes. */
   readonly coco?: string;
+  /** Burn a legend (colour, name, share) into the overlay video (default true). */
+  readonly legend?: boolean;
   /** When the (first) input started, ms since the epoch: overrides its creation time; later inputs follow on. */
   readonly startTime?: number;
   /** A learning pass at the start of every input, not only the first. */
@@ -55,6 +57,12 @@ export interface ProcessOptions {
   readonly logger: Logger;
   /** Called with each segmentation, in order (the demo scores it against the scene's ground truth). */
   readonly onSegment?: (seg: Segmentation) => void;
+  /**
+   * Names classes from the first segmented batch, before any output is written (the demo matches
+   * them to the scene's ground truth); undefined to try again with the next batch. With it, CSV
+   * headers are written with the first row, so they carry the names.
+   */
+  readonly nameClasses?: (segs: readonly Segmentation[]) => ReadonlyMap<number, string> | undefined;
   /** Aborting finishes the run early: what was processed is written and finalised. */
   readonly signal?: AbortSignal;
 }
@@ -152,7 +160,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     throw err;
   });
   // The CSV headers name the classes now, so the files have them whatever stops the run.
-  for (const s of outputs.statsWriters) s.start(engine.classInfo);
+  if (!options.nameClasses) for (const s of outputs.statsWriters) s.start(engine.classInfo);
 
   const run = await runInputs(options, inputs, working, engine, outputs, finder);
   // Finalise every output whatever happened: valid files with the frames done so far.
@@ -206,6 +214,7 @@ async function runInputs(
   const summary = new ClassSummary();
   const total = inputs.every((i) => i.totalFrames !== undefined) ? inputs.reduce((n, i) => n + (i.totalFrames ?? 0), 0) : undefined;
   const results: InputResult[] = [];
+  const segment = namingSegmenter(engine, options);
   let meter: ProgressMeter | undefined;
   let frames = 0;
   let learned = 0;
@@ -219,6 +228,7 @@ async function runInputs(
       size: working(input),
       startTime: startTime ?? input.creationTime,
       engine,
+      segment,
       batchSize: options.batchSize,
       abort$,
       logger: options.logger,
@@ -260,13 +270,45 @@ async function runInputs(
   return { frames, learned, seconds, summary, inputs: results, ...(error ? { error } : {}) };
 }
 
+/** `engine.process`, naming the classes with `options.nameClasses` once it gives names. */
+function namingSegmenter(engine: SegmentationEngine, options: ProcessOptions): (frames: Frame[]) => Promise<Segmentation[]> {
+  const nameClasses = options.nameClasses;
+  if (!nameClasses) return (frames) => engine.process(frames);
+  let named = false;
+  return async (frames) => {
+    const segs = await engine.process(frames);
+    if (named) return segs;
+    const names = nameClasses(segs);
+    if (!names) return segs;
+    named = true;
+    for (const [id, name] of names) {
+      try {
+        engine.rename(id, name);
+      } catch (err) {
+        options.logger.warn({ err: (err as Error).message, id, name }, 'class not named');
+      }
+    }
+    const classes = engine.classInfo;
+    return segs.map((s) => ({ ...s, classes }));
+  };
+}
+
+/**
+ * The head to start from (`--head`, or `--resume`'s checkpoint), with `--names` applied: a loaded
+ * head brings its class count, and the names must fit it.
+ */
 async function loadHead(learning: LearningOptions, dim: number, logger: Logger): Promise<HeadState | undefined> {
   const headFile = learning.head ?? (learning.resume ? learning.checkpoint : undefined);
-  if (!headFile) return undefined;
   const k = expectedClassCount(learning);
+  if (!headFile) {
+    if (learning.names) checkClassNames(learning.names, k, learning.maxClasses);
+    return undefined;
+  }
   const initial = await loadCheckpoint(headFile, { dim, ...(k === undefined ? {} : { k }) });
-  logger.info({ head: headFile, version: initial.version }, 'head loaded');
-  return initial;
+  logger.info({ head: headFile, version: initial.version, classes: initial.k }, 'head loaded');
+  if (!learning.names) return initial;
+  checkClassNames(learning.names, initial.k, learning.maxClasses);
+  return { ...initial, names: [...learning.names] };
 }
 
 /** Geometry: the model's fixed size, else the working width with the input's aspect. */

@@ -9,7 +9,7 @@ import { refineFrom } from '../backbone/refine-options.js';
 import { workingSize } from '../internal/working-size.js';
 import { loadCheckpoint } from '../learning/checkpoint.js';
 import type { HeadState } from '../learning/head-state.js';
-import { expectedClassCount } from '../learning/learning-options.js';
+import { checkClassNames, expectedClassCount } from '../learning/learning-options.js';
 import { ObjectFinder } from '../objects/object-finder.js';
 import { OutputUnwritableError } from '../errors.js';
 
@@ -86,7 +86,14 @@ async function loadInitialHead(config: Readonly<PipelineConfig>, dim: number, lo
   if (l.resume && resumeFrom === undefined)
     logger.info({ checkpoint: l.checkpoint }, 'no checkpoint to resume from yet: learning a new head');
   const headFile = l.head ?? resumeFrom;
-  if (!headFile) return undefined;
   const k = expectedClassCount({ k: l.classes, extraClusters: l.extraClusters });
-  return loadCheckpoint(headFile, { dim, ...(k === undefined ? {} : { k }) });
+  if (!headFile) {
+    if (l.names) checkClassNames(l.names, k, l.maxClasses, 'learning.names');
+    return undefined;
+  }
+  const initial = await loadCheckpoint(headFile, { dim, ...(k === undefined ? {} : { k }) });
+  // A resumed head keeps the names it was given (renames included); a head file takes the file's names.
+  if (!l.names || (resumeFrom !== undefined && l.head === undefined)) return initial;
+  checkClassNames(l.names, initial.k, l.maxClasses, 'learning.names');
+  return { ...initial, names: [...l.names] };
 }

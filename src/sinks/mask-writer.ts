@@ -1,5 +1,5 @@
 import { encode } from 'fast-png';
-import { mkdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import type { ClassInfo, Segmentation } from '../types.js';
 import { resizeLabelsNearest } from '../internal/resize-labels.js';
@@ -36,6 +36,8 @@ export interface MaskWriterOptions {
 /** Writes one indexed PNG label map per segmented frame into a folder (created if missing). */
 export class MaskWriter {
   private frames = 0;
+  /** The legend classes.json holds (head version and names), to rewrite it only on change. */
+  private legendKey = '';
 
   private constructor(
     private readonly dir: string,
@@ -60,6 +62,7 @@ export class MaskWriter {
       png = encodeLabelPng(resizeLabelsNearest(seg.labels, width, height, size.width, size.height), size.width, size.height, seg.classes);
     }
     png ??= encodeLabelPng(seg.labels, width, height, seg.classes);
+    await this.writeLegend(seg);
     try {
       await writeFile(path, png);
     } catch (err) {
@@ -70,5 +73,26 @@ export class MaskWriter {
     }
     this.frames++;
     return path;
+  }
+
+  /**
+   * `classes.json` beside the masks: what each pixel value means (README "Outputs"), rewritten
+   * atomically (a temporary file renamed) whenever the head version or a name changes.
+   */
+  private async writeLegend(seg: Segmentation): Promise<void> {
+    const key = `${seg.headVersion}\n${seg.classes.map((c) => `${c.id}:${c.name}:${c.color.join(',')}`).join('\n')}`;
+    if (key === this.legendKey) return;
+    const path = join(this.dir, 'classes.json');
+    const tmp = `${path}.tmp-${process.pid}`;
+    const json = { head_version: seg.headVersion, classes: seg.classes.map((c) => ({ id: c.id, name: c.name, color: [...c.color] })) };
+    try {
+      await writeFile(tmp, JSON.stringify(json, null, 2) + '\n');
+      await rename(tmp, path);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      if (isNoSpace(err)) throw new OutputFullError(this.dir, this.frames, err);
+      throw new OutputUnwritableError(path, (err as Error).message, err);
+    }
+    this.legendKey = key;
   }
 }

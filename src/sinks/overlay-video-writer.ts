@@ -6,6 +6,8 @@ import type { Segmentation } from '../types.js';
 import { BadOptionError, EncodeError, isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
 import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
 import { blendOverlay, paintMaskRgba } from './paint-mask.js';
+import { drawLegend, LegendRenderer } from './legend-image.js';
+import { countLabels } from '../internal/count-labels.js';
 
 /** Containers the overlay video is written in, by the output's extension. */
 const CONTAINERS: Readonly<Record<string, string>> = { '.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska' };
@@ -36,6 +38,8 @@ export interface OverlayVideoOptions {
    * are scaled up.
    */
   readonly background?: { readonly file: string; readonly every: number };
+  /** Burn in a legend (colour, name, share) in the top-left corner (default true). */
+  readonly legend?: boolean;
 }
 
 /**
@@ -58,8 +62,10 @@ export class OverlayVideoWriter {
   private noSpace: string | undefined;
   private frames = 0;
   private closing: Promise<void> | undefined;
+  private readonly legend: LegendRenderer | undefined;
 
   private constructor(private readonly options: OverlayVideoOptions) {
+    this.legend = options.legend === false ? undefined : new LegendRenderer(options.width, options.height);
     this.stdin.on('error', () => {
       // ffmpeg went away; `close()` reports why from its exit status.
     });
@@ -150,8 +156,15 @@ export class OverlayVideoWriter {
     this.assertRunning();
     const run = (this.run ??= this.start());
     const { width, height } = this.options;
+    const channels = this.options.background ? 4 : 3;
     const buf = this.options.background ? paintMaskRgba(seg, OVERLAY_ALPHA) : blendOverlay(seg, OVERLAY_ALPHA);
-    if (buf.length !== width * height * (this.options.background ? 4 : 3)) throw new Error('overlay frame size mismatch');
+    if (buf.length !== width * height * channels) throw new Error('overlay frame size mismatch');
+    if (this.legend) {
+      const counts = countLabels(seg.labels, seg.classes.length);
+      const shares = seg.classes.map((c) => (counts[c.id] ?? 0) / (seg.labels.length || 1));
+      const legend = await this.legend.render(seg.classes, shares);
+      if (legend) drawLegend(buf, width, channels, legend);
+    }
     this.frames++;
     if (!this.stdin.write(buf)) {
       await Promise.race([once(this.stdin, 'drain'), run.done]);
