@@ -15,6 +15,24 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware rules where a mistake costs most: a promise nobody awaits or catches fails silently.
+    files: ['src/**/*.ts', 'test/**/*.ts'],
+    languageOptions: { parserOptions: { project: ['./tsconfig.test.json'], tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+    },
+  },
+  {
+    // Functions a reader takes in on one screen (issue #17); the runners compose named stages.
+    files: ['src/**/*.ts'],
+    rules: { 'max-lines-per-function': ['warn', { max: 120, skipBlankLines: true, skipComments: true }] },
+  },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { globals: globals.node, sourceType: 'commonjs' },
+  },
+  {
     files: ['scripts/**/*.mjs', 'examples/**/*.mjs'],
     languageOptions: { globals: globals.node },
   },

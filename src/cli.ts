@@ -2,22 +2,43 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { StegoError } from './errors.js';
-import { registerProcess } from './cli/process-command.js';
-import { registerEval } from './cli/eval-command.js';
-import { registerDemo } from './cli/demo-command.js';
-import { registerServe } from './cli/serve-command.js';
-import { registerIngest } from './cli/ingest-command.js';
-import { registerWorker } from './cli/worker-command.js';
-import { registerTrainer } from './cli/trainer-command.js';
-import { registerCollect } from './cli/collect-command.js';
-import { registerDoctor } from './cli/doctor-command.js';
-import { registerModels } from './cli/models-command.js';
-import { registerClasses } from './cli/classes-command.js';
 
 /** Time for stdout/stderr to drain before a forced exit, ms. */
 const EXIT_GRACE_MS = 2000;
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
+// `--version` answers before the commands (ONNX Runtime, sharp, NATS...) are loaded.
+if (process.argv.length === 3 && ['--version', '-V'].includes(process.argv[2] as string)) {
+  process.stdout.write(`${version}\n`);
+  process.exit(0);
+}
+
+const [
+  { registerProcess },
+  { registerEval },
+  { registerDemo },
+  { registerServe },
+  { registerIngest },
+  { registerWorker },
+  { registerTrainer },
+  { registerCollect },
+  { registerDoctor },
+  { registerModels },
+  { registerClasses },
+] = await Promise.all([
+  import('./cli/process-command.js'),
+  import('./cli/eval-command.js'),
+  import('./cli/demo-command.js'),
+  import('./cli/serve-command.js'),
+  import('./cli/ingest-command.js'),
+  import('./cli/worker-command.js'),
+  import('./cli/trainer-command.js'),
+  import('./cli/collect-command.js'),
+  import('./cli/doctor-command.js'),
+  import('./cli/models-command.js'),
+  import('./cli/classes-command.js'),
+]);
 
 const program = new Command()
   .name('stegostream')

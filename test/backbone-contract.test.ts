@@ -164,7 +164,7 @@ describe.skipIf(providerLibraryPresent('cuda'))('execution providers on a machin
   it('--device cuda is a DeviceError naming the fix', async () => {
     await expect(Backbone.load('builtin', { device: 'cuda' })).rejects.toThrow(
       `Device "cuda" is not available: onnxruntime-node's CUDA provider library (libonnxruntime_providers_cuda.so) is not installed: ` +
-        `this project's .npmrc skips that download. On a machine with an NVIDIA GPU (CUDA 12, cuDNN 9), run ${fix}`,
+        `the set-up skips that download. On a machine with an NVIDIA GPU (CUDA 12, cuDNN 9), run ${fix}`,
     );
     await expect(Backbone.load('builtin', { device: 'tensorrt' })).rejects.toMatchObject({ code: 'E_DEVICE' });
   });

@@ -4,7 +4,7 @@ import { connect, type KV, type NatsConnection } from 'nats';
 import { acquireTrainerLease } from '../src/cluster/trainer-lease.js';
 import { openHeadsBucket } from '../src/cluster/cluster-connection.js';
 import { LEASE_KEY } from '../src/cluster/cluster-names.js';
-import { TrainerLeaseHeldError, TrainerLeaseLostError } from '../src/cluster/cluster-errors.js';
+import { TrainerLeaseHeldError, TrainerLeaseLostError } from '../src/errors.js';
 import { NatsServer, natsServerMissing } from './helpers/nats-server.js';
 
 const silent = pino({ level: 'silent' });

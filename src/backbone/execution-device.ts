@@ -13,7 +13,7 @@ export const GPU_SETUP = 'README "GPU set-up"';
 /** The command that installs onnxruntime-node's CUDA/TensorRT provider libraries (docs/gpu.md). */
 export const CUDA_INSTALL_COMMAND = 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node';
 
-/** Providers loaded from a separate library that this project's .npmrc skips downloading. */
+/** Providers loaded from a separate library that the set-up (ONNXRUNTIME_NODE_INSTALL=skip) does not download. */
 const DOWNLOADED_PROVIDERS = ['cuda', 'tensorrt'] as const;
 
 export function parseDevice(value: string): Device {
@@ -90,7 +90,7 @@ export function providerMissingReason(provider: string): string | undefined {
     const needs = provider === 'cuda' ? 'CUDA 12, cuDNN 9' : 'CUDA 12, cuDNN 9, TensorRT 10';
     return (
       `onnxruntime-node's ${provider === 'cuda' ? 'CUDA' : 'TensorRT'} provider library (${providerLibraryName(provider)}) is not installed: ` +
-      `this project's .npmrc skips that download. On a machine with an NVIDIA GPU (${needs}), run ${CUDA_INSTALL_COMMAND} (${GPU_SETUP})`
+      `the set-up skips that download. On a machine with an NVIDIA GPU (${needs}), run ${CUDA_INSTALL_COMMAND} (${GPU_SETUP})`
     );
   }
   return undefined;

@@ -15,7 +15,7 @@ import {
 import { positiveInt, sizeArg } from './parse-options.js';
 import { interruptSignal } from './interrupt.js';
 import { BadOptionError } from '../errors.js';
-import { ClusterIncompleteError } from '../cluster/cluster-errors.js';
+import { ClusterIncompleteError } from '../errors.js';
 import { printClusterResult, runProcessCluster } from '../cluster/process-cluster.js';
 import type { Variant } from '../models/model-catalog.js';
 import { variantOption } from './models-command.js';

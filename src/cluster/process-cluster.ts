@@ -25,7 +25,7 @@ import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { backboneGeometry, sourceSize, sourcesFromArgs } from './cluster-inputs.js';
 import { runIngest } from './run-ingest.js';
 import { createStatsCollector, type StreamSummary } from './stats-collector.js';
-import { ClusterStalledError } from './cluster-errors.js';
+import { ClusterStalledError } from '../errors.js';
 import type { FrameFormat } from './frame-codec.js';
 
 /** No result for this long: tell the user what to check, ms. */

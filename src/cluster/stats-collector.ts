@@ -19,24 +19,18 @@
  */
 import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
-import type { FrameStats } from '../types.js';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { OrderedWindow } from './ordered-window.js';
 import { ensureResultsStream } from './cluster-connection.js';
 import { resultsWildcard } from './cluster-names.js';
 import type { StoredResult } from './result-publisher.js';
+import type { CollectedStats } from './collected-stats.js';
 import { openStreamOutputs, readResume, type StreamOutputs, type OverlayFor } from './stream-outputs.js';
 
 /** How often held results are checked against the gap timeout, ms. */
 const EXPIRE_INTERVAL_MS = 1_000;
 
-export interface CollectedStats {
-  readonly stats: FrameStats;
-  /** Header `worker` of the result message: which worker segmented the frame. */
-  readonly worker: string;
-  /** The label PNG, when the ingest asked for masks. */
-  readonly mask?: Uint8Array;
-}
+export type { CollectedStats } from './collected-stats.js';
 
 /** How long a durable collector may hold a result (waiting for an earlier one) before it is redelivered, ms. */
 const DURABLE_ACK_WAIT_MS = 5 * 60_000;

@@ -14,7 +14,7 @@ import type { ClassInfo, Segmentation } from '../types.js';
 import { STATS_CSV_COLUMNS, StatsFileWriter, statsFormatFor } from '../sinks/stats-file-writer.js';
 import { OverlayVideoWriter, type OverlayVideoOptions } from '../sinks/overlay-video-writer.js';
 import { isNoSpace, OutputFullError, OutputUnwritableError } from '../errors.js';
-import type { CollectedStats } from './stats-collector.js';
+import type { CollectedStats } from './collected-stats.js';
 
 /** Overlay video options of a stream, or undefined for none. */
 export type OverlayFor = (stream: string) => OverlayVideoOptions | undefined;

@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import type { KV, KvEntry } from 'nats';
 import type { Logger } from 'pino';
 import { LEASE_KEY } from './cluster-names.js';
-import { TrainerLeaseHeldError, TrainerLeaseLostError } from './cluster-errors.js';
+import { TrainerLeaseHeldError, TrainerLeaseLostError } from '../errors.js';
 
 export const DEFAULT_LEASE_TTL_MS = 15_000;
 
