@@ -69,6 +69,11 @@ describe('process: several inputs, time, input-size masks, COCO boxes', () => {
     const pb = decode(readFileSync(join(out, 'dive_b', masksB[0] as string)));
     expect([pa.width, pa.height]).toEqual([320, 180]);
     expect([pb.width, pb.height]).toEqual([256, 144]);
+    // Each masks folder says what its values mean.
+    for (const stream of ['dive_a', 'dive_b']) {
+      const legend = JSON.parse(readFileSync(join(out, stream, 'classes.json'), 'utf8')) as { classes: { id: number; name: string }[] };
+      expect(legend.classes.map((c) => c.id)).toEqual([0, 1, 2, 3]);
+    }
   });
 
   it('without {stream}: one stats file with a stream column, one masks folder with prefixed names; --start-time dates the first input and the next follows on', async () => {

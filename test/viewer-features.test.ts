@@ -151,8 +151,11 @@ sinks:
     const first = await open();
     await expect.poll(() => first.locator('.card[data-stream="reef"] canvas.chart').getAttribute('data-points'), WAIT).not.toBe(null);
     await new Promise((r) => setTimeout(r, 3000));
-    const openedAt = Date.now();
     const page = await open(1024);
+    // A reload: the chart starts with what happened before it.
+    const openedAt = Date.now();
+    await page.reload();
+    await page.waitForSelector('.card[data-stream="reef"] canvas.chart', WAIT);
     await expect
       .poll(
         async () => Number((await page.locator('.card[data-stream="reef"] canvas.chart').getAttribute('data-oldest')) ?? Infinity),
