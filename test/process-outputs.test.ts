@@ -184,6 +184,12 @@ describe('process: several inputs, time, input-size masks, COCO boxes', () => {
     expect(ok.code).toBe(0);
     const probe = spawnSync('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name', '-of', 'csv=p=0', mov], { encoding: 'utf8' });
     expect(probe.stdout).toMatch(/mov/);
+    const fast = await runCli(['process', b, '--out', join(dir, 'fast.mp4'), '--out-preset', 'ultrafast', ...FAST]);
+    expect(fast.code).toBe(0);
+    expect(existsSync(join(dir, 'fast.mp4'))).toBe(true);
+    const preset = await runCli(['process', b, '--out', join(dir, 'x.mp4'), '--out-preset', 'turbo', ...FAST]);
+    expect(preset.code).not.toBe(0);
+    expect(preset.stderr).toMatch(/Expected one of ultrafast, .* for --out-preset but received "turbo"/);
     const avi = await runCli(['process', b, '--out', join(dir, 'seg.avi'), ...FAST]);
     expect(avi.code).toBe(1);
     expect(avi.stderr).toMatch(/\.mp4, \.m4v, \.mov, \.mkv for --out .*seg\.avi.*\[E_BAD_OPTION\]/);

@@ -12,8 +12,9 @@ import {
   type LearningFlags,
   type ModelFlags,
 } from './common-options.js';
-import { positiveInt, sizeArg } from './parse-options.js';
+import { oneOf, positiveInt, sizeArg } from './parse-options.js';
 import { interruptSignal } from './interrupt.js';
+import { X264_PRESETS, type X264Preset } from '../sinks/overlay-video-writer.js';
 import { BadOptionError } from '../errors.js';
 import { ClusterIncompleteError } from '../errors.js';
 import { printClusterResult, runProcessCluster } from '../cluster/process-cluster.js';
@@ -31,6 +32,7 @@ interface ProcessFlags extends LearningFlags, ModelFlags {
   startTime?: number;
   learnPerFile: boolean;
   legend: boolean;
+  outPreset: X264Preset;
   every: number;
   progress: boolean;
   json: boolean;
@@ -54,6 +56,12 @@ export function registerProcess(program: Command): void {
     )
     .option('--out-size <WxH>', "overlay video size (default: the input's)", sizeArg('--out-size'))
     .option('--no-legend', 'no legend (colour, name, share) burnt into the overlay video')
+    .option(
+      '--out-preset <preset>',
+      `libx264 preset of the overlay video: ${X264_PRESETS.join(', ')}`,
+      oneOf('--out-preset', X264_PRESETS),
+      'veryfast',
+    )
     .option('--masks <dir>', 'indexed PNG label map per frame (per image: named after it); {stream} for a folder per input')
     .option(
       '--masks-size <input|working>',
@@ -95,6 +103,7 @@ export function registerProcess(program: Command): void {
         inputs,
         masksSize: flags.masksSize,
         legend: flags.legend,
+        outPreset: flags.outPreset,
         learnPerFile: flags.learnPerFile,
         ...(flags.startTime !== undefined ? { startTime: flags.startTime } : {}),
         ...(flags.coco ? { coco: flags.coco } : {}),

@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { BadOptionError } from '../errors.js';
-import { OverlayVideoWriter, overlayContainer } from '../sinks/overlay-video-writer.js';
+import { OverlayVideoWriter, overlayContainer, type X264Preset } from '../sinks/overlay-video-writer.js';
 import { MaskWriter } from '../sinks/mask-writer.js';
 import { StatsFileWriter } from '../sinks/stats-file-writer.js';
 import { fileOutputsSink } from '../sinks/file-outputs-sink.js';
@@ -19,6 +19,8 @@ export interface OutputRequest {
   readonly coco?: string | undefined;
   /** Burn the legend into the overlay video (default true). */
   readonly legend?: boolean | undefined;
+  /** libx264 preset of the overlay video (default veryfast). */
+  readonly outPreset?: X264Preset | undefined;
   readonly every: number;
 }
 
@@ -146,6 +148,7 @@ async function openInput(
           outHeight: req.outSize?.height ?? input.size.height,
           ...(input.isDir ? {} : { background: { file: input.path, every: req.every } }),
           ...(req.legend === false ? { legend: false } : {}),
+          ...(req.outPreset ? { preset: req.outPreset } : {}),
         })
       : undefined;
     // Masks of several inputs in one folder (no {stream}) are told apart by a prefix.

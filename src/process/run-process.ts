@@ -11,6 +11,7 @@ import { loadCheckpoint } from '../learning/checkpoint.js';
 import type { HeadState } from '../learning/head-state.js';
 import { checkClassNames, expectedClassCount, learnerOptions, type LearningOptions } from '../learning/learning-options.js';
 import { ObjectFinder } from '../objects/object-finder.js';
+import type { X264Preset } from '../sinks/overlay-video-writer.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
 import { ClassSummary } from '../engine/class-summary.js';
 import { DamagedInputError, DecodeError, ImageUnreadableError } from '../errors.js';
@@ -36,6 +37,8 @@ export interface ProcessOptions {
   readonly coco?: string;
   /** Burn a legend (colour, name, share) into the overlay video (default true). */
   readonly legend?: boolean;
+  /** libx264 preset of the overlay video (default veryfast). */
+  readonly outPreset?: X264Preset;
   /** When the (first) input started, ms since the epoch: overrides its creation time; later inputs follow on. */
   readonly startTime?: number;
   /** A learning pass at the start of every input, not only the first. */

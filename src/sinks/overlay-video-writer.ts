@@ -40,7 +40,12 @@ export interface OverlayVideoOptions {
   readonly background?: { readonly file: string; readonly every: number };
   /** Burn in a legend (colour, name, share) in the top-left corner (default true). */
   readonly legend?: boolean;
+  /** libx264 preset (default veryfast): faster presets cost less CPU and give bigger files. */
+  readonly preset?: X264Preset;
 }
+
+export const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow'] as const;
+export type X264Preset = (typeof X264_PRESETS)[number];
 
 /**
  * Encodes the segmented frames as an H.264 video: class colours blended over the picture, LOST
@@ -102,7 +107,7 @@ export class OverlayVideoWriter {
         '-c:v',
         'libx264',
         '-preset',
-        'veryfast',
+        options.preset ?? 'veryfast',
         '-crf',
         '23',
         '-r',
