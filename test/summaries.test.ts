@@ -140,3 +140,52 @@ sinks:
     for (const l of lines) expect(JSON.parse(l)).toMatchObject({ type: 'summary', stream: 'reef', window: '1s' });
   });
 });
+
+describe.skipIf(natsServerMissing())('summary history from JetStream after a restart', () => {
+  it("a restarted service's history request holds the summaries of the run before it", async () => {
+    const server = await NatsServer.start();
+    const yaml = `
+name: history
+sources:
+  - { use: scene, name: reef, with: { fps: 10 } }
+model: { width: 160, batch: { size: 2, maxDelayMs: 10 } }
+learning: { classes: 3, trainEvery: 100000 }
+sinks:
+  - { use: websocket }
+  - { use: nats, with: { servers: ${JSON.stringify(server.url)}, frames: false, jetstream: { stream: HIST } } }
+`;
+    const silent = pino({ level: 'silent' });
+    try {
+      const first = await runService(parsePipeline(yaml, 'test', {}), { logger: silent, port: 0 });
+      const c = await Client.open(first.url);
+      c.send({ type: 'subscribe', streams: ['reef'], channels: ['summary'] });
+      await c.until(() => c.of<WindowSummary>('summary').filter((s) => s.window === '1s').length >= 3);
+      c.ws.close();
+      await first.close();
+      const restartedAt = Date.now();
+      const second = await runService(parsePipeline(yaml, 'test', {}), { logger: silent, port: 0 });
+      try {
+        const late = await Client.open(second.url);
+        // The history loads in the background: ask until it holds windows from before the restart.
+        let id = 0;
+        await expect
+          .poll(
+            async () => {
+              const ask = ++id;
+              late.send({ type: 'history', id: ask, stream: 'reef', window: '1s', seconds: 600 });
+              await late.until(() => late.of<{ id: number }>('history').some((h) => h.id === ask));
+              const h = late.of<{ id: number; summaries: WindowSummary[] }>('history').find((x) => x.id === ask);
+              return (h?.summaries ?? []).filter((s) => Date.parse(s.end) < restartedAt).length;
+            },
+            { timeout: 30_000, interval: 250 },
+          )
+          .toBeGreaterThanOrEqual(2);
+        late.ws.close();
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await server.dispose();
+    }
+  });
+});

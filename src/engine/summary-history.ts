@@ -26,6 +26,9 @@ export class SummaryHistory {
 
   /** A stream's summaries of one window ending after `sinceMs`, oldest first. */
   since(stream: string, window: WindowSummary['window'], sinceMs: number): WindowSummary[] {
-    return (this.byKey.get(`${stream}\n${window}`) ?? []).filter((s) => Date.parse(s.end) > sinceMs);
+    // Summaries loaded from JetStream after a restart may arrive after newer live ones: sort by end.
+    return (this.byKey.get(`${stream}\n${window}`) ?? [])
+      .filter((s) => Date.parse(s.end) > sinceMs)
+      .sort((a, b) => Date.parse(a.end) - Date.parse(b.end));
   }
 }

@@ -19,6 +19,8 @@ import { openServiceModel, type ServiceModel } from './open-service-model.js';
 import { openServiceSinks, type ServiceSinks } from './open-service-sinks.js';
 import { WindowedSummaries } from '../operators/windowed-summaries.js';
 import { SummaryHistory } from '../engine/summary-history.js';
+import { loadStatsHistory } from './load-stats-history.js';
+import { natsSecurityOf } from '../internal/nats-security.js';
 
 /** How often ended summary windows are looked for, ms (a window goes out at most this late). */
 const SUMMARY_FLUSH_MS = 250;
@@ -88,6 +90,17 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     const sourceStates = new Map<string, SourceState>();
     const control = serviceControl(config, model, engine, sourceStates, live);
     const history = new SummaryHistory();
+    // A NATS sink that keeps stats in JetStream gives the viewer the hour before this start.
+    for (const sink of config.sinks) {
+      if (sink.use !== 'nats' || !sink.with.jetstream) continue;
+      const source = {
+        servers: sink.with.servers,
+        security: natsSecurityOf(sink.with),
+        prefix: sink.with.prefix,
+        stream: sink.with.jetstream.stream,
+      };
+      void loadStatsHistory(source, history, logger);
+    }
     const sinks = await openServiceSinks(config, { control, registry, logger, history });
     const pub = fanOutPublisher(sinks.publishers, logger);
     live.publisher = pub;
