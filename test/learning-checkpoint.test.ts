@@ -133,7 +133,7 @@ describe('checkpoint', () => {
     await saveCheckpoint(path, state(true));
     await expectCheckpointError(
       loadCheckpoint(path, { dim: 12, k: 6 }),
-      `Checkpoint "${path}" cannot be used: checkpoint has 4 classes, this run asks for 6. Set the class count to 4 or train a new head`,
+      `Checkpoint "${path}" cannot be used: checkpoint has 4 classes, this run asks for 6 (-k or learning.classes): leave the count out (auto) to use the checkpoint's 4, or train a new head`,
     );
   });
 

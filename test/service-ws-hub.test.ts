@@ -240,13 +240,13 @@ describe('ws hub', () => {
     await expect(c.request({ type: 'launch', id: 5 })).resolves.toEqual({
       type: 'error',
       code: 'E_UNKNOWN_TYPE',
-      message: 'Unknown message type "launch". Expected "subscribe", "control" or "ping".',
+      message: 'Unknown message type "launch". Expected "subscribe", "control", "history" or "ping".',
       id: 5,
     });
     await expect(c.request({ type: 'subscribe', streams: ['a'], channels: ['stats', 'video'] })).resolves.toEqual({
       type: 'error',
       code: 'E_BAD_MESSAGE',
-      message: 'subscribe.channels[1]: Invalid option: expected one of "stats"|"frames"|"masks"|"classes"|"events"',
+      message: 'subscribe.channels[1]: Invalid option: expected one of "stats"|"frames"|"masks"|"raw"|"classes"|"events"|"summary"',
     });
     await expect(c.request(Buffer.from([1, 2, 3]))).resolves.toEqual({
       type: 'error',
