@@ -1,4 +1,4 @@
-import { map, type OperatorFunction } from 'rxjs';
+import { defer, map, type OperatorFunction } from 'rxjs';
 import type { Frame } from '../types.js';
 
 /**
@@ -7,23 +7,24 @@ import type { Frame } from '../types.js';
  * run ended. State lives per subscription.
  */
 export function renumberFrames(): OperatorFunction<Frame, Frame> {
-  return (source) => {
-    let seq = 0;
-    let offset = 0;
-    let last = -Infinity;
-    let step = 0;
-    return source.pipe(
-      map((f) => {
-        let pts = f.pts + offset;
-        if (pts <= last) {
-          // The source started over: continue one frame interval after the last pts.
-          offset = last + (step > 0 ? step : 1 / 30) - f.pts;
-          pts = f.pts + offset;
-        }
-        if (last > -Infinity) step = pts - last;
-        last = pts;
-        return { ...f, seq: seq++, pts };
-      }),
-    );
-  };
+  return (source) =>
+    defer(() => {
+      let seq = 0;
+      let offset = 0;
+      let last = -Infinity;
+      let step = 0;
+      return source.pipe(
+        map((f) => {
+          let pts = f.pts + offset;
+          if (pts <= last) {
+            // The source started over: continue one frame interval after the last pts.
+            offset = last + (step > 0 ? step : 1 / 30) - f.pts;
+            pts = f.pts + offset;
+          }
+          if (last > -Infinity) step = pts - last;
+          last = pts;
+          return { ...f, seq: seq++, pts };
+        }),
+      );
+    });
 }
