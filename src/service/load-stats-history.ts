@@ -65,7 +65,8 @@ export async function loadStatsHistory(src: StatsHistorySource, history: Summary
     summaries.flush(at);
     logger.info({ stats: read, stream: src.stream }, 'summary history loaded from JetStream');
   } catch (err) {
-    logger.warn({ err: (err as Error).message, stream: src.stream }, 'no summary history from JetStream; the viewer starts empty');
+    // Expected on a first start (no stream yet) and while NATS is down (the sink says so itself).
+    logger.info({ err: (err as Error).message, stream: src.stream }, 'no summary history from JetStream; the viewer starts empty');
   } finally {
     await nc?.close().catch(() => undefined);
   }

@@ -110,7 +110,9 @@ export async function startHubServer(root: string): Promise<HubServer> {
       ...(range ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}),
     });
     if (faults.cutOnce.delete(path)) {
-      res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.socket?.destroy());
+      // End the connection (FIN) after half the body, not destroy it: a reset makes a busy client
+      // drop the bytes it has not read yet, and then nothing is left to resume from.
+      res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.socket?.end());
       return;
     }
     res.end(body);
