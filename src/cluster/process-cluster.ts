@@ -10,6 +10,8 @@
  *
  * Abort (Ctrl-C): ingest stops; what was collected is written, in order, and the files are closed.
  */
+import type { SourceConfig } from '../config/pipeline-schema.js';
+import type { NatsConnection } from 'nats';
 import type { ProgressFactory } from '../types.js';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -78,69 +80,14 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
   }
   const sources = sourcesFromArgs(options.inputs, { every: options.every ?? 1 });
   const template = options.stats ?? DEFAULT_STATS_TEMPLATE;
-  statsFormatFor(template);
-  const templates: Array<[string, string | undefined]> = [
-    ['--stats', template],
-    ['--out', options.out],
-    ['--masks', options.masks],
-  ];
-  for (const [option, t] of templates) {
-    if (t !== undefined && sources.length > 1 && !t.includes('{stream}')) {
-      throw new BadOptionError(
-        option,
-        `a name template with {stream} for ${sources.length} videos (e.g. out/{stream}${option === '--masks' ? '' : option === '--out' ? '.mp4' : '.csv'})`,
-        t,
-      );
-    }
-  }
-  // Every output's folder is checked now, as `process` does, not after the cluster did the work.
-  for (const src of sources) {
-    const path = (t: string): string => t.replaceAll('{stream}', src.name).replaceAll('{run}', 'run');
-    checkWritableFolder(path(template));
-    if (options.out) checkWritableFolder(path(options.out));
-    if (options.masks) {
-      const dir = path(options.masks);
-      if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OutputUnwritableError(dir, 'it is a file, not a folder');
-      checkWritableFolder(dir);
-    }
-  }
+  checkClusterOutputs(options, sources, template);
   const geometry = backboneGeometry(options.backbone ?? 'builtin');
   const sized = await Promise.all(
     sources.map(async (config) => ({ config, size: await sourceSize(config, geometry, { width: options.width, height: options.height }) })),
   );
-  const overlays = new Map<string, OverlayVideoOptions>();
-  if (options.out) {
-    for (const { config, size } of sized) {
-      if (config.use !== 'file') continue;
-      const v = await probeVideo(config.with.path);
-      const every = config.with.every;
-      overlays.set(config.name, {
-        path: options.out.replaceAll('{stream}', config.name).replaceAll('{run}', 'run'),
-        width: size.width,
-        height: size.height,
-        fps: v.fps / every,
-        outWidth: options.outSize?.width ?? v.width,
-        outHeight: options.outSize?.height ?? v.height,
-        background: { file: config.with.path, every },
-      });
-    }
-  }
+  const overlays = await overlayOptions(options, sized);
 
-  const secured = natsConnectOptions('stegostream-process', options.servers, options.security);
-  let nc;
-  try {
-    nc = await connect({
-      ...secured.options,
-      servers: secured.servers,
-      name: 'stegostream-process',
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 1000,
-    });
-  } catch (err) {
-    const explained = explainNatsError('stegostream-process', err, secured.security);
-    if (explained instanceof NatsSecurityError) throw explained;
-    throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','));
-  }
+  const nc = await connectCluster(options);
   const run = randomBytes(6).toString('hex');
   const progress = options.progress?.('segmenting (cluster)', undefined) ?? { tick: () => undefined, stop: () => undefined };
   let lastResult = Date.now();
@@ -184,25 +131,20 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
     void ingest.stop();
   };
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  const hints = setInterval(
-    () => {
-      const idle = Date.now() - lastResult;
-      if (idle < STALL_HINT_MS) return;
-      const waiting =
-        collector
-          .summaries()
-          .map((s) => s.stream)
-          .join(', ') || sources.map((s) => s.name).join(', ');
-      const err = new ClusterStalledError(idle, `results of ${waiting}`);
-      if (options.stallTimeoutMs !== undefined && idle >= options.stallTimeoutMs) {
-        stalled = err;
-        void ingest.stop();
-        void collector.close();
-      } else process.stderr.write(`stegostream: ${err.message}\n`);
+  const hints = watchForStall({
+    idleMs: () => Date.now() - lastResult,
+    waitingFor: () =>
+      collector
+        .summaries()
+        .map((x) => x.stream)
+        .join(', ') || sources.map((x) => x.name).join(', '),
+    ...(options.stallTimeoutMs !== undefined ? { stallTimeoutMs: options.stallTimeoutMs } : {}),
+    onStalled: (err) => {
+      stalled = err;
+      void ingest.stop();
+      void collector.close();
     },
-    Math.min(STALL_HINT_MS, options.stallTimeoutMs ?? STALL_HINT_MS) / 3,
-  );
-  hints.unref();
+  });
 
   let streams: readonly StreamSummary[];
   try {
@@ -238,6 +180,103 @@ export async function runProcessCluster(options: ProcessClusterOptions): Promise
   const frames = streams.reduce((n, s) => n + s.written - s.failed, 0);
   const notWritten = streams.reduce((n, s) => n + s.lost + s.failed, 0);
   return { streams, frames, notWritten, seconds, fps: seconds > 0 ? frames / seconds : 0, interrupted };
+}
+
+/** Checks the output templates (one per video needs {stream}) and every output's folder, before any work. */
+function checkClusterOutputs(options: ProcessClusterOptions, sources: readonly SourceConfig[], template: string): void {
+  statsFormatFor(template);
+  const templates: Array<[string, string | undefined]> = [
+    ['--stats', template],
+    ['--out', options.out],
+    ['--masks', options.masks],
+  ];
+  for (const [option, t] of templates) {
+    if (t !== undefined && sources.length > 1 && !t.includes('{stream}')) {
+      throw new BadOptionError(
+        option,
+        `a name template with {stream} for ${sources.length} videos (e.g. out/{stream}${option === '--masks' ? '' : option === '--out' ? '.mp4' : '.csv'})`,
+        t,
+      );
+    }
+  }
+  // Every output's folder is checked now, as `process` does, not after the cluster did the work.
+  for (const src of sources) {
+    const path = (t: string): string => t.replaceAll('{stream}', src.name).replaceAll('{run}', 'run');
+    checkWritableFolder(path(template));
+    if (options.out) checkWritableFolder(path(options.out));
+    if (options.masks) {
+      const dir = path(options.masks);
+      if (existsSync(dir) && !statSync(dir).isDirectory()) throw new OutputUnwritableError(dir, 'it is a file, not a folder');
+      checkWritableFolder(dir);
+    }
+  }
+}
+
+/** Overlay video options per stream (file sources), from each video's own size and rate. */
+async function overlayOptions(
+  options: ProcessClusterOptions,
+  sized: ReadonlyArray<{ config: SourceConfig; size: { width: number; height: number } }>,
+): Promise<Map<string, OverlayVideoOptions>> {
+  const overlays = new Map<string, OverlayVideoOptions>();
+  if (options.out) {
+    for (const { config, size } of sized) {
+      if (config.use !== 'file') continue;
+      const v = await probeVideo(config.with.path);
+      const every = config.with.every;
+      overlays.set(config.name, {
+        path: options.out.replaceAll('{stream}', config.name).replaceAll('{run}', 'run'),
+        width: size.width,
+        height: size.height,
+        fps: v.fps / every,
+        outWidth: options.outSize?.width ?? v.width,
+        outHeight: options.outSize?.height ?? v.height,
+        background: { file: config.with.path, every },
+      });
+    }
+  }
+  return overlays;
+}
+
+/** The NATS connection of `process --cluster`; a server that cannot be reached names --cluster. */
+async function connectCluster(options: ProcessClusterOptions): Promise<NatsConnection> {
+  const secured = natsConnectOptions('stegostream-process', options.servers, options.security);
+  try {
+    return await connect({
+      ...secured.options,
+      servers: secured.servers,
+      name: 'stegostream-process',
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+    });
+  } catch (err) {
+    const explained = explainNatsError('stegostream-process', err, secured.security);
+    if (explained instanceof NatsSecurityError) throw explained;
+    throw new BadOptionError('--cluster', `a reachable NATS server (${(err as Error).message})`, [options.servers].flat().join(','));
+  }
+}
+
+/**
+ * Every third of the stall interval: when no result came for STALL_HINT_MS, a hint on stderr;
+ * past `stallTimeoutMs`, `onStalled` (the run gives up with ClusterStalledError).
+ */
+function watchForStall(w: {
+  idleMs: () => number;
+  waitingFor: () => string;
+  stallTimeoutMs?: number;
+  onStalled: (err: ClusterStalledError) => void;
+}): NodeJS.Timeout {
+  const hints = setInterval(
+    () => {
+      const idle = w.idleMs();
+      if (idle < STALL_HINT_MS) return;
+      const err = new ClusterStalledError(idle, `results of ${w.waitingFor()}`);
+      if (w.stallTimeoutMs !== undefined && idle >= w.stallTimeoutMs) w.onStalled(err);
+      else process.stderr.write(`stegostream: ${err.message}\n`);
+    },
+    Math.min(STALL_HINT_MS, w.stallTimeoutMs ?? STALL_HINT_MS) / 3,
+  );
+  hints.unref();
+  return hints;
 }
 
 /** Throws OutputUnwritableError when the folder a file goes to is missing or not writable. */
