@@ -24,7 +24,6 @@ import {
   RetentionPolicy,
   StorageType,
   connect,
-  headers,
   nanos,
   type ConnectionOptions,
   type Msg,
@@ -37,7 +36,7 @@ import { BadOptionError, ConfigError, NatsSecurityError } from '../errors.js';
 import { explainNatsError, explainNatsStatus, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
 import { nonNegativeInt, positiveInt } from '../internal/check-options.js';
 import { runControl, type ControlHandler } from './control.js';
-import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from './sink.js';
+import { eventStream, type LivePublisher, type ServiceEvent } from './sink.js';
 import { counter, gauge } from '../internal/metrics.js';
 import type { ClassInfo, FrameStats, WindowSummary } from '../types.js';
 import {
@@ -50,6 +49,7 @@ import {
   summarySubject,
   type StreamChannel,
 } from './nats-subjects.js';
+import { imageHeaders } from './image-headers.js';
 
 export const DEFAULT_RECONNECT_TIME_WAIT_MS = 2_000;
 /** Same default as the Go client's reconnect buffer. */
@@ -216,18 +216,6 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
 
   function json(value: unknown): Uint8Array {
     return Buffer.from(JSON.stringify(value), 'utf8');
-  }
-
-  function imageHeaders(stream: string, meta: ImageMeta, mime: string): MsgHdrs {
-    const h = headers();
-    h.set('stream', stream.replace(/[\r\n]/g, ' '));
-    h.set('seq', String(meta.seq));
-    h.set('pts', String(meta.pts));
-    h.set('head-version', String(meta.headVersion));
-    h.set('width', String(meta.width));
-    h.set('height', String(meta.height));
-    h.set('content-type', mime);
-    return h;
   }
 
   function publishLegend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
