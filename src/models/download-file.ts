@@ -1,8 +1,7 @@
+import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { ModelDownloadError, ModelIntegrityError } from '../errors.js';
 import { DIGEST_SUFFIX, fileSha256, PART_SUFFIX } from './model-cache.js';
@@ -176,18 +175,25 @@ async function fetchInto(
     }
     let done = start;
     opts.onProgress?.(done, meta.size);
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb): void {
+    // Every byte received reaches the .part file, also when the connection breaks: a pipeline
+    // would destroy the file stream with its unwritten buffer, and the next attempt could then
+    // find nothing to resume from.
+    const file = createWriteStream(part, { flags: start > 0 ? 'a' : 'w' });
+    let failure: unknown;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
         done += chunk.length;
         opts.onProgress?.(done, meta.size);
-        cb(null, chunk);
-      },
-    });
-    try {
-      await pipeline(res.body, counter, createWriteStream(part, { flags: start > 0 ? 'a' : 'w' }));
+        if (!file.write(chunk)) await once(file, 'drain');
+      }
     } catch (err) {
-      throw retryable(opts.url, err, timeout);
+      failure = err;
     }
+    await new Promise<void>((resolve, reject) => {
+      file.once('error', reject);
+      file.end(resolve);
+    }).catch((err: unknown) => (failure ??= err));
+    if (failure !== undefined) throw retryable(opts.url, failure, timeout);
     if (meta.size !== undefined && done !== meta.size) {
       throw retryable(opts.url, new Error(`the connection ended after ${done} of ${meta.size} bytes`), timeout);
     }
