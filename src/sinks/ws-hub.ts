@@ -106,95 +106,167 @@ function isReadOnly(req: IncomingMessage): boolean {
 
 /** Creates the hub. Options are checked here; nothing listens until `handleUpgrade` is called. */
 export function createWsHub(options: WsHubOptions = {}): WsHub {
-  const maxPayload = positiveInt('maxPayloadBytes', options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES);
-  const heartbeatMs = nonNegativeInt('heartbeatIntervalMs', options.heartbeatIntervalMs, DEFAULT_HEARTBEAT_INTERVAL_MS);
-  const maxBuffered = positiveInt('maxBufferedBytes', options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES);
-  const maxBacklogged = positiveInt('maxBackloggedBytes', options.maxBackloggedBytes, DEFAULT_MAX_BACKLOGGED_BYTES);
-  const closeTimeoutMs = nonNegativeInt('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS);
-  const maxClients = positiveInt('maxClients', options.maxClients, DEFAULT_MAX_CLIENTS);
-  const registry = options.registry ?? new Registry();
-  const log = (options.logger ?? createLogger()).child({ stage: 'ws-hub' });
-  const control = options.control;
+  return new Hub(options);
+}
 
-  const mClients = gauge(registry, 'stegostream_ws_clients', 'WebSocket clients connected');
-  const mSent = counter(registry, 'stegostream_ws_messages_sent_total', 'Messages queued to WebSocket clients', ['channel']);
-  const mDropped = counter(registry, 'stegostream_ws_messages_dropped_total', 'Images not sent to slow WebSocket clients', ['channel']);
-  const mTerminated = counter(registry, 'stegostream_ws_clients_terminated_total', 'WebSocket clients cut off', ['reason']);
-  const mControl = counter(registry, 'stegostream_ws_control_requests_total', 'Control requests over WebSocket', ['verb', 'outcome']);
+/** Metrics of the hub, made once per registry. */
+function hubMetrics(registry: Registry) {
+  return {
+    clients: gauge(registry, 'stegostream_ws_clients', 'WebSocket clients connected'),
+    sent: counter(registry, 'stegostream_ws_messages_sent_total', 'Messages queued to WebSocket clients', ['channel']),
+    dropped: counter(registry, 'stegostream_ws_messages_dropped_total', 'Images not sent to slow WebSocket clients', ['channel']),
+    terminated: counter(registry, 'stegostream_ws_clients_terminated_total', 'WebSocket clients cut off', ['reason']),
+    control: counter(registry, 'stegostream_ws_control_requests_total', 'Control requests over WebSocket', ['verb', 'outcome']),
+  };
+}
 
+/**
+ * The hub's state and its handlers. A class rather than one closure: the connection handling,
+ * the request handling and the publishing side each read as a few short methods over one state.
+ */
+class Hub implements WsHub {
+  readonly name = 'ws-hub';
+  readonly registry: Registry;
+  private readonly maxBuffered: number;
+  private readonly maxBacklogged: number;
+  private readonly closeTimeoutMs: number;
+  private readonly maxClients: number;
+  private readonly log: Logger;
+  private readonly control: ControlHandler | undefined;
+  private readonly history: WsHubOptions['history'];
+  private readonly m: ReturnType<typeof hubMetrics>;
   // perMessageDeflate off: frames are JPEG/PNG already, and compression would cost CPU per client.
-  const wss = new WebSocketServer({ noServer: true, maxPayload, perMessageDeflate: false, clientTracking: false });
-  const clients = new Set<Client>();
-  const streams = new Set<string>();
-  const legends = new Map<string, Legend>();
-  const sourceStates = new Map<string, ServiceEvent>();
-  let nextClientId = 1;
-  let sent = 0;
-  let dropped = 0;
-  let closing: Promise<void> | undefined;
+  private readonly wss: WebSocketServer;
+  private readonly clients = new Set<Client>();
+  private readonly streams = new Set<string>();
+  private readonly legends = new Map<string, Legend>();
+  private readonly sourceStates = new Map<string, ServiceEvent>();
+  private readonly heartbeat: NodeJS.Timeout | undefined;
+  private nextClientId = 1;
+  private sent = 0;
+  private dropped = 0;
+  private closing: Promise<void> | undefined;
 
-  const heartbeat =
-    heartbeatMs > 0
-      ? setInterval(() => {
-          for (const c of clients) {
-            if (!c.alive) {
-              c.log.info('client missed a heartbeat; terminating');
-              mTerminated.inc({ reason: 'heartbeat' });
-              c.ws.terminate();
-              continue;
-            }
-            c.alive = false;
-            c.ws.ping();
-          }
-        }, heartbeatMs)
-      : undefined;
-  heartbeat?.unref();
+  constructor(options: WsHubOptions) {
+    const maxPayload = positiveInt('maxPayloadBytes', options.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES);
+    const heartbeatMs = nonNegativeInt('heartbeatIntervalMs', options.heartbeatIntervalMs, DEFAULT_HEARTBEAT_INTERVAL_MS);
+    this.maxBuffered = positiveInt('maxBufferedBytes', options.maxBufferedBytes, DEFAULT_MAX_BUFFERED_BYTES);
+    this.maxBacklogged = positiveInt('maxBackloggedBytes', options.maxBackloggedBytes, DEFAULT_MAX_BACKLOGGED_BYTES);
+    this.closeTimeoutMs = nonNegativeInt('closeTimeoutMs', options.closeTimeoutMs, DEFAULT_CLOSE_TIMEOUT_MS);
+    this.maxClients = positiveInt('maxClients', options.maxClients, DEFAULT_MAX_CLIENTS);
+    this.registry = options.registry ?? new Registry();
+    this.log = (options.logger ?? createLogger()).child({ stage: 'ws-hub' });
+    this.control = options.control;
+    this.history = options.history;
+    this.m = hubMetrics(this.registry);
+    this.wss = new WebSocketServer({ noServer: true, maxPayload, perMessageDeflate: false, clientTracking: false });
+    this.heartbeat = heartbeatMs > 0 ? setInterval(() => this.beat(), heartbeatMs) : undefined;
+    this.heartbeat?.unref();
+  }
 
-  function wants(c: Client, stream: string, channel: Channel): boolean {
+  // ---- connections ----
+
+  private beat(): void {
+    for (const c of this.clients) {
+      if (!c.alive) {
+        c.log.info('client missed a heartbeat; terminating');
+        this.m.terminated.inc({ reason: 'heartbeat' });
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+    }
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closing !== undefined) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+  }
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const id = this.nextClientId++;
+    const c: Client = {
+      ws,
+      id,
+      log: this.log.child({ client: id, remote: req.socket.remoteAddress }),
+      alive: true,
+      streams: undefined,
+      channels: new Set(),
+      dropped: 0,
+      readOnly: isReadOnly(req),
+    };
+    ws.on('error', (err) => c.log.debug({ err }, 'client connection error'));
+    if (this.clients.size >= this.maxClients) {
+      c.log.warn({ maxClients: this.maxClients }, 'too many clients; refusing');
+      ws.close(CLOSE_TRY_AGAIN_LATER, 'too many clients');
+      return;
+    }
+    this.clients.add(c);
+    this.m.clients.inc();
+    c.log.debug('client connected');
+    ws.on('pong', () => {
+      c.alive = true;
+    });
+    ws.on('message', (raw, isBinary) => this.onMessage(c, raw, isBinary));
+    ws.on('close', (code) => {
+      this.clients.delete(c);
+      this.m.clients.dec();
+      c.log.debug({ code, droppedImages: c.dropped }, 'client disconnected');
+    });
+    this.sendJson(c, { type: 'hello', protocol: 1, streams: [...this.streams], channels: [...CHANNELS] });
+  }
+
+  // ---- sending ----
+
+  private wants(c: Client, stream: string, channel: Channel): boolean {
     return c.streams !== undefined && c.channels.has(channel) && (c.streams.has(ALL_STREAMS) || c.streams.has(stream));
   }
 
-  function send(c: Client, data: Buffer, channel: Channel | 'reply', binary: boolean): void {
+  private congested(c: Client): boolean {
+    return c.ws.bufferedAmount > this.maxBuffered;
+  }
+
+  private send(c: Client, data: Buffer, channel: Channel | 'reply', binary: boolean): void {
     if (c.ws.readyState !== WebSocket.OPEN) return;
-    if (c.ws.bufferedAmount > maxBacklogged) {
+    if (c.ws.bufferedAmount > this.maxBacklogged) {
       c.log.warn({ bufferedAmount: c.ws.bufferedAmount }, 'client reads nothing; terminating');
-      mTerminated.inc({ reason: 'slow-consumer' });
+      this.m.terminated.inc({ reason: 'slow-consumer' });
       c.ws.terminate();
       return;
     }
     c.ws.send(data, { binary });
-    sent++;
-    mSent.inc({ channel });
+    this.sent++;
+    this.m.sent.inc({ channel });
   }
 
-  function sendJson(c: Client, message: ServerMessage, channel: Channel | 'reply' = 'reply'): void {
-    send(c, Buffer.from(JSON.stringify(message)), channel, false);
+  private sendJson(c: Client, message: ServerMessage, channel: Channel | 'reply' = 'reply'): void {
+    this.send(c, Buffer.from(JSON.stringify(message)), channel, false);
   }
 
   /** Serialises once, queues to every client that wants (stream, channel). */
-  function broadcast(stream: string | undefined, channel: Channel, message: ServerMessage): void {
+  private broadcast(stream: string | undefined, channel: Channel, message: ServerMessage): void {
     let data: Buffer | undefined;
-    for (const c of clients) {
-      if (stream === undefined ? c.streams === undefined || !c.channels.has(channel) : !wants(c, stream, channel)) continue;
+    for (const c of this.clients) {
+      if (stream === undefined ? c.streams === undefined || !c.channels.has(channel) : !this.wants(c, stream, channel)) continue;
       data ??= Buffer.from(JSON.stringify(message));
-      send(c, data, channel, false);
+      this.send(c, data, channel, false);
     }
   }
 
-  function congested(c: Client): boolean {
-    return c.ws.bufferedAmount > maxBuffered;
-  }
-
-  function image(channel: ImageChannel, stream: string, meta: ImageMeta, bytes: Buffer): void {
-    if (closing !== undefined) return;
-    see(stream);
+  private image(channel: ImageChannel, stream: string, meta: ImageMeta, bytes: Buffer): void {
+    if (this.closing !== undefined) return;
+    this.streams.add(stream);
     let data: Buffer | undefined;
-    for (const c of clients) {
-      if (!wants(c, stream, channel)) continue;
-      if (congested(c)) {
+    for (const c of this.clients) {
+      if (!this.wants(c, stream, channel)) continue;
+      if (this.congested(c)) {
         c.dropped++;
-        dropped++;
-        mDropped.inc({ channel });
+        this.dropped++;
+        this.m.dropped.inc({ channel });
         continue;
       }
       data ??= encodeImageMessage(
@@ -210,38 +282,78 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
         },
         bytes,
       );
-      send(c, data, channel, true);
+      this.send(c, data, channel, true);
     }
   }
 
-  function see(stream: string): void {
-    streams.add(stream);
+  /** True when some client follows (stream, channel) and can take an image now. */
+  private anyWants(stream: string, channel: ImageChannel): boolean {
+    for (const c of this.clients) if (this.wants(c, stream, channel) && !this.congested(c)) return true;
+    return false;
   }
 
-  function onSubscribe(c: Client, msg: SubscribeMessage): void {
+  private republishLegend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
+    this.legends.set(stream, { classes, headVersion });
+    this.broadcast(stream, 'classes', { type: 'classes', stream, headVersion, classes });
+  }
+
+  private latestLegend(): Legend | undefined {
+    let best: Legend | undefined;
+    for (const l of this.legends.values()) if (best === undefined || l.headVersion >= best.headVersion) best = l;
+    return best;
+  }
+
+  // ---- requests ----
+
+  private onMessage(c: Client, raw: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      this.sendJson(c, { type: 'error', code: 'E_BAD_MESSAGE', message: 'Binary messages are not accepted; send JSON text.' });
+      return;
+    }
+    const text = Array.isArray(raw) ? Buffer.concat(raw).toString('utf8') : Buffer.from(raw as ArrayBuffer).toString('utf8');
+    const parsed = parseClientMessage(text);
+    if (!parsed.ok) {
+      const { ok: _ok, ...error } = parsed;
+      this.sendJson(c, { type: 'error', ...error });
+      return;
+    }
+    const msg = parsed.message;
+    if (msg.type === 'subscribe') this.onSubscribe(c, msg);
+    else if (msg.type === 'ping') this.sendJson(c, { type: 'pong' });
+    else if (msg.type === 'history') {
+      const summaries = this.history?.(msg.stream, msg.window, Date.now() - msg.seconds * 1000) ?? [];
+      this.sendJson(c, { type: 'history', ...(msg.id === undefined ? {} : { id: msg.id }), stream: msg.stream, window: msg.window, summaries });
+    } else
+      this.onControl(c, msg).catch((err: unknown) => {
+        // runControl never rejects; this guards the send path.
+        c.log.error({ err }, 'control request failed');
+      });
+  }
+
+  private onSubscribe(c: Client, msg: SubscribeMessage): void {
     c.streams = new Set(msg.streams);
     c.channels = new Set(msg.channels);
-    sendJson(c, { type: 'subscribed', streams: [...c.streams], channels: [...c.channels] });
+    this.sendJson(c, { type: 'subscribed', streams: [...c.streams], channels: [...c.channels] });
     // Late joiners get the current legend and source state of every stream they now follow.
-    for (const stream of streams) {
-      const legend = legends.get(stream);
-      if (legend !== undefined && wants(c, stream, 'classes')) sendJson(c, { type: 'classes', stream, ...legend }, 'classes');
-      const state = sourceStates.get(stream);
-      if (state !== undefined && wants(c, stream, 'events')) sendJson(c, { type: 'event', event: state }, 'events');
+    for (const stream of this.streams) {
+      const legend = this.legends.get(stream);
+      if (legend !== undefined && this.wants(c, stream, 'classes')) this.sendJson(c, { type: 'classes', stream, ...legend }, 'classes');
+      const state = this.sourceStates.get(stream);
+      if (state !== undefined && this.wants(c, stream, 'events')) this.sendJson(c, { type: 'event', event: state }, 'events');
     }
   }
 
-  async function onControl(c: Client, msg: ControlMessage): Promise<void> {
+  private async onControl(c: Client, msg: ControlMessage): Promise<void> {
     const id = msg.id === undefined ? {} : { id: msg.id };
-    if (control === undefined) {
-      mControl.inc({ verb: msg.verb, outcome: 'disabled' });
-      sendJson(c, { type: 'error', code: 'E_CONTROL', message: 'Control is not enabled on this service.', ...id });
+    if (this.control === undefined) {
+      this.m.control.inc({ verb: msg.verb, outcome: 'disabled' });
+      this.sendJson(c, { type: 'error', code: 'E_CONTROL', message: 'Control is not enabled on this service.', ...id });
       return;
     }
     const { type: _type, id: _id, verb, ...args } = msg;
     if (c.readOnly && verb !== 'status') {
-      mControl.inc({ verb: msg.verb, outcome: 'forbidden' });
-      sendJson(c, {
+      this.m.control.inc({ verb: msg.verb, outcome: 'forbidden' });
+      this.sendJson(c, {
         type: 'error',
         code: 'E_CONTROL',
         message: `Control "${String(verb)}" refused: this connection used the read-only token (it may watch, not change). Use the service token.`,
@@ -249,167 +361,96 @@ export function createWsHub(options: WsHubOptions = {}): WsHub {
       });
       return;
     }
-    const reply = await runControl(control, verb, args, { classes: latestLegend()?.classes, logger: c.log });
+    const reply = await runControl(this.control, verb, args, { classes: this.latestLegend()?.classes, logger: c.log });
     if (!reply.ok) {
-      mControl.inc({ verb: reply.verb ?? 'unknown', outcome: 'error' });
-      sendJson(c, { type: 'error', code: reply.error.code, message: reply.error.message, ...id });
+      this.m.control.inc({ verb: reply.verb ?? 'unknown', outcome: 'error' });
+      this.sendJson(c, { type: 'error', code: reply.error.code, message: reply.error.message, ...id });
       return;
     }
-    mControl.inc({ verb: reply.verb, outcome: 'ok' });
-    sendJson(c, { type: 'control-result', ...id, ...reply });
+    this.m.control.inc({ verb: reply.verb, outcome: 'ok' });
+    this.sendJson(c, { type: 'control-result', ...id, ...reply });
     if (reply.verb === 'rename') {
       c.log.info({ classes: reply.classes.length }, 'class renamed');
       // Every stream shares the head, so every stream's legend changes.
-      for (const [stream, legend] of legends) republishLegend(stream, reply.classes, legend.headVersion);
+      for (const [stream, legend] of this.legends) this.republishLegend(stream, reply.classes, legend.headVersion);
     }
   }
 
-  function republishLegend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
-    legends.set(stream, { classes, headVersion });
-    broadcast(stream, 'classes', { type: 'classes', stream, headVersion, classes });
+  // ---- LivePublisher ----
+
+  counters(): WsHubCounters {
+    return { clients: this.clients.size, sent: this.sent, dropped: this.dropped };
   }
 
-  function latestLegend(): Legend | undefined {
-    let best: Legend | undefined;
-    for (const l of legends.values()) if (best === undefined || l.headVersion >= best.headVersion) best = l;
-    return best;
+  stats(s: FrameStats): void {
+    if (this.closing !== undefined) return;
+    this.streams.add(s.stream);
+    this.broadcast(s.stream, 'stats', { type: 'stats', ...s });
   }
 
-  function onMessage(c: Client, raw: RawData, isBinary: boolean): void {
-    if (isBinary) {
-      sendJson(c, { type: 'error', code: 'E_BAD_MESSAGE', message: 'Binary messages are not accepted; send JSON text.' });
-      return;
-    }
-    const text = Array.isArray(raw) ? Buffer.concat(raw).toString('utf8') : Buffer.from(raw as ArrayBuffer).toString('utf8');
-    const parsed = parseClientMessage(text);
-    if (!parsed.ok) {
-      const { ok: _ok, ...error } = parsed;
-      sendJson(c, { type: 'error', ...error });
-      return;
-    }
-    const msg = parsed.message;
-    if (msg.type === 'subscribe') onSubscribe(c, msg);
-    else if (msg.type === 'ping') sendJson(c, { type: 'pong' });
-    else if (msg.type === 'history') {
-      const summaries = options.history?.(msg.stream, msg.window, Date.now() - msg.seconds * 1000) ?? [];
-      sendJson(c, { type: 'history', ...(msg.id === undefined ? {} : { id: msg.id }), stream: msg.stream, window: msg.window, summaries });
-    } else
-      onControl(c, msg).catch((err: unknown) => {
-        // runControl never rejects; this guards the send path.
-        c.log.error({ err }, 'control request failed');
-      });
+  summary(s: WindowSummary): void {
+    if (this.closing !== undefined) return;
+    this.broadcast(s.stream, 'summary', { type: 'summary', ...s });
   }
 
-  function onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const id = nextClientId++;
-    const c: Client = {
-      ws,
-      id,
-      log: log.child({ client: id, remote: req.socket.remoteAddress }),
-      alive: true,
-      streams: undefined,
-      channels: new Set(),
-      dropped: 0,
-      readOnly: isReadOnly(req),
-    };
-    ws.on('error', (err) => c.log.debug({ err }, 'client connection error'));
-    if (clients.size >= maxClients) {
-      c.log.warn({ maxClients }, 'too many clients; refusing');
-      ws.close(CLOSE_TRY_AGAIN_LATER, 'too many clients');
-      return;
+  frame(stream: string, meta: ImageMeta, jpeg: Buffer): void {
+    this.image('frames', stream, meta, jpeg);
+  }
+
+  mask(stream: string, meta: ImageMeta, png: Buffer): void {
+    this.image('masks', stream, meta, png);
+  }
+
+  raw(stream: string, meta: ImageMeta, jpeg: Buffer): void {
+    this.image('raw', stream, meta, jpeg);
+  }
+
+  wantsRaw(stream: string): boolean {
+    return this.anyWants(stream, 'raw');
+  }
+
+  wantsFrames(stream: string): boolean {
+    return this.anyWants(stream, 'frames');
+  }
+
+  wantsMasks(stream: string): boolean {
+    return this.anyWants(stream, 'masks');
+  }
+
+  classes(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
+    if (this.closing !== undefined) return;
+    this.streams.add(stream);
+    this.republishLegend(stream, classes, headVersion);
+  }
+
+  event(e: ServiceEvent): void {
+    if (this.closing !== undefined) return;
+    const stream = eventStream(e);
+    if (stream !== undefined) {
+      this.streams.add(stream);
+      if (e.type === 'source-state') this.sourceStates.set(stream, e);
     }
-    clients.add(c);
-    mClients.inc();
-    c.log.debug('client connected');
-    ws.on('pong', () => {
-      c.alive = true;
+    this.broadcast(stream, 'events', { type: 'event', event: e });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    const open = [...this.clients];
+    const closed = open.map((c) => new Promise<void>((resolve) => c.ws.once('close', () => resolve())));
+    for (const c of open) c.ws.close(CLOSE_GOING_AWAY, 'server shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.closeTimeoutMs);
     });
-    ws.on('message', (raw, isBinary) => onMessage(c, raw, isBinary));
-    ws.on('close', (code) => {
-      clients.delete(c);
-      mClients.dec();
-      c.log.debug({ code, droppedImages: c.dropped }, 'client disconnected');
-    });
-    sendJson(c, { type: 'hello', protocol: 1, streams: [...streams], channels: [...CHANNELS] });
+    await Promise.race([Promise.all(closed), timeout]);
+    clearTimeout(timer);
+    for (const c of this.clients) c.ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.log.debug({ sent: this.sent, dropped: this.dropped }, 'hub closed');
   }
-
-  return {
-    name: 'ws-hub',
-    registry,
-
-    handleUpgrade(req, socket, head) {
-      if (closing !== undefined) {
-        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-        return;
-      }
-      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req));
-    },
-
-    counters: () => ({ clients: clients.size, sent, dropped }),
-
-    stats(s: FrameStats) {
-      if (closing !== undefined) return;
-      see(s.stream);
-      broadcast(s.stream, 'stats', { type: 'stats', ...s });
-    },
-
-    summary(s: WindowSummary) {
-      if (closing !== undefined) return;
-      broadcast(s.stream, 'summary', { type: 'summary', ...s });
-    },
-
-    frame: (stream, meta, jpeg) => image('frames', stream, meta, jpeg),
-    mask: (stream, meta, png) => image('masks', stream, meta, png),
-    raw: (stream, meta, jpeg) => image('raw', stream, meta, jpeg),
-
-    wantsRaw(stream) {
-      for (const c of clients) if (wants(c, stream, 'raw') && !congested(c)) return true;
-      return false;
-    },
-
-    wantsFrames(stream) {
-      for (const c of clients) if (wants(c, stream, 'frames') && !congested(c)) return true;
-      return false;
-    },
-
-    wantsMasks(stream) {
-      for (const c of clients) if (wants(c, stream, 'masks') && !congested(c)) return true;
-      return false;
-    },
-
-    classes(stream, classes, headVersion) {
-      if (closing !== undefined) return;
-      see(stream);
-      republishLegend(stream, classes, headVersion);
-    },
-
-    event(e) {
-      if (closing !== undefined) return;
-      const stream = eventStream(e);
-      if (stream !== undefined) {
-        see(stream);
-        if (e.type === 'source-state') sourceStates.set(stream, e);
-      }
-      broadcast(stream, 'events', { type: 'event', event: e });
-    },
-
-    close() {
-      closing ??= (async () => {
-        if (heartbeat !== undefined) clearInterval(heartbeat);
-        const open = [...clients];
-        const closed = open.map((c) => new Promise<void>((resolve) => c.ws.once('close', () => resolve())));
-        for (const c of open) c.ws.close(CLOSE_GOING_AWAY, 'server shutting down');
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, closeTimeoutMs);
-        });
-        await Promise.race([Promise.all(closed), timeout]);
-        clearTimeout(timer);
-        for (const c of clients) c.ws.terminate();
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
-        log.debug({ sent, dropped }, 'hub closed');
-      })();
-      return closing;
-    },
-  };
 }
