@@ -36,7 +36,7 @@ import { BadOptionError, ConfigError, NatsSecurityError } from '../errors.js';
 import { explainNatsError, explainNatsStatus, natsConnectOptions, type NatsSecurity } from '../internal/nats-security.js';
 import { nonNegativeInt, positiveInt } from '../internal/check-options.js';
 import { runControl, type ControlHandler } from './control.js';
-import { eventStream, type LivePublisher, type ServiceEvent } from './sink.js';
+import { eventStream, type ImageMeta, type LivePublisher, type ServiceEvent } from './sink.js';
 import { counter, gauge } from '../internal/metrics.js';
 import type { ClassInfo, FrameStats, WindowSummary } from '../types.js';
 import {
@@ -124,347 +124,429 @@ interface Held {
 
 /** Creates the publisher and starts connecting in the background; options are checked first. */
 export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
-  const givenServers = [options.servers].flat();
-  if (givenServers.length === 0 || givenServers.some((s) => typeof s !== 'string' || s === '')) {
-    throw new BadOptionError('servers', 'NATS server URL(s) like "nats://127.0.0.1:4222"', options.servers);
+  return new Publisher(options);
+}
+
+/** Metrics of the publisher, made once per registry. */
+function publisherMetrics(registry: Registry) {
+  return {
+    connected: gauge(registry, 'stegostream_nats_connected', '1 while connected to a NATS server, else 0'),
+    status: counter(registry, 'stegostream_nats_status_events_total', 'NATS connection status events', ['type']),
+    published: counter(registry, 'stegostream_nats_messages_published_total', 'Messages handed to the NATS client', ['channel']),
+    dropped: counter(registry, 'stegostream_nats_messages_dropped_total', 'Messages not published to NATS', ['channel', 'reason']),
+    buffered: gauge(registry, 'stegostream_nats_buffered_bytes', 'Bytes held while disconnected from NATS'),
+    control: counter(registry, 'stegostream_nats_control_requests_total', 'Control requests over NATS', ['verb', 'outcome']),
+  };
+}
+
+function json(value: unknown): Uint8Array {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+/** The JetStream API error code of `err`, if it is one. */
+function apiErrorCode(err: unknown): number | undefined {
+  return (err as { api_error?: { err_code?: number } }).api_error?.err_code;
+}
+
+/**
+ * The publisher's state and handlers. A class rather than one closure: publishing and holding,
+ * control requests, JetStream set-up and the connection's life each read as a few short methods.
+ */
+class Publisher implements NatsPublisher {
+  readonly name = 'nats';
+  readonly prefix: string;
+  readonly registry: Registry;
+  private readonly options: NatsPublisherOptions;
+  private readonly connectionName: string;
+  private readonly secured: ReturnType<typeof natsConnectOptions>;
+  private readonly reconnectTimeWait: number;
+  private readonly bufLimit: number;
+  private readonly drainTimeoutMs: number;
+  private readonly js: ReturnType<typeof jetStreamConfig> | undefined;
+  private readonly publishFrames: boolean;
+  private readonly publishMasks: boolean;
+  private readonly control: ControlHandler | undefined;
+  private readonly log: Logger;
+  private readonly m: ReturnType<typeof publisherMetrics>;
+
+  private nc: NatsConnection | undefined;
+  private connected = false;
+  private closing: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private wakeRetry: (() => void) | undefined;
+  private jsReady: boolean;
+  private reconnects = 0;
+  private published = 0;
+  private dropped = 0;
+  private readonly held: Held[] = [];
+  private heldBytes = 0;
+  private readonly legends = new Map<string, { classes: readonly ClassInfo[]; headVersion: number }>();
+  private readonly lastLogged = new Map<string, number>();
+  private readonly readyPromise: Promise<void>;
+  private resolveReady!: () => void;
+  private rejectReady!: (err: Error) => void;
+
+  constructor(options: NatsPublisherOptions) {
+    const givenServers = [options.servers].flat();
+    if (givenServers.length === 0 || givenServers.some((s) => typeof s !== 'string' || s === '')) {
+      throw new BadOptionError('servers', 'NATS server URL(s) like "nats://127.0.0.1:4222"', options.servers);
+    }
+    this.options = options;
+    this.connectionName = options.name ?? 'stegostream';
+    // Reads secret files now, so a missing or expired one fails the start rather than every retry.
+    this.secured = natsConnectOptions(this.connectionName, givenServers, options.security);
+    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.reconnectTimeWait = positiveInt('reconnectTimeWaitMs', options.reconnectTimeWaitMs, DEFAULT_RECONNECT_TIME_WAIT_MS);
+    this.bufLimit = nonNegativeInt('reconnectBufSize', options.reconnectBufSize, DEFAULT_RECONNECT_BUF_SIZE);
+    this.drainTimeoutMs = nonNegativeInt('drainTimeoutMs', options.drainTimeoutMs, DEFAULT_DRAIN_TIMEOUT_MS);
+    this.js = options.jetstream === undefined ? undefined : jetStreamConfig(this.prefix, options.jetstream);
+    this.jsReady = this.js === undefined;
+    this.publishFrames = options.frames ?? true;
+    this.publishMasks = options.masks ?? false;
+    this.control = options.control;
+    this.registry = options.registry ?? new Registry();
+    this.log = (options.logger ?? createLogger()).child({ stage: 'nats', servers: this.secured.servers });
+    this.m = publisherMetrics(this.registry);
+    this.m.connected.set(0);
+    this.readyPromise = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.readyPromise.catch(() => {}); // only callers of ready() care
+    this.connectLoop().catch((err: unknown) => this.log.error({ err }, 'NATS connect loop failed'));
   }
-  const connectionName = options.name ?? 'stegostream';
-  // Reads secret files now, so a missing or expired one fails the start rather than every retry.
-  const secured = natsConnectOptions(connectionName, givenServers, options.security);
-  const servers = secured.servers;
-  const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
-  const reconnectTimeWait = positiveInt('reconnectTimeWaitMs', options.reconnectTimeWaitMs, DEFAULT_RECONNECT_TIME_WAIT_MS);
-  const bufLimit = nonNegativeInt('reconnectBufSize', options.reconnectBufSize, DEFAULT_RECONNECT_BUF_SIZE);
-  const drainTimeoutMs = nonNegativeInt('drainTimeoutMs', options.drainTimeoutMs, DEFAULT_DRAIN_TIMEOUT_MS);
-  const js = options.jetstream === undefined ? undefined : jetStreamConfig(prefix, options.jetstream);
-  const publishFrames = options.frames ?? true;
-  const publishMasks = options.masks ?? false;
-  const control = options.control;
-  const registry = options.registry ?? new Registry();
-  const log = (options.logger ?? createLogger()).child({ stage: 'nats', servers });
 
-  const mConnected = gauge(registry, 'stegostream_nats_connected', '1 while connected to a NATS server, else 0');
-  const mStatus = counter(registry, 'stegostream_nats_status_events_total', 'NATS connection status events', ['type']);
-  const mPublished = counter(registry, 'stegostream_nats_messages_published_total', 'Messages handed to the NATS client', ['channel']);
-  const mDropped = counter(registry, 'stegostream_nats_messages_dropped_total', 'Messages not published to NATS', ['channel', 'reason']);
-  const mBuffered = gauge(registry, 'stegostream_nats_buffered_bytes', 'Bytes held while disconnected from NATS');
-  const mControl = counter(registry, 'stegostream_nats_control_requests_total', 'Control requests over NATS', ['verb', 'outcome']);
-  mConnected.set(0);
+  ready(): Promise<void> {
+    return this.readyPromise;
+  }
 
-  let nc: NatsConnection | undefined;
-  let connected = false;
-  let closing: Promise<void> | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let wakeRetry: (() => void) | undefined;
-  let jsReady = js === undefined;
-  let reconnects = 0;
-  let published = 0;
-  let dropped = 0;
-  const held: Held[] = [];
-  let heldBytes = 0;
-  const legends = new Map<string, { classes: readonly ClassInfo[]; headVersion: number }>();
-  const lastLogged = new Map<string, number>();
+  status(): NatsPublisherStatus {
+    return {
+      connected: this.connected,
+      reconnects: this.reconnects,
+      bufferedBytes: this.heldBytes,
+      published: this.published,
+      dropped: this.dropped,
+    };
+  }
 
-  let resolveReady!: () => void;
-  let rejectReady!: (err: Error) => void;
-  const readyPromise = new Promise<void>((resolve, reject) => {
-    resolveReady = resolve;
-    rejectReady = reject;
-  });
-  readyPromise.catch(() => {}); // only callers of ready() care
+  // ---- publishing and holding ----
 
-  function logOnce(key: string, fn: () => void): void {
+  private logOnce(key: string, fn: () => void): void {
     const now = Date.now();
-    if (now - (lastLogged.get(key) ?? -Infinity) < LOG_INTERVAL_MS) return;
-    lastLogged.set(key, now);
+    if (now - (this.lastLogged.get(key) ?? -Infinity) < LOG_INTERVAL_MS) return;
+    this.lastLogged.set(key, now);
     fn();
   }
 
-  function drop(channel: StreamChannel, reason: string, err?: unknown): void {
-    dropped++;
-    mDropped.inc({ channel, reason });
-    logOnce(`drop:${reason}`, () => log.warn({ channel, reason, err, dropped }, 'NATS messages dropped'));
+  private drop(channel: StreamChannel, reason: string, err?: unknown): void {
+    this.dropped++;
+    this.m.dropped.inc({ channel, reason });
+    this.logOnce(`drop:${reason}`, () => this.log.warn({ channel, reason, err, dropped: this.dropped }, 'NATS messages dropped'));
   }
 
-  function publish(channel: StreamChannel, subject: string, data: Uint8Array, hdrs?: MsgHdrs): void {
-    if (closing !== undefined) return drop(channel, 'closed');
-    if (!connected || nc === undefined) {
-      if (channel === 'frames' || channel === 'masks') return drop(channel, 'disconnected');
-      if (heldBytes + data.length > bufLimit) return drop(channel, 'buffer-full');
-      held.push({ subject, data, channel });
-      heldBytes += data.length;
-      mBuffered.set(heldBytes);
+  private publish(channel: StreamChannel, subject: string, data: Uint8Array, hdrs?: MsgHdrs): void {
+    if (this.closing !== undefined) return this.drop(channel, 'closed');
+    if (!this.connected || this.nc === undefined) {
+      if (channel === 'frames' || channel === 'masks') return this.drop(channel, 'disconnected');
+      if (this.heldBytes + data.length > this.bufLimit) return this.drop(channel, 'buffer-full');
+      this.held.push({ subject, data, channel });
+      this.heldBytes += data.length;
+      this.m.buffered.set(this.heldBytes);
       return;
     }
     try {
-      nc.publish(subject, data, hdrs === undefined ? undefined : { headers: hdrs });
-      published++;
-      mPublished.inc({ channel });
+      this.nc.publish(subject, data, hdrs === undefined ? undefined : { headers: hdrs });
+      this.published++;
+      this.m.published.inc({ channel });
     } catch (err) {
       // e.g. MAX_PAYLOAD_EXCEEDED for a huge frame, or the connection closing under us.
-      drop(channel, (err as { code?: string }).code ?? 'error', err);
+      this.drop(channel, (err as { code?: string }).code ?? 'error', err);
     }
   }
 
-  function flushHeld(): void {
-    const pending = held.splice(0);
-    heldBytes = 0;
-    mBuffered.set(0);
-    for (const h of pending) publish(h.channel, h.subject, h.data);
-    if (pending.length > 0) log.info({ messages: pending.length }, 'sent messages held while disconnected');
+  private flushHeld(): void {
+    const pending = this.held.splice(0);
+    this.heldBytes = 0;
+    this.m.buffered.set(0);
+    for (const h of pending) this.publish(h.channel, h.subject, h.data);
+    if (pending.length > 0) this.log.info({ messages: pending.length }, 'sent messages held while disconnected');
   }
 
-  function json(value: unknown): Uint8Array {
-    return Buffer.from(JSON.stringify(value), 'utf8');
+  private publishLegend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
+    this.legends.set(stream, { classes, headVersion });
+    this.publish('classes', streamSubject(this.prefix, stream, 'classes'), json({ stream, headVersion, classes }));
   }
 
-  function publishLegend(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
-    legends.set(stream, { classes, headVersion });
-    publish('classes', streamSubject(prefix, stream, 'classes'), json({ stream, headVersion, classes }));
-  }
-
-  function latestClasses(): readonly ClassInfo[] | undefined {
+  private latestClasses(): readonly ClassInfo[] | undefined {
     let best: { classes: readonly ClassInfo[]; headVersion: number } | undefined;
-    for (const l of legends.values()) if (best === undefined || l.headVersion >= best.headVersion) best = l;
+    for (const l of this.legends.values()) if (best === undefined || l.headVersion >= best.headVersion) best = l;
     return best?.classes;
   }
 
-  async function onControl(msg: Msg): Promise<void> {
+  // ---- control requests ----
+
+  private subscribeControl(c: NatsConnection): void {
+    if (this.control === undefined) return;
+    c.subscribe(controlSubject(this.prefix, '*'), {
+      callback: (err, msg) => {
+        if (err !== null) {
+          const explained = explainNatsError(this.connectionName, err, this.secured.security);
+          return explained instanceof NatsSecurityError
+            ? this.log.error({ code: explained.code }, `control subscription failed: ${explained.message}`)
+            : this.log.error({ err }, 'control subscription failed');
+        }
+        this.onControl(msg).catch((e: unknown) => this.log.error({ err: e }, 'control request failed'));
+      },
+    });
+  }
+
+  private async onControl(msg: Msg): Promise<void> {
     if (msg.reply === undefined || msg.reply === '') return; // a publish, not a request: nothing to answer
-    const verb = msg.subject.slice(controlSubject(prefix, '').length);
+    const verb = msg.subject.slice(controlSubject(this.prefix, '').length);
     let args: unknown = {};
     if (msg.data.length > 0) {
       try {
         args = JSON.parse(Buffer.from(msg.data).toString('utf8'));
       } catch (err) {
-        mControl.inc({ verb, outcome: 'error' });
+        this.m.control.inc({ verb, outcome: 'error' });
         msg.respond(
           json({ ok: false, verb, error: { code: 'E_BAD_JSON', message: `Request body is not valid JSON: ${(err as Error).message}` } }),
         );
         return;
       }
     }
-    const reply = control === undefined ? undefined : await runControl(control, verb, args, { classes: latestClasses(), logger: log });
+    const reply =
+      this.control === undefined
+        ? undefined
+        : await runControl(this.control, verb, args, { classes: this.latestClasses(), logger: this.log });
     if (reply === undefined) return;
-    mControl.inc({ verb: reply.verb ?? 'unknown', outcome: reply.ok ? 'ok' : 'error' });
+    this.m.control.inc({ verb: reply.verb ?? 'unknown', outcome: reply.ok ? 'ok' : 'error' });
     msg.respond(json(reply));
     if (reply.ok && reply.verb === 'rename') {
       // The service's handler usually publishes the renamed legend itself (through `classes()`,
       // before replying): only a legend not already sent goes out, so each goes out once.
       const renamed = JSON.stringify(reply.classes);
-      for (const [stream, legend] of legends) {
-        if (JSON.stringify(legend.classes) !== renamed) publishLegend(stream, reply.classes, legend.headVersion);
+      for (const [stream, legend] of this.legends) {
+        if (JSON.stringify(legend.classes) !== renamed) this.publishLegend(stream, reply.classes, legend.headVersion);
       }
     }
   }
+
+  // ---- JetStream ----
 
   /**
    * Creates the stats history stream, or brings it to our configuration. Run on every (re)connect:
    * a server restarted without its store, or a replacement node, has no stream any more, and
    * without one the stats would go on being published with no history kept.
    */
-  async function ensureJetStream(c: NatsConnection): Promise<void> {
+  private async ensureJetStream(c: NatsConnection): Promise<void> {
+    const js = this.js;
     if (js === undefined) return;
     const jsm = await c.jetstreamManager();
-    if (jsReady) {
+    if (this.jsReady) {
       try {
         await jsm.streams.info(js.name);
         return;
       } catch (err) {
         // 10059: stream not found. Anything else (no JetStream yet, a timeout) is thrown.
-        if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10059) throw err;
-        log.warn({ stream: js.name }, 'JetStream stats history is gone from the server (restarted without its store?); re-creating it');
-        jsReady = false;
+        if (apiErrorCode(err) !== 10059) throw err;
+        this.log.warn(
+          { stream: js.name },
+          'JetStream stats history is gone from the server (restarted without its store?); re-creating it',
+        );
+        this.jsReady = false;
       }
     }
     try {
       await jsm.streams.add(js);
     } catch (err) {
       // 10058: the stream exists with another configuration; bring it to ours.
-      if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10058) throw err;
+      if (apiErrorCode(err) !== 10058) throw err;
       const { name, ...update } = js;
       await jsm.streams.update(name, update);
     }
-    jsReady = true;
-    log.info({ stream: js.name, subjects: js.subjects }, 'JetStream stats history ready');
+    this.jsReady = true;
+    this.log.info({ stream: js.name, subjects: js.subjects }, 'JetStream stats history ready');
   }
 
-  async function onConnected(c: NatsConnection): Promise<void> {
-    nc = c;
-    if (control !== undefined) {
-      c.subscribe(controlSubject(prefix, '*'), {
-        callback: (err, msg) => {
-          if (err !== null) {
-            const explained = explainNatsError(connectionName, err, secured.security);
-            return explained instanceof NatsSecurityError
-              ? log.error({ code: explained.code }, `control subscription failed: ${explained.message}`)
-              : log.error({ err }, 'control subscription failed');
-          }
-          onControl(msg).catch((e: unknown) => log.error({ err: e }, 'control request failed'));
-        },
-      });
+  // ---- the connection's life ----
+
+  private async connectLoop(): Promise<void> {
+    let attempt = 0;
+    while (this.closing === undefined) {
+      attempt++;
+      try {
+        const c = await connect({
+          ...this.options.connectOptions,
+          ...this.secured.options,
+          servers: [...this.secured.servers],
+          name: this.connectionName,
+          reconnect: true,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: this.reconnectTimeWait,
+          // One attempt per call: this loop retries, so that close() can stop it.
+          waitOnFirstConnect: false,
+        });
+        if (this.closing !== undefined) {
+          await c.close();
+          return;
+        }
+        await this.onConnected(c);
+        return;
+      } catch (err) {
+        this.logConnectFailure(err, attempt);
+        await new Promise<void>((resolve) => {
+          this.wakeRetry = resolve;
+          this.retryTimer = setTimeout(resolve, this.reconnectTimeWait);
+        });
+      }
     }
+  }
+
+  private logConnectFailure(err: unknown, attempt: number): void {
+    const explained = explainNatsError(this.connectionName, err, this.secured.security);
+    if (explained instanceof NatsSecurityError) {
+      // Retried all the same (the server's configuration may be fixed), but said once, plainly.
+      this.logOnce('security', () => this.log.error({ code: explained.code, attempt }, explained.message));
+    } else {
+      this.logOnce('connect', () => this.log.warn({ err, attempt }, 'cannot connect to NATS yet; retrying'));
+    }
+  }
+
+  private async onConnected(c: NatsConnection): Promise<void> {
+    this.nc = c;
+    this.subscribeControl(c);
     // Set up JetStream before releasing held stats, so they land in the history too.
     try {
-      await ensureJetStream(c);
+      await this.ensureJetStream(c);
     } catch (err) {
-      log.error({ err, stream: js?.name }, 'cannot set up JetStream stats history; stats are still published');
+      this.log.error({ err, stream: this.js?.name }, 'cannot set up JetStream stats history; stats are still published');
     }
-    connected = true;
-    mConnected.set(1);
-    flushHeld();
-    log.info({ server: c.getServer() }, 'connected to NATS');
-    watchStatus(c).catch((err: unknown) => log.error({ err }, 'NATS status watch failed'));
-    resolveReady();
+    this.setConnected(true);
+    this.flushHeld();
+    this.log.info({ server: c.getServer() }, 'connected to NATS');
+    this.watchStatus(c).catch((err: unknown) => this.log.error({ err }, 'NATS status watch failed'));
+    this.resolveReady();
   }
 
-  async function watchStatus(c: NatsConnection): Promise<void> {
+  private setConnected(connected: boolean): void {
+    this.connected = connected;
+    this.m.connected.set(connected ? 1 : 0);
+  }
+
+  private async watchStatus(c: NatsConnection): Promise<void> {
     for await (const s of c.status()) {
-      mStatus.inc({ type: s.type });
+      this.m.status.inc({ type: s.type });
       switch (s.type) {
         case Events.Disconnect:
-          connected = false;
-          mConnected.set(0);
-          log.warn({ server: s.data }, 'disconnected from NATS; holding stats until reconnected');
+          this.setConnected(false);
+          this.log.warn({ server: s.data }, 'disconnected from NATS; holding stats until reconnected');
           break;
         case DebugEvents.Reconnecting:
-          logOnce('reconnecting', () => log.info('reconnecting to NATS'));
+          this.logOnce('reconnecting', () => this.log.info('reconnecting to NATS'));
           break;
         case Events.Reconnect:
-          reconnects++;
-          try {
-            await ensureJetStream(c);
-          } catch (err) {
-            log.error({ err }, 'cannot set up JetStream stats history');
-          }
-          connected = true;
-          mConnected.set(1);
-          log.info({ server: s.data, reconnects }, 'reconnected to NATS');
-          flushHeld();
+          await this.onReconnected(c, s.data);
           break;
         case Events.LDM:
-          log.warn({ server: s.data }, 'NATS server entering lame duck mode');
+          this.log.warn({ server: s.data }, 'NATS server entering lame duck mode');
           break;
         case Events.Error: {
           // A permission lost while running: said once per cause; segmenting goes on regardless.
-          const explained = explainNatsStatus(connectionName, s, secured.security);
+          const explained = explainNatsStatus(this.connectionName, s, this.secured.security);
           if (explained instanceof NatsSecurityError)
-            logOnce(`security:${explained.message}`, () => log.error({ code: explained.code }, explained.message));
-          else log.error({ data: s.data }, 'NATS async error');
+            this.logOnce(`security:${explained.message}`, () => this.log.error({ code: explained.code }, explained.message));
+          else this.log.error({ data: s.data }, 'NATS async error');
           break;
         }
         default:
           break;
       }
     }
-    connected = false;
-    mConnected.set(0);
+    this.setConnected(false);
   }
 
-  async function connectLoop(): Promise<void> {
-    let attempt = 0;
-    while (closing === undefined) {
-      attempt++;
-      try {
-        const c = await connect({
-          ...options.connectOptions,
-          ...secured.options,
-          servers: [...servers],
-          name: connectionName,
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait,
-          // One attempt per call: this loop retries, so that close() can stop it.
-          waitOnFirstConnect: false,
-        });
-        if (closing !== undefined) {
-          await c.close();
-          return;
-        }
-        await onConnected(c);
-        return;
-      } catch (err) {
-        const explained = explainNatsError(connectionName, err, secured.security);
-        if (explained instanceof NatsSecurityError) {
-          // Retried all the same (the server's configuration may be fixed), but said once, plainly.
-          logOnce('security', () => log.error({ code: explained.code, attempt }, explained.message));
-        } else {
-          logOnce('connect', () => log.warn({ err, attempt }, 'cannot connect to NATS yet; retrying'));
-        }
-        await new Promise<void>((resolve) => {
-          wakeRetry = resolve;
-          retryTimer = setTimeout(resolve, reconnectTimeWait);
-        });
-      }
+  private async onReconnected(c: NatsConnection, server: unknown): Promise<void> {
+    this.reconnects++;
+    try {
+      await this.ensureJetStream(c);
+    } catch (err) {
+      this.log.error({ err }, 'cannot set up JetStream stats history');
     }
+    this.setConnected(true);
+    this.log.info({ server, reconnects: this.reconnects }, 'reconnected to NATS');
+    this.flushHeld();
   }
 
-  connectLoop().catch((err: unknown) => log.error({ err }, 'NATS connect loop failed'));
+  // ---- LivePublisher ----
 
-  return {
-    name: 'nats',
-    prefix,
-    registry,
-    ready: () => readyPromise,
-    status: () => ({ connected, reconnects, bufferedBytes: heldBytes, published, dropped }),
+  stats(s: FrameStats): void {
+    this.publish('stats', streamSubject(this.prefix, s.stream, 'stats'), json(s));
+  }
 
-    stats(s: FrameStats) {
-      publish('stats', streamSubject(prefix, s.stream, 'stats'), json(s));
-    },
+  summary(s: WindowSummary): void {
+    this.publish('summary', summarySubject(this.prefix, s.stream, s.window), json(s));
+  }
 
-    summary(s: WindowSummary) {
-      publish('summary', summarySubject(prefix, s.stream, s.window), json(s));
-    },
+  frame(stream: string, meta: ImageMeta, jpeg: Buffer): void {
+    if (!this.publishFrames) return;
+    this.publish('frames', streamSubject(this.prefix, stream, 'frames'), jpeg, imageHeaders(stream, meta, 'image/jpeg'));
+  }
 
-    frame(stream, meta, jpeg) {
-      if (!publishFrames) return;
-      publish('frames', streamSubject(prefix, stream, 'frames'), jpeg, imageHeaders(stream, meta, 'image/jpeg'));
-    },
+  mask(stream: string, meta: ImageMeta, png: Buffer): void {
+    if (!this.publishMasks) return;
+    this.publish('masks', streamSubject(this.prefix, stream, 'masks'), png, imageHeaders(stream, meta, 'image/png'));
+  }
 
-    mask(stream, meta, png) {
-      if (!publishMasks) return;
-      publish('masks', streamSubject(prefix, stream, 'masks'), png, imageHeaders(stream, meta, 'image/png'));
-    },
+  wantsFrames(): boolean {
+    return this.publishFrames && this.connected && this.closing === undefined;
+  }
 
-    wantsFrames: () => publishFrames && connected && closing === undefined,
-    wantsMasks: () => publishMasks && connected && closing === undefined,
+  wantsMasks(): boolean {
+    return this.publishMasks && this.connected && this.closing === undefined;
+  }
 
-    classes(stream, classes, headVersion) {
-      publishLegend(stream, classes, headVersion);
-    },
+  classes(stream: string, classes: readonly ClassInfo[], headVersion: number): void {
+    this.publishLegend(stream, classes, headVersion);
+  }
 
-    event(e: ServiceEvent) {
-      const stream = eventStream(e);
-      publish('events', stream === undefined ? serviceEventsSubject(prefix) : streamSubject(prefix, stream, 'events'), json(e));
-    },
+  event(e: ServiceEvent): void {
+    const stream = eventStream(e);
+    this.publish(
+      'events',
+      stream === undefined ? serviceEventsSubject(this.prefix) : streamSubject(this.prefix, stream, 'events'),
+      json(e),
+    );
+  }
 
-    close() {
-      closing ??= (async () => {
-        clearTimeout(retryTimer);
-        wakeRetry?.();
-        rejectReady(new Error('NATS publisher closed before it connected'));
-        const c = nc;
-        if (c === undefined || c.isClosed()) return;
-        if (held.length > 0) log.warn({ messages: held.length }, 'closing with messages held while disconnected; they are lost');
-        let timer: NodeJS.Timeout | undefined;
-        const drained = await Promise.race([
-          c.drain().then(
-            () => true,
-            () => false,
-          ),
-          new Promise<boolean>((resolve) => {
-            timer = setTimeout(() => resolve(false), drainTimeoutMs);
-          }),
-        ]);
-        clearTimeout(timer);
-        if (!c.isClosed()) await c.close();
-        connected = false;
-        mConnected.set(0);
-        log.info({ drained, published, dropped }, 'NATS publisher closed');
-      })();
-      return closing;
-    },
-  };
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    this.wakeRetry?.();
+    this.rejectReady(new Error('NATS publisher closed before it connected'));
+    const c = this.nc;
+    if (c === undefined || c.isClosed()) return;
+    if (this.held.length > 0) this.log.warn({ messages: this.held.length }, 'closing with messages held while disconnected; they are lost');
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      c.drain().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.drainTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!c.isClosed()) await c.close();
+    this.setConnected(false);
+    this.log.info({ drained, published: this.published, dropped: this.dropped }, 'NATS publisher closed');
+  }
 }
 
 function jetStreamConfig(prefix: string, o: NatsJetStreamOptions): Partial<StreamConfig> & { name: string; subjects: string[] } {

@@ -322,7 +322,13 @@ class Hub implements WsHub {
     else if (msg.type === 'ping') this.sendJson(c, { type: 'pong' });
     else if (msg.type === 'history') {
       const summaries = this.history?.(msg.stream, msg.window, Date.now() - msg.seconds * 1000) ?? [];
-      this.sendJson(c, { type: 'history', ...(msg.id === undefined ? {} : { id: msg.id }), stream: msg.stream, window: msg.window, summaries });
+      this.sendJson(c, {
+        type: 'history',
+        ...(msg.id === undefined ? {} : { id: msg.id }),
+        stream: msg.stream,
+        window: msg.window,
+        summaries,
+      });
     } else
       this.onControl(c, msg).catch((err: unknown) => {
         // runControl never rejects; this guards the send path.
