@@ -401,49 +401,11 @@ export class OnlineLearner {
     const feats = this.sampleBankPoints(fitPoints, roundRng);
     const C = this.bank.dim;
 
-    let weights: HeadWeights | null = null;
-    let trainStats: TrainRoundStats | undefined;
-    if (old.version > 0) {
-      // Train (from a fresh head after the raw probe, from the current one after that).
-      let head = old.weights;
-      if (!head) {
-        const seed = roundRng.u32();
-        const pca = (this.opts.train.init ?? 'pca') === 'pca' && this.codeDim <= C;
-        let basis: Float32Array | undefined;
-        if (pca) {
-          // An even spread of the (slot-ordered) fit points.
-          const m = Math.min(fitPoints, PCA_MAX_POINTS);
-          basis = principalBasis(evenRows(feats, fitPoints, C, m), m, C, this.codeDim, { seed });
-        }
-        head = initHead(C, this.codeDim, seed, basis);
-        this.optimizer = undefined;
-      }
-      this.optimizer ??= new Adam(
-        headTensors(head).map((t) => t.length),
-        {
-          ...(this.opts.train.lr === undefined ? {} : { lr: this.opts.train.lr }),
-          decaySteps: this.opts.train.lrDecaySteps ?? DEFAULT_LR_DECAY_STEPS,
-          decayFrom: old.weights ? (old.trainedSteps ?? 0) : 0,
-        },
-      );
-      const t = this.opts.train;
-      const res = trainRound(head, this.bank, {
-        seed: roundRng.u32(),
-        optimizer: this.optimizer,
-        ...(steps !== undefined ? { steps } : t.steps === undefined ? {} : { steps: t.steps }),
-        ...(t.batchImages === undefined ? {} : { batchImages: t.batchImages }),
-        ...(t.pointsPerImage === undefined ? {} : { pointsPerImage: t.pointsPerImage }),
-        ...(t.knnK === undefined ? {} : { knnK: t.knnK }),
-        ...(t.randomPairs === undefined ? {} : { randomPairs: t.randomPairs }),
-        ...(t.weights === undefined ? {} : { weights: t.weights }),
-        ...(t.shifts === undefined ? {} : { shifts: t.shifts }),
-        ...(t.shiftQuantile === undefined ? {} : { shiftQuantile: t.shiftQuantile }),
-        ...(t.pointwise === undefined ? {} : { pointwise: t.pointwise }),
-        ...(pace ? { pace } : {}),
-      });
-      weights = res.head;
-      trainStats = res.stats;
-    }
+    // Train (from a fresh head after the raw probe, from the current one after that); the
+    // first round after version 0 is the raw probe and trains nothing.
+    const trained = old.version > 0 ? this.trainHead(old, feats, fitPoints, roundRng, steps, pace) : undefined;
+    const weights: HeadWeights | null = trained?.head ?? null;
+    const trainStats: TrainRoundStats | undefined = trained?.stats;
 
     const codes = weights ? headForward(weights, feats, fitPoints) : feats;
     pace?.();
@@ -464,32 +426,10 @@ export class OnlineLearner {
       roundRng,
       !sameSpace,
     );
-    let best = fit.best;
-    let classCount: RoundReport['classCount'];
-    if (this.autoK && old.version === 0) {
-      // The first fit over-segments (K = maxClasses) and merges what the features do not tell apart.
-      const chosen = chooseClassCount(codes, fitPoints, D, best.assignments, K);
-      classCount = { k: chosen.k, dispersion: chosen.dispersion, uniform: chosen.uniform };
-      if (chosen.k < K) {
-        best = sphericalKmeans(codes, fitPoints, D, chosen.k, {
-          seed: roundRng.u32(),
-          init: groupMeans(codes, fitPoints, D, best.assignments, chosen.groups, chosen.k),
-        });
-        K = chosen.k;
-      }
-    } else if (old.version === 0) {
-      // A fixed count still says how much the features vary, so callers can warn on a flat clip.
-      const dispersion = oneClusterDispersion(codes, fitPoints, D);
-      classCount = { k: K, dispersion, uniform: dispersion < DEFAULT_MIN_DISPERSION };
-    } else if (this.autoK && weights && sameSpace && (this.opts.recount ?? true)) {
-      const moved = this.moveClassCount(codes, feats, fitPoints, D, best, roundRng);
-      classCount = moved.count;
-      if (moved.result !== best) {
-        best = moved.result;
-        K = moved.count.k;
-        delete fit.warm; // it has the old count
-      }
-    }
+    const counted = this.countClasses(old, codes, feats, fitPoints, D, fit, weights !== null && sameSpace, roundRng);
+    let best = counted.best;
+    const classCount = counted.classCount;
+    K = counted.K;
     // Canonical ids: the first fit numbers its classes by share, largest first, so runs with any
     // seed give the same id to the same stuff; later rounds keep ids by alignment.
     if (old.version === 0 || renumber) best = byShare(best, fitPoints, D, K);
@@ -532,25 +472,7 @@ export class OnlineLearner {
       }
     }
 
-    let centroids = best.centroids;
-    let alignScore = 1;
-    // The first fit keeps the names given by id (and, with k 'auto', drops those beyond its count).
-    let legend = { names: padNames(old.names.slice(0, K), K), colors: defaultClassColors(K) };
-    if (old.version > 0 && !renumber) {
-      let a: Alignment;
-      if (sameSpace) {
-        const c = alignCentroids(old.centroids, best.centroids, D);
-        centroids = c.centroids;
-        a = c;
-      } else {
-        // Raw probe -> first head: the spaces differ, so match ids by shared points.
-        a = alignByAssignments(oldLabels!, old.k, best.assignments, K);
-        centroids = new Float32Array(K * D);
-        a.order.forEach((src, id) => centroids.set(best.centroids.subarray(src * D, (src + 1) * D), id * D));
-      }
-      alignScore = a.meanScore;
-      legend = carryLegend(old, a.oldIds);
-    }
+    const { centroids, alignScore, legend } = this.alignToServing(old, best, K, D, sameSpace, oldLabels, renumber);
     this.K = K;
 
     this.current = {
@@ -578,6 +500,135 @@ export class OnlineLearner {
       ...(classCount ? { classCount } : {}),
     };
     return this.current;
+  }
+
+  /** One round's training of the head: a fresh one (PCA-initialised) after the raw probe. */
+  private trainHead(
+    old: HeadState,
+    feats: Float32Array,
+    fitPoints: number,
+    roundRng: Rng,
+    steps: number | undefined,
+    pace: (() => void) | undefined,
+  ): { head: HeadWeights; stats: TrainRoundStats } {
+    const C = this.bank.dim;
+    let head = old.weights;
+    if (!head) {
+      const seed = roundRng.u32();
+      const pca = (this.opts.train.init ?? 'pca') === 'pca' && this.codeDim <= C;
+      let basis: Float32Array | undefined;
+      if (pca) {
+        // An even spread of the (slot-ordered) fit points.
+        const m = Math.min(fitPoints, PCA_MAX_POINTS);
+        basis = principalBasis(evenRows(feats, fitPoints, C, m), m, C, this.codeDim, { seed });
+      }
+      head = initHead(C, this.codeDim, seed, basis);
+      this.optimizer = undefined;
+    }
+    this.optimizer ??= new Adam(
+      headTensors(head).map((t) => t.length),
+      {
+        ...(this.opts.train.lr === undefined ? {} : { lr: this.opts.train.lr }),
+        decaySteps: this.opts.train.lrDecaySteps ?? DEFAULT_LR_DECAY_STEPS,
+        decayFrom: old.weights ? (old.trainedSteps ?? 0) : 0,
+      },
+    );
+    const t = this.opts.train;
+    return trainRound(head, this.bank, {
+      seed: roundRng.u32(),
+      optimizer: this.optimizer,
+      ...(steps !== undefined ? { steps } : t.steps === undefined ? {} : { steps: t.steps }),
+      ...(t.batchImages === undefined ? {} : { batchImages: t.batchImages }),
+      ...(t.pointsPerImage === undefined ? {} : { pointsPerImage: t.pointsPerImage }),
+      ...(t.knnK === undefined ? {} : { knnK: t.knnK }),
+      ...(t.randomPairs === undefined ? {} : { randomPairs: t.randomPairs }),
+      ...(t.weights === undefined ? {} : { weights: t.weights }),
+      ...(t.shifts === undefined ? {} : { shifts: t.shifts }),
+      ...(t.shiftQuantile === undefined ? {} : { shiftQuantile: t.shiftQuantile }),
+      ...(t.pointwise === undefined ? {} : { pointwise: t.pointwise }),
+      ...(pace ? { pace } : {}),
+    });
+  }
+
+  /**
+   * The round's class count: the first fit over-segments and merges (k 'auto') or just measures
+   * how much the features vary (a fixed k); a trained round in the same space may move the count
+   * by one (k 'auto'). Drops `fit.warm` when the count moved (it has the old count).
+   */
+  private countClasses(
+    old: HeadState,
+    codes: Float32Array,
+    feats: Float32Array,
+    fitPoints: number,
+    D: number,
+    fit: { best: SphericalKmeansResult; warm?: SphericalKmeansResult },
+    trainedSameSpace: boolean,
+    roundRng: Rng,
+  ): { best: SphericalKmeansResult; K: number; classCount: RoundReport['classCount'] } {
+    let K = this.K;
+    let best = fit.best;
+    let classCount: RoundReport['classCount'];
+    if (this.autoK && old.version === 0) {
+      // The first fit over-segments (K = maxClasses) and merges what the features do not tell apart.
+      const chosen = chooseClassCount(codes, fitPoints, D, best.assignments, K);
+      classCount = { k: chosen.k, dispersion: chosen.dispersion, uniform: chosen.uniform };
+      if (chosen.k < K) {
+        best = sphericalKmeans(codes, fitPoints, D, chosen.k, {
+          seed: roundRng.u32(),
+          init: groupMeans(codes, fitPoints, D, best.assignments, chosen.groups, chosen.k),
+        });
+        K = chosen.k;
+      }
+    } else if (old.version === 0) {
+      // A fixed count still says how much the features vary, so callers can warn on a flat clip.
+      const dispersion = oneClusterDispersion(codes, fitPoints, D);
+      classCount = { k: K, dispersion, uniform: dispersion < DEFAULT_MIN_DISPERSION };
+    } else if (this.autoK && trainedSameSpace && (this.opts.recount ?? true)) {
+      const moved = this.moveClassCount(codes, feats, fitPoints, D, best, roundRng);
+      classCount = moved.count;
+      if (moved.result !== best) {
+        best = moved.result;
+        K = moved.count.k;
+        delete fit.warm; // it has the old count
+      }
+    }
+    return { best, K, classCount };
+  }
+
+  /**
+   * Ids and legend of the new fit: kept from the serving head by matching centroids (same space)
+   * or shared points (raw probe -> first head); numbered afresh for a first fit or `renumber`.
+   */
+  private alignToServing(
+    old: HeadState,
+    best: SphericalKmeansResult,
+    K: number,
+    D: number,
+    sameSpace: boolean,
+    oldLabels: Int32Array | undefined,
+    renumber: boolean,
+  ): { centroids: Float32Array; alignScore: number; legend: ReturnType<typeof carryLegend> } {
+    let centroids = best.centroids;
+    let alignScore = 1;
+    // The first fit keeps the names given by id (and, with k 'auto', drops those beyond its count).
+    let legend = { names: padNames(old.names.slice(0, K), K), colors: defaultClassColors(K) };
+    if (old.version > 0 && !renumber) {
+      let a: Alignment;
+      if (sameSpace) {
+        const c = alignCentroids(old.centroids, best.centroids, D);
+        centroids = c.centroids;
+        a = c;
+      } else {
+        // Raw probe -> first head: the spaces differ, so match ids by shared points.
+        a = alignByAssignments(oldLabels!, old.k, best.assignments, K);
+        const aligned = new Float32Array(K * D);
+        a.order.forEach((src, id) => aligned.set(best.centroids.subarray(src * D, (src + 1) * D), id * D));
+        centroids = aligned;
+      }
+      alignScore = a.meanScore;
+      legend = carryLegend(old, a.oldIds);
+    }
+    return { centroids, alignScore, legend };
   }
 
   /**
