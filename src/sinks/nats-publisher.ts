@@ -286,8 +286,9 @@ class Publisher implements NatsPublisher {
 
   // ---- control requests ----
 
-  private subscribeControl(c: NatsConnection): void {
-    if (this.control === undefined) return;
+  /** Subscribes to the control subjects when there is a handler; says whether it did. */
+  private subscribeControl(c: NatsConnection): boolean {
+    if (this.control === undefined) return false;
     c.subscribe(controlSubject(this.prefix, '*'), {
       callback: (err, msg) => {
         if (err !== null) {
@@ -299,6 +300,7 @@ class Publisher implements NatsPublisher {
         this.onControl(msg).catch((e: unknown) => this.log.error({ err: e }, 'control request failed'));
       },
     });
+    return true;
   }
 
   private async onControl(msg: Msg): Promise<void> {
@@ -416,7 +418,11 @@ class Publisher implements NatsPublisher {
 
   private async onConnected(c: NatsConnection): Promise<void> {
     this.nc = c;
-    this.subscribeControl(c);
+    if (this.subscribeControl(c)) {
+      // ready() promises a subscribed control subject: the server has the SUB once a PING that
+      // follows it is answered (a request from another connection right after would find no one).
+      await c.flush().catch((err: unknown) => this.log.warn({ err }, 'NATS flush after subscribing failed'));
+    }
     // Set up JetStream before releasing held stats, so they land in the history too.
     try {
       await this.ensureJetStream(c);
