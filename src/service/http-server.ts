@@ -10,7 +10,6 @@
  * server speaks HTTPS and WSS only; with `tls.ca`, clients must present a certificate it signed. Browser connections from another origin are refused (403) unless
  * listed in `allowedOrigins`, so a web page cannot drive a local service behind the user's back.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +18,9 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createLogger } from '../internal/logger.js';
 import { ConfigError, ListenError } from '../errors.js';
-import { READ_ONLY_ACCESS, type WsHub } from '../sinks/ws-hub.js';
+import type { WsHub } from '../sinks/ws-hub.js';
+import { HttpAccess } from './http-access.js';
+import { refuse, send, sendJson } from './http-replies.js';
 import { nonNegativeInt } from '../internal/check-options.js';
 import { VIEWER_HTML } from './viewer-page.js';
 
@@ -84,14 +85,18 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
   if (options.readOnlyToken !== undefined && options.token === undefined) {
     throw new ConfigError('http', ['readOnlyToken: needs token as well (without a token everyone may change everything)']);
   }
-  const tokenDigest = options.token === undefined ? undefined : digest(options.token);
-  const readOnlyDigest = options.readOnlyToken ? digest(options.readOnlyToken) : undefined;
   const tls = options.tls;
-  const allowedOrigins = new Set(options.allowedOrigins ?? []);
-  const viewer = Buffer.from(VIEWER_HTML, 'utf8');
+  const access = new HttpAccess({
+    ...(options.token === undefined ? {} : { token: options.token }),
+    ...(options.readOnlyToken === undefined ? {} : { readOnlyToken: options.readOnlyToken }),
+    ...(options.allowedOrigins === undefined ? {} : { allowedOrigins: options.allowedOrigins }),
+    secure: tls !== undefined,
+    log,
+  });
+  const routes = serviceRoutes(access, registries, () => readiness(options.ready));
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res).catch((err: unknown) => {
+    routes(req, res).catch((err: unknown) => {
       log.error({ err, url: req.url }, 'request failed');
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
       else res.destroy();
@@ -105,140 +110,23 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
           onRequest,
         );
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/login') return login(req, res);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('Allow', 'GET, HEAD');
-      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
-      return;
-    }
-    switch (url.pathname) {
-      case '/':
-      case '/index.html':
-        res.setHeader('Cache-Control', 'no-cache');
-        res.setHeader(
-          'Content-Security-Policy',
-          "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
-        );
-        send(res, 200, 'text/html; charset=utf-8', viewer);
-        return;
-      case '/metrics': {
-        const texts = await Promise.all(registries.map((r) => r.metrics()));
-        send(res, 200, registries[0]?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8', texts.join('\n'));
-        return;
-      }
-      case '/healthz':
-        sendJson(res, 200, { ok: true });
-        return;
-      case '/readyz': {
-        const state = readiness();
-        sendJson(res, state.ready ? 200 : 503, state);
-        return;
-      }
-      case '/ws':
-        // A plain GET on the WebSocket path: say what it is.
-        res.setHeader('Upgrade', 'websocket');
-        send(res, 426, 'text/plain; charset=utf-8', 'this endpoint speaks WebSocket\n');
-        return;
-      default:
-        send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
-    }
-  }
-
-  function readiness(): Readiness {
-    if (options.ready === undefined) return { ready: false, reason: 'no pipeline attached' };
-    try {
-      return options.ready();
-    } catch (err) {
-      return { ready: false, reason: `readiness check failed: ${err instanceof Error ? err.message : String(err)}` };
-    }
-  }
-
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', (err) => log.debug({ err }, 'upgrade socket error'));
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/ws' && hubPending) return refuse(socket, 503, 'Service Unavailable', 'Retry-After: 1\r\n');
     if (url.pathname !== '/ws' || hub === undefined) return refuse(socket, 404, 'Not Found');
-    if (!authorised(req, url)) {
+    if (!access.authorised(req, url)) {
       log.warn({ remote: req.socket.remoteAddress }, 'WebSocket refused: missing or wrong bearer token');
       return refuse(socket, 401, 'Unauthorized', 'WWW-Authenticate: Bearer realm="stegostream"\r\n');
     }
-    if (!originAllowed(req)) {
+    if (!access.originAllowed(req)) {
       log.warn({ origin: req.headers.origin }, 'WebSocket refused: cross-origin request');
       return refuse(socket, 403, 'Forbidden');
     }
     hub.handleUpgrade(req, socket, head);
   });
 
-  /** 'full', 'read' (the read-only token) or undefined (refused). */
-  function access(given: string | undefined): 'full' | 'read' | undefined {
-    if (tokenDigest === undefined) return 'full';
-    if (given === undefined) return undefined;
-    const d = digest(given);
-    if (timingSafeEqual(d, tokenDigest)) return 'full';
-    if (readOnlyDigest !== undefined && timingSafeEqual(d, readOnlyDigest)) return 'read';
-    return undefined;
-  }
-
-  function givenToken(req: IncomingMessage, url: URL): string | undefined {
-    const header = req.headers.authorization;
-    const bearer = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    const cookie = /(?:^|;\s*)stegostream_token=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
-    return bearer ?? (cookie !== undefined ? decodeURIComponent(cookie) : undefined) ?? url.searchParams.get('token') ?? undefined;
-  }
-
-  function authorised(req: IncomingMessage, url: URL): boolean {
-    const level = access(givenToken(req, url));
-    if (level === 'read') (req as IncomingMessage & { [READ_ONLY_ACCESS]?: boolean })[READ_ONLY_ACCESS] = true;
-    return level !== undefined;
-  }
-
-  /** GET: the form; POST: checks the token and sets it as an HttpOnly cookie, then back to the viewer. */
-  async function login(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    res.setHeader('Cache-Control', 'no-store');
-    if (req.method === 'POST') {
-      const body = await readBody(req, MAX_LOGIN_BODY_BYTES);
-      const token = new URLSearchParams(body).get('token') ?? '';
-      if (body !== undefined && access(token) !== undefined && tokenDigest !== undefined) {
-        const secure = tls !== undefined ? '; Secure' : '';
-        res.setHeader('Set-Cookie', `stegostream_token=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict${secure}`);
-        res.setHeader('Location', '/');
-        send(res, 303, 'text/plain; charset=utf-8', 'signed in\n');
-        return;
-      }
-      log.warn({ remote: req.socket.remoteAddress }, 'login refused: wrong token');
-      send(res, 401, 'text/html; charset=utf-8', loginPage('Wrong token.'));
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('Allow', 'GET, HEAD, POST');
-      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
-      return;
-    }
-    send(res, 200, 'text/html; charset=utf-8', loginPage(''));
-  }
-
-  function originAllowed(req: IncomingMessage): boolean {
-    const origin = req.headers.origin;
-    if (origin === undefined || allowedOrigins.has('*') || allowedOrigins.has(origin)) return true;
-    try {
-      return new URL(origin).host === req.headers.host;
-    } catch {
-      return false;
-    }
-  }
-
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new ListenError(host, port, err.code ?? err.message, options.portHint ?? 'choose another host or port', err));
-    };
-    server.once('error', onError);
-    server.listen({ host, port }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+  await listen(server, host, port, options.portHint);
   server.on('error', (err) => log.error({ err }, 'http server error'));
   const bound = (server.address() as AddressInfo).port;
   const urlHost = host.includes(':') ? `[${host}]` : host;
@@ -269,44 +157,74 @@ export async function startHttpService(options: HttpServiceOptions = {}): Promis
   };
 }
 
-const MAX_LOGIN_BODY_BYTES = 4096;
+/** The plain HTTP routes: the viewer, `/login`, `/metrics`, `/healthz`, `/readyz`, and `/ws` without an upgrade. */
+function serviceRoutes(
+  access: HttpAccess,
+  registries: readonly Registry[],
+  ready: () => Readiness,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const viewer = Buffer.from(VIEWER_HTML, 'utf8');
+  return async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/login') return access.login(req, res);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    switch (url.pathname) {
+      case '/':
+      case '/index.html':
+        res.setHeader('Cache-Control', 'no-cache');
+        res.setHeader(
+          'Content-Security-Policy',
+          "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
+        );
+        send(res, 200, 'text/html; charset=utf-8', viewer);
+        return;
+      case '/metrics': {
+        const texts = await Promise.all(registries.map((r) => r.metrics()));
+        send(res, 200, registries[0]?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8', texts.join('\n'));
+        return;
+      }
+      case '/healthz':
+        sendJson(res, 200, { ok: true });
+        return;
+      case '/readyz': {
+        const state = ready();
+        sendJson(res, state.ready ? 200 : 503, state);
+        return;
+      }
+      case '/ws':
+        // A plain GET on the WebSocket path: say what it is.
+        res.setHeader('Upgrade', 'websocket');
+        send(res, 426, 'text/plain; charset=utf-8', 'this endpoint speaks WebSocket\n');
+        return;
+      default:
+        send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+    }
+  };
+}
 
-/** The request body as text, or undefined when it is longer than `limit` bytes. */
-async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
+function readiness(ready: HttpServiceOptions['ready']): Readiness {
+  if (ready === undefined) return { ready: false, reason: 'no pipeline attached' };
+  try {
+    return ready();
+  } catch (err) {
+    return { ready: false, reason: `readiness check failed: ${err instanceof Error ? err.message : String(err)}` };
   }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
-function loginPage(problem: string): string {
-  return `<!doctype html><html><head><meta charset="utf-8"><title>stegostream: sign in</title></head><body>
-<form method="post" action="/login"><h1>stegostream</h1>${problem ? `<p role="alert">${problem}</p>` : ''}
-<label>Token <input type="password" name="token" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button></form></body></html>
-`;
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
-
-function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
-  res.statusCode = status;
-  res.setHeader('Content-Type', type);
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.setHeader('Cache-Control', 'no-store');
-  send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body)}\n`);
-}
-
-function refuse(socket: Duplex, status: number, text: string, extraHeaders = ''): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\n${extraHeaders}Connection: close\r\nContent-Length: 0\r\n\r\n`);
+/** Binds `host:port`; a failure is a ListenError that says how to pick another port. */
+async function listen(server: Server | HttpsServer, host: string, port: number, portHint: string | undefined): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new ListenError(host, port, err.code ?? err.message, portHint ?? 'choose another host or port', err));
+    };
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }
