@@ -17,7 +17,17 @@
  * `<prefix>.<stream>.events` (header `frames`). A stream's results of a new ingest run (header
  * `run`) end the previous run's window first. Files are finalised on completion and on `close()`.
  */
-import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  nanos,
+  type Consumer,
+  type ConsumerMessages,
+  type JsMsg,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from 'nats';
 import type { Logger } from 'pino';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { OrderedWindow } from './ordered-window.js';
@@ -108,306 +118,362 @@ export interface StatsCollector {
 }
 
 export function createStatsCollector(options: StatsCollectorOptions): StatsCollector {
-  const { nc, logger } = options;
-  const prefix = options.prefix ?? DEFAULT_PREFIX;
-  const log = logger.child({ stage: 'collector' });
-  const only = options.streams ? new Set(options.streams) : undefined;
-  const states = new Map<string, StreamState>();
+  return new Collector(options);
+}
+
+/** The collector's state and handlers: results in, ordered per stream, written, acked. */
+class Collector implements StatsCollector {
+  readonly ready: Promise<void>;
+  private readonly log: Logger;
+  private readonly only: ReadonlySet<string> | undefined;
+  private readonly states = new Map<string, StreamState>();
   /** Runs that ended per stream: their late results are dropped. */
-  const endedRuns = new Set<string>();
-  const expected = new Map<string, number>();
+  private readonly endedRuns = new Set<string>();
+  private readonly expected = new Map<string, number>();
   /** Frame counts from ends stored in the results stream, by stream and run. */
-  const expectedByRun = new Map<string, number>();
-  const pendingWaiters = new Map<string, Array<(s: StreamSummary) => void>>();
+  private readonly expectedByRun = new Map<string, number>();
+  private readonly pendingWaiters = new Map<string, Array<(s: StreamSummary) => void>>();
   /** Durable: results not yet written, by (stream, run, seq), acked once written or given up. */
-  const unacked = new Map<string, JsMsg>();
-  let closing: Promise<StreamSummary[]> | undefined;
+  private readonly unacked = new Map<string, JsMsg>();
+  private readonly subs: Subscription[];
+  private readonly timer: NodeJS.Timeout;
+  private messages: ConsumerMessages | undefined;
+  private closing: Promise<StreamSummary[]> | undefined;
 
-  const summary = (s: StreamState): StreamSummary => {
-    const errors = s.outputsNow?.errors() ?? [];
-    return {
-      stream: s.stream,
-      run: s.run,
-      written: s.written,
-      duplicates: s.window.duplicates,
-      lost: s.window.lost,
-      failed: s.failed,
-      ...(errors.length ? { errors } : {}),
-      ...(s.file !== undefined ? { file: s.file } : {}),
-    };
-  };
-
-  const key = (stream: string, run: string, seq: number): string => `${stream}\n${run}\n${seq}`;
-  const ack = (stream: string, run: string, seq: number): void => {
-    const k = key(stream, run, seq);
-    unacked.get(k)?.ack();
-    unacked.delete(k);
-  };
-
-  function open(stream: string, run: string): StreamState {
-    const window = new OrderedWindow<CollectedStats>({
-      ...(options.window !== undefined ? { window: options.window } : {}),
-      ...(options.gapTimeoutMs !== undefined ? { gapTimeoutMs: options.gapTimeoutMs } : {}),
-    });
-    const file = options.statsPath?.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run');
-    // A durable collector that restarts appends to the file it was writing for this run.
-    const resume = options.durable !== undefined && file !== undefined ? readResume(file, run) : undefined;
-    if (resume) window.skipTo(resume.next);
-    const s: StreamState = {
-      stream,
-      run,
-      window,
-      written: resume?.next ?? 0,
-      failed: 0,
-      total: expectedByRun.get(`${stream}\n${run}`) ?? expected.get(stream),
-      outputs: openStreamOutputs({
-        stream,
-        run,
-        ...(file !== undefined ? { statsFile: file } : {}),
-        ...(options.masksPath !== undefined
-          ? { masksDir: options.masksPath.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run') }
-          : {}),
-        ...(options.overlay ? { overlay: options.overlay(stream) } : {}),
-        ...(resume ? { resume } : {}),
-        recordRun: options.durable !== undefined,
-        logger: log,
+  constructor(private readonly options: StatsCollectorOptions) {
+    const { nc } = options;
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.log = options.logger.child({ stage: 'collector' });
+    this.only = options.streams ? new Set(options.streams) : undefined;
+    this.subs = [
+      nc.subscribe(`${prefix}.*.events`, {
+        callback: (err, msg) => (err ? this.log.error({ err }, 'events subscription failed') : this.onEvent(msg)),
       }),
-      outputsNow: undefined,
-      queue: Promise.resolve(),
-      file,
-      done: false,
-      finished: undefined,
-      waiters: pendingWaiters.get(stream) ?? [],
-    };
-    void s.outputs.then((o) => (s.outputsNow = o));
-    pendingWaiters.delete(stream);
-    states.set(stream, s);
+    ];
+    this.ready = this.readResults(nc, prefix);
+    this.ready.catch((err: unknown) => this.log.error({ err }, 'cannot read the results stream'));
+    this.timer = setInterval(() => {
+      for (const s of this.states.values()) if (!s.done) this.emit(s, s.window.expire());
+      // Results held in the window: keep them from being redelivered while they wait.
+      for (const m of this.unacked.values()) m.working();
+    }, EXPIRE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  private async readResults(nc: NatsConnection, prefix: string): Promise<void> {
+    const consumer = await openResultsConsumer(nc, prefix, this.options.durable);
+    this.messages = await consumer.consume();
+    const it = this.messages;
+    void (async () => {
+      for await (const m of it) this.onResult(m);
+    })().catch((err: unknown) => this.log.error({ err }, 'reading results failed'));
+  }
+
+  private ack(stream: string, run: string, seq: number): void {
+    const k = resultKey(stream, run, seq);
+    this.unacked.get(k)?.ack();
+    this.unacked.delete(k);
+  }
+
+  private open(stream: string, run: string): StreamState {
+    const total = this.expectedByRun.get(`${stream}\n${run}`) ?? this.expected.get(stream);
+    const s = newStreamState(this.options, stream, run, total, this.pendingWaiters.get(stream) ?? [], this.log);
+    this.pendingWaiters.delete(stream);
+    this.states.set(stream, s);
     return s;
   }
 
-  function emit(s: StreamState, released: { items: CollectedStats[]; gaps: Array<readonly [number, number]> }): void {
+  private emit(s: StreamState, released: { items: CollectedStats[]; gaps: Array<readonly [number, number]> }): void {
     for (const [from, to] of released.gaps) {
-      log.warn({ stream: s.stream, from, to }, 'results never arrived; giving them up');
-      for (let seq = from; seq <= to; seq++) ack(s.stream, s.run, seq);
+      this.log.warn({ stream: s.stream, from, to }, 'results never arrived; giving them up');
+      for (let seq = from; seq <= to; seq++) this.ack(s.stream, s.run, seq);
     }
     for (const r of released.items) {
       s.written++;
-      options.onStats?.(r);
+      this.options.onStats?.(r);
       s.queue = s.queue.then(async () => {
         const ok = await (await s.outputs).write(r);
         if (!ok) s.failed++;
         // Acked once written (or once writing failed for good): a restart does not redo it.
-        ack(s.stream, s.run, r.stats.seq);
+        this.ack(s.stream, s.run, r.stats.seq);
       });
     }
-    checkDone(s);
+    this.checkDone(s);
   }
 
-  function checkDone(s: StreamState): void {
+  private checkDone(s: StreamState): void {
     if (s.done || s.total === undefined || s.window.next < s.total) return;
     s.done = true;
-    s.finished = finish(s);
+    s.finished = finishStream(s);
     void s.finished.then((sum) => {
-      log.info(sum, 'stream complete');
-      options.onComplete?.(sum);
+      this.log.info(sum, 'stream complete');
+      this.options.onComplete?.(sum);
       for (const w of s.waiters.splice(0)) w(sum);
     });
   }
 
-  async function finish(s: StreamState): Promise<StreamSummary> {
-    await s.queue;
-    const outputs = await s.outputs;
-    await outputs.close();
-    s.outputsNow = outputs;
-    return summary(s);
-  }
-
   /** Ingest's end of a stream, stored in the results stream: the count completes the stream's run. */
-  function onStoredEnd(msg: JsMsg): void {
+  private onStoredEnd(msg: JsMsg): void {
     msg.ack();
-    const frames = Number(msg.headers?.get('frames') ?? '');
-    const run = msg.headers?.get('run') ?? '';
-    let stream: string;
-    try {
-      stream = (JSON.parse(Buffer.from(msg.data).toString('utf8')) as { stream: string }).stream;
-    } catch {
-      return;
-    }
-    if (typeof stream !== 'string' || !Number.isInteger(frames) || frames < 0 || (only && !only.has(stream))) return;
-    if (options.run !== undefined && run !== options.run) return;
-    expectedByRun.set(`${stream}\n${run}`, frames);
-    const s = states.get(stream);
+    const end = parseStoredEnd(msg);
+    if (end === undefined || (this.only && !this.only.has(end.stream))) return;
+    const { stream, run, frames } = end;
+    if (this.options.run !== undefined && run !== this.options.run) return;
+    this.expectedByRun.set(`${stream}\n${run}`, frames);
+    const s = this.states.get(stream);
     if (s !== undefined && s.run === run && !s.done) {
       s.total = frames;
-      checkDone(s);
+      this.checkDone(s);
     }
   }
 
-  function onResult(msg: JsMsg): void {
-    if (msg.subject.endsWith('.end')) return onStoredEnd(msg);
+  private onResult(msg: JsMsg): void {
+    if (msg.subject.endsWith('.end')) return this.onStoredEnd(msg);
     let stored: StoredResult;
     try {
       stored = JSON.parse(Buffer.from(msg.data).toString('utf8')) as StoredResult;
     } catch (err) {
-      log.warn({ err, subject: msg.subject }, 'ignoring a result that is not JSON');
+      this.log.warn({ err, subject: msg.subject }, 'ignoring a result that is not JSON');
       msg.ack();
       return;
     }
     const stats = stored.stats;
-    if (typeof stats?.stream !== 'string' || !Number.isInteger(stats.seq) || (only && !only.has(stats.stream))) {
+    if (typeof stats?.stream !== 'string' || !Number.isInteger(stats.seq) || (this.only && !this.only.has(stats.stream))) {
       msg.ack();
       return;
     }
     const run = msg.headers?.get('run') ?? '';
-    if ((options.run !== undefined && run !== options.run) || endedRuns.has(`${stats.stream}\n${run}`)) {
+    if ((this.options.run !== undefined && run !== this.options.run) || this.endedRuns.has(`${stats.stream}\n${run}`)) {
       msg.ack();
       return;
     }
-    let s = states.get(stats.stream);
-    if (s !== undefined && s.run !== run) {
-      // A new ingest run of this stream: finish the old one with what it has.
-      log.warn({ stream: s.stream, oldRun: s.run, run }, 'a new ingest run of the stream started; finishing the previous one');
-      endedRuns.add(`${s.stream}\n${s.run}`);
-      const old = s;
-      emit(old, old.window.drain());
-      old.total = old.window.next;
-      checkDone(old);
-      s = undefined;
-    }
-    s ??= open(stats.stream, run);
-    if (s.done || s.window.passed(stats.seq) || s.window.holds(stats.seq)) {
+    const s = this.streamFor(stats.stream, run);
+    if (s.done || s.window.passed(stats.seq) || s.window.holds(stats.seq) || !this.holdForAck(s, run, stats.seq, msg)) {
       s.window.duplicates++;
       msg.ack();
       return;
-    }
-    if (options.durable !== undefined) {
-      const k = key(s.stream, run, stats.seq);
-      // A redelivery of a result still held: keep one message to ack.
-      if (unacked.has(k)) {
-        s.window.duplicates++;
-        msg.ack();
-        return;
-      }
-      unacked.set(k, msg);
     }
     const item: CollectedStats = {
       stats,
       worker: msg.headers?.get('worker') ?? '',
       ...(stored.mask !== undefined ? { mask: Buffer.from(stored.mask, 'base64') } : {}),
     };
-    emit(s, s.window.push(stats.seq, item));
+    this.emit(s, s.window.push(stats.seq, item));
   }
 
-  function setTotal(stream: string, frames: number): void {
-    expected.set(stream, frames);
-    const s = states.get(stream);
+  /** The stream's state for `run`; a new ingest run of the stream finishes the old one with what it has. */
+  private streamFor(stream: string, run: string): StreamState {
+    const s = this.states.get(stream);
+    if (s === undefined) return this.open(stream, run);
+    if (s.run === run) return s;
+    this.log.warn({ stream: s.stream, oldRun: s.run, run }, 'a new ingest run of the stream started; finishing the previous one');
+    this.endedRuns.add(`${s.stream}\n${s.run}`);
+    this.emit(s, s.window.drain());
+    s.total = s.window.next;
+    this.checkDone(s);
+    return this.open(stream, run);
+  }
+
+  /** Durable: keeps `msg` to ack once written; false for a redelivery of a result still held. */
+  private holdForAck(s: StreamState, run: string, seq: number, msg: JsMsg): boolean {
+    if (this.options.durable === undefined) return true;
+    const k = resultKey(s.stream, run, seq);
+    if (this.unacked.has(k)) return false;
+    this.unacked.set(k, msg);
+    return true;
+  }
+
+  private setTotal(stream: string, frames: number): void {
+    this.expected.set(stream, frames);
+    const s = this.states.get(stream);
     if (s !== undefined && !s.done) {
       s.total = frames;
-      checkDone(s);
+      this.checkDone(s);
     }
   }
 
-  function onEvent(msg: Msg): void {
-    // Only ingest's end-of-stream event carries `frames` (nats.js answers '' for a missing header).
-    const header = msg.headers?.get('frames') ?? '';
-    const frames = Number(header);
-    if (header === '' || !Number.isInteger(frames) || frames < 0) return;
-    let e: { type?: string; stream?: string; state?: string };
-    try {
-      e = JSON.parse(Buffer.from(msg.data).toString('utf8')) as typeof e;
-    } catch {
-      return;
-    }
-    if (e.type !== 'source-state' || e.state !== 'stopped' || typeof e.stream !== 'string') return;
-    if (only && !only.has(e.stream)) return;
-    if (options.run !== undefined && msg.headers?.get('run') !== options.run) return;
-    setTotal(e.stream, frames);
+  private onEvent(msg: Msg): void {
+    const end = parseEndEvent(msg);
+    if (end === undefined || (this.only && !this.only.has(end.stream))) return;
+    if (this.options.run !== undefined && msg.headers?.get('run') !== this.options.run) return;
+    this.setTotal(end.stream, end.frames);
   }
 
-  const subs: Subscription[] = [
-    nc.subscribe(`${prefix}.*.events`, { callback: (err, msg) => (err ? log.error({ err }, 'events subscription failed') : onEvent(msg)) }),
-  ];
-  let messages: ConsumerMessages | undefined;
-  const ready = (async () => {
-    const jsm = await nc.jetstreamManager();
-    const streamName = await ensureResultsStream(jsm, prefix);
-    const js = nc.jetstream();
-    let consumer;
-    if (options.durable !== undefined) {
-      const cfg = {
-        durable_name: options.durable,
-        ack_policy: AckPolicy.Explicit,
-        ack_wait: nanos(DURABLE_ACK_WAIT_MS),
-        max_ack_pending: -1,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: resultsWildcard(prefix),
-      };
-      try {
-        await jsm.consumers.add(streamName, cfg);
-      } catch (err) {
-        const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
-        if (code !== CONSUMER_EXISTS && code !== CONSUMER_NAME_EXISTS) throw err;
+  expect(stream: string, frames: number): Promise<StreamSummary> {
+    return new Promise<StreamSummary>((resolve) => {
+      const s = this.states.get(stream);
+      if (s?.finished !== undefined) return void s.finished.then(resolve);
+      if (s !== undefined) s.waiters.push(resolve);
+      else this.pendingWaiters.set(stream, [...(this.pendingWaiters.get(stream) ?? []), resolve]);
+      this.setTotal(stream, frames);
+      if (frames === 0 && s === undefined) resolve({ stream, run: '', written: 0, duplicates: 0, lost: 0, failed: 0 });
+    });
+  }
+
+  summaries(): StreamSummary[] {
+    return [...this.states.values()].map(streamSummary);
+  }
+
+  close(): Promise<StreamSummary[]> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<StreamSummary[]> {
+    clearInterval(this.timer);
+    for (const sub of this.subs) sub.unsubscribe();
+    await this.ready.catch(() => undefined);
+    this.messages?.stop();
+    const out: StreamSummary[] = [];
+    for (const s of this.states.values()) {
+      if (!s.done) {
+        // Held results are written; a durable collector acks them as it writes, so a
+        // restart does not redo them (gaps are left unacked: they may still come).
+        const released = s.window.drain();
+        released.gaps.length = 0;
+        this.emit(s, released);
+        s.done = true;
+        s.finished = finishStream(s);
       }
-      consumer = await js.consumers.get(streamName, options.durable);
-    } else {
-      // Results stored from this collector's start on (a run's results all come after it).
-      const info = await jsm.streams.info(streamName);
-      consumer = await js.consumers.get(streamName, {
-        // One subject as a string: nats-server 2.9 (Debian's) has no filter_subjects list.
-        filterSubjects: resultsWildcard(prefix),
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq: info.state.last_seq + 1,
-      });
+      out.push(await (s.finished as Promise<StreamSummary>));
     }
-    messages = await consumer.consume();
-    const it = messages;
-    void (async () => {
-      for await (const m of it) onResult(m);
-    })().catch((err: unknown) => log.error({ err }, 'reading results failed'));
-  })();
-  ready.catch((err: unknown) => log.error({ err }, 'cannot read the results stream'));
-  const timer = setInterval(() => {
-    for (const s of states.values()) if (!s.done) emit(s, s.window.expire());
-    // Results held in the window: keep them from being redelivered while they wait.
-    for (const m of unacked.values()) m.working();
-  }, EXPIRE_INTERVAL_MS);
-  timer.unref();
+    return out;
+  }
+}
 
+function resultKey(stream: string, run: string, seq: number): string {
+  return `${stream}\n${run}\n${seq}`;
+}
+
+/** Waits for the stream's writes, closes its outputs and sums it up. */
+async function finishStream(s: StreamState): Promise<StreamSummary> {
+  await s.queue;
+  const outputs = await s.outputs;
+  await outputs.close();
+  s.outputsNow = outputs;
+  return streamSummary(s);
+}
+
+function streamSummary(s: StreamState): StreamSummary {
+  const errors = s.outputsNow?.errors() ?? [];
   return {
-    ready,
-    expect(stream, frames) {
-      return new Promise<StreamSummary>((resolve) => {
-        const s = states.get(stream);
-        if (s?.finished !== undefined) return void s.finished.then(resolve);
-        if (s !== undefined) s.waiters.push(resolve);
-        else pendingWaiters.set(stream, [...(pendingWaiters.get(stream) ?? []), resolve]);
-        setTotal(stream, frames);
-        if (frames === 0 && s === undefined) resolve({ stream, run: '', written: 0, duplicates: 0, lost: 0, failed: 0 });
-      });
-    },
-    summaries: () => [...states.values()].map(summary),
-    close() {
-      closing ??= (async () => {
-        clearInterval(timer);
-        for (const sub of subs) sub.unsubscribe();
-        await ready.catch(() => undefined);
-        messages?.stop();
-        const out: StreamSummary[] = [];
-        for (const s of states.values()) {
-          if (!s.done) {
-            // Held results are written; a durable collector acks them as it writes, so a
-            // restart does not redo them (gaps are left unacked: they may still come).
-            const released = s.window.drain();
-            released.gaps.length = 0;
-            emit(s, released);
-            s.done = true;
-            s.finished = finish(s);
-          }
-          out.push(await (s.finished as Promise<StreamSummary>));
-        }
-        return out;
-      })();
-      return closing;
-    },
+    stream: s.stream,
+    run: s.run,
+    written: s.written,
+    duplicates: s.window.duplicates,
+    lost: s.window.lost,
+    failed: s.failed,
+    ...(errors.length ? { errors } : {}),
+    ...(s.file !== undefined ? { file: s.file } : {}),
   };
+}
+
+/** A stream's window and outputs; a durable collector that restarts appends to the file it was writing for this run. */
+function newStreamState(
+  options: StatsCollectorOptions,
+  stream: string,
+  run: string,
+  total: number | undefined,
+  waiters: Array<(s: StreamSummary) => void>,
+  log: Logger,
+): StreamState {
+  const window = new OrderedWindow<CollectedStats>({
+    ...(options.window !== undefined ? { window: options.window } : {}),
+    ...(options.gapTimeoutMs !== undefined ? { gapTimeoutMs: options.gapTimeoutMs } : {}),
+  });
+  const file = options.statsPath?.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run');
+  const resume = options.durable !== undefined && file !== undefined ? readResume(file, run) : undefined;
+  if (resume) window.skipTo(resume.next);
+  const s: StreamState = {
+    stream,
+    run,
+    window,
+    written: resume?.next ?? 0,
+    failed: 0,
+    total,
+    outputs: openStreamOutputs({
+      stream,
+      run,
+      ...(file !== undefined ? { statsFile: file } : {}),
+      ...(options.masksPath !== undefined
+        ? { masksDir: options.masksPath.replaceAll('{stream}', stream).replaceAll('{run}', run || 'run') }
+        : {}),
+      ...(options.overlay ? { overlay: options.overlay(stream) } : {}),
+      ...(resume ? { resume } : {}),
+      recordRun: options.durable !== undefined,
+      logger: log,
+    }),
+    outputsNow: undefined,
+    queue: Promise.resolve(),
+    file,
+    done: false,
+    finished: undefined,
+    waiters,
+  };
+  void s.outputs.then((o) => (s.outputsNow = o));
+  return s;
+}
+
+/** Ingest's end of a stream as stored in the results stream: stream, run and frame count. */
+function parseStoredEnd(msg: JsMsg): { stream: string; run: string; frames: number } | undefined {
+  const frames = Number(msg.headers?.get('frames') ?? '');
+  const run = msg.headers?.get('run') ?? '';
+  let stream: string;
+  try {
+    stream = (JSON.parse(Buffer.from(msg.data).toString('utf8')) as { stream: string }).stream;
+  } catch {
+    return undefined;
+  }
+  if (typeof stream !== 'string' || !Number.isInteger(frames) || frames < 0) return undefined;
+  return { stream, run, frames };
+}
+
+/** Ingest's end-of-stream event on `<prefix>.<stream>.events`; undefined for every other event. */
+function parseEndEvent(msg: Msg): { stream: string; frames: number } | undefined {
+  // Only ingest's end-of-stream event carries `frames` (nats.js answers '' for a missing header).
+  const header = msg.headers?.get('frames') ?? '';
+  const frames = Number(header);
+  if (header === '' || !Number.isInteger(frames) || frames < 0) return undefined;
+  let e: { type?: string; stream?: string; state?: string };
+  try {
+    e = JSON.parse(Buffer.from(msg.data).toString('utf8')) as typeof e;
+  } catch {
+    return undefined;
+  }
+  if (e.type !== 'source-state' || e.state !== 'stopped' || typeof e.stream !== 'string') return undefined;
+  return { stream: e.stream, frames };
+}
+
+/**
+ * The consumer of the results stream: a durable one of that name from the oldest result kept,
+ * or an ordered one from this collector's start on (a run's results all come after it).
+ */
+async function openResultsConsumer(nc: NatsConnection, prefix: string, durable: string | undefined): Promise<Consumer> {
+  const jsm = await nc.jetstreamManager();
+  const streamName = await ensureResultsStream(jsm, prefix);
+  const js = nc.jetstream();
+  if (durable !== undefined) {
+    const cfg = {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(DURABLE_ACK_WAIT_MS),
+      max_ack_pending: -1,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: resultsWildcard(prefix),
+    };
+    try {
+      await jsm.consumers.add(streamName, cfg);
+    } catch (err) {
+      const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
+      if (code !== CONSUMER_EXISTS && code !== CONSUMER_NAME_EXISTS) throw err;
+    }
+    return js.consumers.get(streamName, durable);
+  }
+  const info = await jsm.streams.info(streamName);
+  return js.consumers.get(streamName, {
+    // One subject as a string: nats-server 2.9 (Debian's) has no filter_subjects list.
+    filterSubjects: resultsWildcard(prefix),
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: info.state.last_seq + 1,
+  });
 }
