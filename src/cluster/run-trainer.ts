@@ -15,7 +15,7 @@
 import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { NatsConnection, Subscription } from 'nats';
+import type { KV, Msg, NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { LearnerClient } from '../learning/learner-client.js';
@@ -63,15 +63,9 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const name = options.name ?? `${hostname()}-${process.pid}`;
   const log = logger.child({ stage: 'trainer', trainer: name });
-  const warmupFrames = options.warmupFrames ?? DEFAULT_WARMUP_FRAMES;
   const k = expectedClassCount(learning);
-  const registry = options.registry ?? new Registry();
-  const mHead = gauge(registry, 'stegostream_trainer_head_version', 'Head version last published');
-  const mFeatures = counter(registry, 'stegostream_trainer_feature_frames_total', 'Feature frames received from workers', ['outcome']);
-  const mRounds = counter(registry, 'stegostream_trainer_rounds_total', 'Training rounds', ['kind']);
 
   const kv = await openHeadsBucket(nc, prefix);
-  const where = `KV ${headsBucketName(prefix)}/${HEAD_KEY}`;
   const lease: TrainerLease = await acquireTrainerLease({
     kv,
     id: name,
@@ -80,8 +74,28 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     ...(options.standby !== undefined ? { standby: options.standby } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
+  const start = await startingHead(kv, `KV ${headsBucketName(prefix)}/${HEAD_KEY}`, learning, k, log);
+  if (learning.freeze && !start.initial) {
+    await lease.release();
+    throw new Error('--freeze needs a head: give --head FILE (or --resume with a checkpoint)');
+  }
+  const trainer = new Trainer(options, { prefix, name, log, kv, lease, ...start });
+  if (start.initial && start.initial !== start.published) {
+    await trainer.publish(start.initial, learning.freeze ? 'frozen head from file' : 'head from file');
+  }
+  trainer.listen();
+  options.signal?.addEventListener('abort', () => void trainer.close(), { once: true });
+  return trainer;
+}
 
-  // Where versions continue from: the bucket's head, or --head / --resume.
+/** Where versions continue from: the bucket's head (and its revision), or --head / --resume. */
+async function startingHead(
+  kv: KV,
+  where: string,
+  learning: LearningOptions,
+  k: number | undefined,
+  log: Logger,
+): Promise<{ headRevision: number | undefined; published: HeadState | undefined; initial: HeadState | undefined }> {
   let headRevision: number | undefined;
   let published: HeadState | undefined;
   const entry = await kv.get(HEAD_KEY);
@@ -103,36 +117,107 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     initial = { ...fromFile, version };
     log.info({ head: headFile, version }, 'head loaded from file');
   }
-  if (learning.freeze && !initial) {
-    await lease.release();
-    throw new Error('--freeze needs a head: give --head FILE (or --resume with a checkpoint)');
+  return { headRevision, published, initial };
+}
+
+interface TrainerStart {
+  readonly prefix: string;
+  readonly name: string;
+  readonly log: Logger;
+  readonly kv: KV;
+  readonly lease: TrainerLease;
+  readonly headRevision: number | undefined;
+  readonly published: HeadState | undefined;
+  readonly initial: HeadState | undefined;
+}
+
+/** The running trainer: features in, rounds in the learner's thread, heads out to the KV bucket. */
+class Trainer implements RunningTrainer {
+  readonly registry: Registry;
+  readonly done: Promise<void>;
+  private readonly nc: NatsConnection;
+  private readonly learning: LearningOptions;
+  private readonly prefix: string;
+  private readonly name: string;
+  private readonly log: Logger;
+  private readonly kv: KV;
+  private readonly lease: TrainerLease;
+  private readonly warmupFrames: number;
+  private readonly m: ReturnType<typeof trainerMetrics>;
+  private headRevision: number | undefined;
+  private published: HeadState | undefined;
+  private initial: HeadState | undefined;
+  private learner: LearnerClient | undefined;
+  private starting: Promise<LearnerClient> | undefined;
+  private featureFrames = 0;
+  private rounds = 0;
+  private training = false;
+  private paused = false;
+  private publishing: Promise<void> = Promise.resolve();
+  private closing = false;
+  private closingPromise: Promise<void> | undefined;
+  private failure: Error | undefined;
+  private resolveDone!: () => void;
+  private rejectDone!: (e: unknown) => void;
+  private subs: Subscription[] = [];
+  private announcer: NodeJS.Timeout | undefined;
+
+  constructor(options: TrainerOptions, start: TrainerStart) {
+    this.nc = options.nc;
+    this.learning = options.learning;
+    this.prefix = start.prefix;
+    this.name = start.name;
+    this.log = start.log;
+    this.kv = start.kv;
+    this.lease = start.lease;
+    this.headRevision = start.headRevision;
+    this.published = start.published;
+    this.initial = start.initial;
+    this.warmupFrames = options.warmupFrames ?? DEFAULT_WARMUP_FRAMES;
+    this.registry = options.registry ?? new Registry();
+    this.m = trainerMetrics(this.registry);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    this.done.catch(() => undefined);
   }
 
-  let learner: LearnerClient | undefined;
-  let starting: Promise<LearnerClient> | undefined;
-  let featureFrames = 0;
-  let rounds = 0;
-  let training = false;
-  let publishing: Promise<void> = Promise.resolve();
-  let closing = false;
-  let failure: Error | undefined;
-  let resolveDone!: () => void;
-  let rejectDone!: (e: unknown) => void;
-  const done = new Promise<void>((resolve, reject) => {
-    resolveDone = resolve;
-    rejectDone = reject;
-  });
-  done.catch(() => undefined);
+  ready(): Readiness {
+    return this.closing ? { ready: false, reason: 'shutting down' } : { ready: true };
+  }
+
+  status(): { headVersion: number; featureFrames: number; rounds: number } {
+    return { headVersion: this.published?.version ?? 0, featureFrames: this.featureFrames, rounds: this.rounds };
+  }
+
+  /** Subscribes to control and features, starts announcing the learning state, and watches the lease. */
+  listen(): void {
+    const { nc, prefix } = this;
+    // The learning state goes out now and then (and at once on pause/resume), for viewers.
+    this.announcer = setInterval(() => this.announce(), 5_000);
+    this.announcer.unref();
+    this.subs = [
+      nc.subscribe(controlSubject(prefix, '*'), { callback: (err, msg) => (err || !msg.reply ? undefined : this.onControl(msg)) }),
+      nc.subscribe(featuresSubject(prefix), {
+        callback: (err, msg) => (err ? this.log.error({ err }, 'features subscription failed') : this.onFeatures(msg)),
+      }),
+    ];
+    void this.lease.lost.then((err) => this.fail(err));
+  }
+
+  // ---- heads out ----
 
   /** Publishes one head after another: each write is a compare-and-set on the previous one's revision. */
-  function publish(state: HeadState, reason: string): Promise<void> {
-    const next = publishing.catch(() => undefined).then(() => publishNow(state, reason));
-    publishing = next.catch(() => undefined);
+  publish(state: HeadState, reason: string): Promise<void> {
+    const next = this.publishing.catch(() => undefined).then(() => this.publishNow(state, reason));
+    this.publishing = next.catch(() => undefined);
     return next;
   }
 
-  async function publishNow(state: HeadState, reason: string): Promise<void> {
-    await lease.confirm();
+  private async publishNow(state: HeadState, reason: string): Promise<void> {
+    const { nc, kv, learning } = this;
+    await this.lease.confirm();
     const bytes = encodeCheckpoint(state);
     const max = nc.info?.max_payload ?? Infinity;
     if (bytes.length > max) {
@@ -141,103 +226,123 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       );
     }
     // Compare-and-set on the revision this trainer last saw: nothing else may have written.
-    headRevision = headRevision === undefined ? await kv.create(HEAD_KEY, bytes) : await kv.update(HEAD_KEY, bytes, headRevision);
-    published = state;
-    mHead.set(state.version);
-    log.info({ headVersion: state.version, revision: headRevision, bytes: bytes.length, reason }, 'head published');
-    nc.publish(serviceEventsSubject(prefix), Buffer.from(JSON.stringify({ type: 'head-updated', version: state.version, reason })));
+    this.headRevision =
+      this.headRevision === undefined ? await kv.create(HEAD_KEY, bytes) : await kv.update(HEAD_KEY, bytes, this.headRevision);
+    this.published = state;
+    this.m.head.set(state.version);
+    this.log.info({ headVersion: state.version, revision: this.headRevision, bytes: bytes.length, reason }, 'head published');
+    nc.publish(serviceEventsSubject(this.prefix), Buffer.from(JSON.stringify({ type: 'head-updated', version: state.version, reason })));
     if (learning.checkpoint && !learning.freeze) {
       const path = learning.checkpoint;
       await mkdir(dirname(path), { recursive: true });
-      await saveCheckpoint(path, state).catch((err: unknown) => log.error({ err }, 'checkpoint file failed'));
+      await saveCheckpoint(path, state).catch((err: unknown) => this.log.error({ err }, 'checkpoint file failed'));
     }
   }
 
-  function fail(err: Error): void {
-    if (failure) return;
-    failure = err;
-    log.error({ err }, 'trainer stopping');
-    void close().finally(() => rejectDone(err));
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.log.error({ err }, 'trainer stopping');
+    void this.close().finally(() => this.rejectDone(err));
   }
 
-  if (initial && initial !== published) await publish(initial, learning.freeze ? 'frozen head from file' : 'head from file');
+  // ---- control ----
 
-  // Control on <prefix>.ctl.<verb> (request-reply), as the single-process service answers it:
-  // renames go out as a new revision of the head (same version, new names) that workers swap in.
-  let paused = false;
-  const control: ControlHandler = {
-    renameClass(id, name) {
-      const current = learner?.state.version ? learner.state : published;
+  private learningState(): string {
+    return this.learning.freeze ? 'frozen' : this.paused ? 'paused' : 'running';
+  }
+
+  private announce(): void {
+    const e = { type: 'pipeline', learning: this.learningState() };
+    if (!this.nc.isClosed()) this.nc.publish(serviceEventsSubject(this.prefix), Buffer.from(JSON.stringify(e)));
+  }
+
+  /** Control on <prefix>.ctl.<verb> (request-reply), as the single-process service answers it. */
+  private onControl(msg: Msg): void {
+    const verb = msg.subject.slice(controlSubject(this.prefix, '').length);
+    let args: unknown = {};
+    try {
+      if (msg.data.length > 0) args = JSON.parse(Buffer.from(msg.data).toString('utf8'));
+    } catch (e) {
+      const error = { code: 'E_BAD_JSON', message: `Request body is not valid JSON: ${(e as Error).message}` };
+      msg.respond(Buffer.from(JSON.stringify({ ok: false, verb, error })));
+      return;
+    }
+    void runControl(this.control, verb, args, { logger: this.log }).then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
+  }
+
+  private readonly control: ControlHandler = {
+    // Renames go out as a new revision of the head (same version, new names) that workers swap in.
+    renameClass: (id, name) => {
+      const current = this.learner?.state.version ? this.learner.state : this.published;
       if (current === undefined || current.version === 0)
         throw new ControlError('No head yet: the trainer has not fitted the first one. Rename once results come in.');
       assertClassId(classInfos(current), id);
-      learner?.rename(id, name);
+      this.learner?.rename(id, name);
       const names = [...current.names];
       names[id] = name;
       const renamed = { ...current, names };
-      if (learner === undefined) initial = renamed;
-      publish(renamed, `class ${id} renamed`).catch((err: unknown) => fail(err as Error));
+      if (this.learner === undefined) this.initial = renamed;
+      this.publish(renamed, `class ${id} renamed`).catch((err: unknown) => this.fail(err as Error));
       return classInfos(renamed);
     },
-    pauseLearning() {
-      paused = true;
-      learner?.pause();
-      announce();
+    pauseLearning: () => {
+      this.paused = true;
+      this.learner?.pause();
+      this.announce();
     },
-    resumeLearning() {
-      paused = false;
-      learner?.resume();
-      announce();
+    resumeLearning: () => {
+      this.paused = false;
+      this.learner?.resume();
+      this.announce();
     },
-    async snapshotHead() {
-      const state = published;
+    snapshotHead: async () => {
+      const state = this.published;
       if (state === undefined) throw new ControlError('No head yet: nothing to snapshot.');
-      const path = learning.checkpoint ?? '.stegostream/head.ckpt';
+      const path = this.learning.checkpoint ?? '.stegostream/head.ckpt';
       await mkdir(dirname(path), { recursive: true });
       await saveCheckpoint(path, state);
       return { path, version: state.version };
     },
     status: () => ({
       role: 'trainer',
-      trainer: name,
-      headVersion: published?.version ?? 0,
-      featureFrames,
-      rounds,
-      learning: learning.freeze ? 'frozen' : paused ? 'paused' : 'running',
-      classes: published ? classInfos(published) : [],
+      trainer: this.name,
+      headVersion: this.published?.version ?? 0,
+      featureFrames: this.featureFrames,
+      rounds: this.rounds,
+      learning: this.learningState(),
+      classes: this.published ? classInfos(this.published) : [],
     }),
   };
-  // The learning state goes out now and then (and at once on pause/resume), for viewers.
-  const announce = (): void => {
-    const e = { type: 'pipeline', learning: learning.freeze ? 'frozen' : paused ? 'paused' : 'running' };
-    if (!nc.isClosed()) nc.publish(serviceEventsSubject(prefix), Buffer.from(JSON.stringify(e)));
-  };
-  const announcer = setInterval(announce, 5_000);
-  announcer.unref();
-  const ctl: Subscription = nc.subscribe(controlSubject(prefix, '*'), {
-    callback: (err, msg) => {
-      if (err || !msg.reply) return;
-      const verb = msg.subject.slice(controlSubject(prefix, '').length);
-      let args: unknown = {};
-      try {
-        if (msg.data.length > 0) args = JSON.parse(Buffer.from(msg.data).toString('utf8'));
-      } catch (e) {
-        msg.respond(
-          Buffer.from(
-            JSON.stringify({
-              ok: false,
-              verb,
-              error: { code: 'E_BAD_JSON', message: `Request body is not valid JSON: ${(e as Error).message}` },
-            }),
-          ),
-        );
-        return;
-      }
-      void runControl(control, verb, args, { logger: log }).then((reply) => msg.respond(Buffer.from(JSON.stringify(reply))));
-    },
-  });
 
-  async function startLearner(dim: number, backboneName: string): Promise<LearnerClient> {
+  // ---- features in, rounds ----
+
+  private onFeatures(msg: Msg): void {
+    if (this.learning.freeze || this.closing) return;
+    let sample;
+    try {
+      sample = decodeFeatures(msg.data, msg.headers);
+    } catch (e) {
+      this.m.features.inc({ outcome: 'bad' });
+      return this.log.warn({ err: (e as Error).message }, 'ignoring a bad feature message');
+    }
+    if (this.initial && sample.dim !== this.initial.backbone.dim) {
+      this.m.features.inc({ outcome: 'wrong-dim' });
+      return this.log.warn({ dim: sample.dim, headDim: this.initial.backbone.dim }, 'ignoring features of another backbone than the head');
+    }
+    this.starting ??= this.startLearner(sample.dim, sample.backbone).then((l) => (this.learner = l));
+    void this.starting
+      .then((l) => {
+        l.observe(sample.tokens, sample.n, sample.dim);
+        this.featureFrames++;
+        this.m.features.inc({ outcome: 'used' });
+        return this.maybeTrain(l);
+      })
+      .catch((e: unknown) => this.fail(e as Error));
+  }
+
+  private async startLearner(dim: number, backboneName: string): Promise<LearnerClient> {
+    const learning = this.learning;
     const l = await LearnerClient.start({
       dim,
       backboneName,
@@ -247,22 +352,22 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
       bank: { capacityFrames: learning.bankFrames },
       train: learnerTrainOptions(learning),
       ...(learning.names ? { names: learning.names } : {}),
-      ...(initial ? { initial } : {}),
+      ...(this.initial ? { initial: this.initial } : {}),
     });
-    log.info({ dim, backbone: backboneName, from: initial?.version ?? 0 }, 'learner started');
-    if (paused) l.pause();
+    this.log.info({ dim, backbone: backboneName, from: this.initial?.version ?? 0 }, 'learner started');
+    if (this.paused) l.pause();
     return l;
   }
 
   /** `background`: a periodic round, which keeps to --learn-cpu (workers may share this machine). */
-  async function round(l: LearnerClient, kind: string, steps?: number, background = false): Promise<HeadState> {
+  private async round(l: LearnerClient, kind: string, steps?: number, background = false): Promise<HeadState> {
     const before = l.state.version;
-    const state = await l.runRound(featureFrames, steps, background);
-    rounds++;
-    mRounds.inc({ kind: l.lastRound?.kind ?? kind });
+    const state = await l.runRound(this.featureFrames, steps, background);
+    this.rounds++;
+    this.m.rounds.inc({ kind: l.lastRound?.kind ?? kind });
     const r = l.lastRound;
     if (state.version !== before)
-      log.info(
+      this.log.info(
         {
           headVersion: state.version,
           kind: r?.kind,
@@ -273,87 +378,52 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
         'round done',
       );
     else if (r?.kind === 'rejected')
-      log.info({ dispersionRatio: r.dispersionRatio, reason: r.reason }, 'trained head turned away; the serving head stays');
+      this.log.info({ dispersionRatio: r.dispersionRatio, reason: r.reason }, 'trained head turned away; the serving head stays');
     return state;
   }
 
-  async function maybeTrain(l: LearnerClient): Promise<void> {
-    if (training || closing || paused) return;
-    if (!l.ready) {
-      if (featureFrames < warmupFrames) return;
-      training = true;
-      try {
-        await round(l, 'probe');
-        // A long first round (--learn-steps), as after process's learning pass; short ones after.
-        const state = l.ready ? await round(l, 'train', learning.learnSteps) : l.state;
-        if (state.version > 0) await publish(state, 'first fit');
-      } finally {
-        training = false;
-      }
-      return;
-    }
-    if (!l.shouldTrain(featureFrames)) return;
-    training = true;
+  private async maybeTrain(l: LearnerClient): Promise<void> {
+    if (this.training || this.closing || this.paused) return;
+    if (!l.ready && this.featureFrames < this.warmupFrames) return;
+    if (l.ready && !l.shouldTrain(this.featureFrames)) return;
+    this.training = true;
     try {
-      const state = await round(l, 'train', undefined, true);
-      if (state.version !== published?.version) await publish(state, 'training round');
+      if (!l.ready) {
+        await this.round(l, 'probe');
+        // A long first round (--learn-steps), as after process's learning pass; short ones after.
+        const state = l.ready ? await this.round(l, 'train', this.learning.learnSteps) : l.state;
+        if (state.version > 0) await this.publish(state, 'first fit');
+      } else {
+        const state = await this.round(l, 'train', undefined, true);
+        if (state.version !== this.published?.version) await this.publish(state, 'training round');
+      }
     } finally {
-      training = false;
+      this.training = false;
     }
   }
 
-  const sub: Subscription = nc.subscribe(featuresSubject(prefix), {
-    callback: (err, msg) => {
-      if (err) return log.error({ err }, 'features subscription failed');
-      if (learning.freeze || closing) return;
-      let sample;
-      try {
-        sample = decodeFeatures(msg.data, msg.headers);
-      } catch (e) {
-        mFeatures.inc({ outcome: 'bad' });
-        return log.warn({ err: (e as Error).message }, 'ignoring a bad feature message');
-      }
-      if (initial && sample.dim !== initial.backbone.dim) {
-        mFeatures.inc({ outcome: 'wrong-dim' });
-        return log.warn({ dim: sample.dim, headDim: initial.backbone.dim }, 'ignoring features of another backbone than the head');
-      }
-      starting ??= startLearner(sample.dim, sample.backbone).then((l) => (learner = l));
-      void starting
-        .then((l) => {
-          l.observe(sample.tokens, sample.n, sample.dim);
-          featureFrames++;
-          mFeatures.inc({ outcome: 'used' });
-          return maybeTrain(l);
-        })
-        .catch((e: unknown) => fail(e as Error));
-    },
-  });
-
-  void lease.lost.then((err) => fail(err));
-
-  let closingPromise: Promise<void> | undefined;
-  function close(): Promise<void> {
-    closingPromise ??= (async () => {
-      closing = true;
-      sub.unsubscribe();
-      ctl.unsubscribe();
-      clearInterval(announcer);
-      await publishing;
-      const l = learner ?? (await starting?.catch(() => undefined));
-      await l?.close();
-      await lease.release();
-      log.info({ headVersion: published?.version ?? 0, rounds }, 'trainer stopped');
-      if (!failure) resolveDone();
-    })();
-    return closingPromise;
+  close(): Promise<void> {
+    this.closingPromise ??= this.shutDown();
+    return this.closingPromise;
   }
-  options.signal?.addEventListener('abort', () => void close(), { once: true });
 
+  private async shutDown(): Promise<void> {
+    this.closing = true;
+    for (const sub of this.subs) sub.unsubscribe();
+    clearInterval(this.announcer);
+    await this.publishing;
+    const l = this.learner ?? (await this.starting?.catch(() => undefined));
+    await l?.close();
+    await this.lease.release();
+    this.log.info({ headVersion: this.published?.version ?? 0, rounds: this.rounds }, 'trainer stopped');
+    if (!this.failure) this.resolveDone();
+  }
+}
+
+function trainerMetrics(registry: Registry) {
   return {
-    registry,
-    ready: (): Readiness => (closing ? { ready: false, reason: 'shutting down' } : { ready: true }),
-    status: () => ({ headVersion: published?.version ?? 0, featureFrames, rounds }),
-    done,
-    close,
+    head: gauge(registry, 'stegostream_trainer_head_version', 'Head version last published'),
+    features: counter(registry, 'stegostream_trainer_feature_frames_total', 'Feature frames received from workers', ['outcome']),
+    rounds: counter(registry, 'stegostream_trainer_rounds_total', 'Training rounds', ['kind']),
   };
 }
