@@ -201,3 +201,28 @@ export async function ensureWorkersConsumer(
 export async function openHeadsBucket(nc: NatsConnection, prefix: string): Promise<KV> {
   return nc.jetstream().views.kv(headsBucketName(prefix), { history: HEADS_HISTORY, storage: StorageType.File });
 }
+
+/**
+ * True when `err` says the server could not be reached or did not answer (a disconnect, a
+ * timeout): worth retrying as it is once the connection is back.
+ */
+export function isUnreachable(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return (
+    code === 'TIMEOUT' ||
+    code === 'DISCONNECT' ||
+    code === 'CONNECTION_CLOSED' ||
+    code === 'CONNECTION_REFUSED' ||
+    code === 'CONNECTION_TIMEOUT'
+  );
+}
+
+/**
+ * True when `err` says a JetStream stream, KV bucket or consumer is not there: nothing answered
+ * on its subject (503), or the API said "stream not found" (10059) or "consumer not found"
+ * (10014), as after a server restarted without its store. The caller re-creates it.
+ */
+export function isStreamGone(err: unknown): boolean {
+  const e = err as { code?: string; api_error?: { err_code?: number } };
+  return e.code === '503' || e.api_error?.err_code === 10059 || e.api_error?.err_code === 10014;
+}

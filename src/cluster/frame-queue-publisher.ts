@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Frame } from '../types.js';
 import { ingestSubject } from './cluster-names.js';
 import { encodeFrame, type FrameFormat } from './frame-codec.js';
+import { ensureFramesStream, ensureResultsStream, isStreamGone, type QueueLimits } from './cluster-connection.js';
 
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2_000;
@@ -30,6 +31,8 @@ export interface FrameQueuePublisherOptions {
   readonly log: Logger;
   /** Called after each frame is stored in the queue. */
   readonly onStored: (stream: string, seq: number) => void;
+  /** The work queue's limits, to create it again after a server came back without its store. */
+  readonly limits: QueueLimits;
 }
 
 export class FrameQueuePublisher {
@@ -80,6 +83,7 @@ export class FrameQueuePublisher {
       } catch (err) {
         if ((err as { code?: string }).code === 'MAX_PAYLOAD_EXCEEDED') throw this.tooLarge(frame, data.length, err);
         if (this.stopping && attempt > 0) throw err;
+        if (isStreamGone(err)) await this.recreateQueue();
         this.queueFull = true;
         const now = Date.now();
         if (now - this.lastFullLog > LOG_INTERVAL_MS) {
@@ -88,6 +92,17 @@ export class FrameQueuePublisher {
         }
         await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt, 10))));
       }
+    }
+  }
+
+  private async recreateQueue(): Promise<void> {
+    try {
+      const jsm = await this.o.nc.jetstreamManager();
+      await ensureFramesStream(jsm, this.o.prefix, this.o.limits);
+      await ensureResultsStream(jsm, this.o.prefix);
+      this.o.log.warn('the work queue was gone from the server (restarted without its store?); created it again');
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'cannot create the work queue again yet');
     }
   }
 

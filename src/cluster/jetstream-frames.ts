@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Frame } from '../types.js';
 import { decodeFrame, type WireFrame } from './frame-codec.js';
 import type { HeldFrames } from './held-frames.js';
+import { isStreamGone } from './cluster-connection.js';
 
 /** How long one fetch waits for a batch to fill, ms (nats.js minimum: 1000). */
 const FETCH_EXPIRES_MS = 1_000;
@@ -13,10 +14,13 @@ const FETCH_EXPIRES_MS = 1_000;
  * a time, decoded in parallel (libvips threads) and handed on in stream order, each once a gate
  * credit is free (`held.gate`), so the worker holds about two batches and no worker hoards frames
  * another could run. Messages that are not frames are terminated. Completes once `closing()`
- * turns true; what was fetched and not handed on then goes back to the queue.
+ * turns true; what was fetched and not handed on then goes back to the queue. A fetch that finds
+ * the stream or consumer gone (a server restarted without its store) calls `reopen`, which
+ * creates them again, and goes on with the consumer it gives.
  */
 export function jetstreamFrames(
-  consumer: Consumer,
+  first: Consumer,
+  reopen: () => Promise<Consumer>,
   held: HeldFrames,
   batchSize: number,
   closing: () => boolean,
@@ -25,6 +29,7 @@ export function jetstreamFrames(
   return new Observable<Frame>((subscriber) => {
     let stopped = false;
     const done = (): boolean => stopped || closing();
+    let consumer = first;
     void (async () => {
       while (!done()) {
         let fetched: JsMsg[] = [];
@@ -38,6 +43,14 @@ export function jetstreamFrames(
           if (done()) break;
           log.warn({ err: (err as Error).message }, 'fetch failed; retrying');
           await new Promise((r) => setTimeout(r, 1000));
+          if (isStreamGone(err) && !done()) {
+            try {
+              consumer = await reopen();
+              log.warn('the work queue was gone from the server (restarted without its store?); created it again');
+            } catch (reopenErr) {
+              log.warn({ err: (reopenErr as Error).message }, 'cannot create the work queue again yet');
+            }
+          }
         }
         for (const d of await decodeAll(fetched, held, log)) {
           await held.gate.acquire();

@@ -95,6 +95,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestRun> {
     quality,
     masks: options.masks === true,
     log,
+    limits: options.limits ?? {},
     onStored: (stream, seq) => {
       counters.published(stream);
       options.onPublished?.(stream, seq);

@@ -27,7 +27,7 @@ import { assertClassId, runControl, type ControlHandler } from '../sinks/control
 import { ControlError } from '../errors.js';
 import { counter, gauge } from '../internal/metrics.js';
 import type { Readiness } from '../service/http-server.js';
-import { openHeadsBucket } from './cluster-connection.js';
+import { isStreamGone, isUnreachable, openHeadsBucket } from './cluster-connection.js';
 import { featuresSubject, HEAD_KEY, headsBucketName } from './cluster-names.js';
 import { decodeFeatures } from './feature-message.js';
 import { acquireTrainerLease, type TrainerLease } from './trainer-lease.js';
@@ -66,10 +66,14 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   const k = expectedClassCount(learning);
 
   const kv = await openHeadsBucket(nc, prefix);
+  // The lease's callback may come before the trainer exists (then there is no head to re-publish).
+  const late: { trainer?: Trainer } = {};
   const lease: TrainerLease = await acquireTrainerLease({
     kv,
     id: name,
     logger,
+    reopen: () => openHeadsBucket(nc, prefix),
+    onRetaken: (bucket) => late.trainer?.republish(bucket),
     ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}),
     ...(options.standby !== undefined ? { standby: options.standby } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
@@ -80,6 +84,7 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     throw new Error('--freeze needs a head: give --head FILE (or --resume with a checkpoint)');
   }
   const trainer = new Trainer(options, { prefix, name, log, kv, lease, ...start });
+  late.trainer = trainer;
   if (start.initial && start.initial !== start.published) {
     await trainer.publish(start.initial, learning.freeze ? 'frozen head from file' : 'head from file');
   }
@@ -140,7 +145,7 @@ class Trainer implements RunningTrainer {
   private readonly prefix: string;
   private readonly name: string;
   private readonly log: Logger;
-  private readonly kv: KV;
+  private kv: KV;
   private readonly lease: TrainerLease;
   private readonly warmupFrames: number;
   private readonly m: ReturnType<typeof trainerMetrics>;
@@ -216,7 +221,7 @@ class Trainer implements RunningTrainer {
   }
 
   private async publishNow(state: HeadState, reason: string): Promise<void> {
-    const { nc, kv, learning } = this;
+    const { nc, learning } = this;
     await this.lease.confirm();
     const bytes = encodeCheckpoint(state);
     const max = nc.info?.max_payload ?? Infinity;
@@ -225,9 +230,7 @@ class Trainer implements RunningTrainer {
         `the head checkpoint (${bytes.length} bytes) is larger than the NATS server's max_payload (${max} bytes): raise max_payload in the server config (e.g. 8MB; deploy/nats.conf does)`,
       );
     }
-    // Compare-and-set on the revision this trainer last saw: nothing else may have written.
-    this.headRevision =
-      this.headRevision === undefined ? await kv.create(HEAD_KEY, bytes) : await kv.update(HEAD_KEY, bytes, this.headRevision);
+    await this.putHead(bytes);
     this.published = state;
     this.m.head.set(state.version);
     this.log.info({ headVersion: state.version, revision: this.headRevision, bytes: bytes.length, reason }, 'head published');
@@ -237,6 +240,46 @@ class Trainer implements RunningTrainer {
       await mkdir(dirname(path), { recursive: true });
       await saveCheckpoint(path, state).catch((err: unknown) => this.log.error({ err }, 'checkpoint file failed'));
     }
+  }
+
+  /**
+   * Writes the head, a compare-and-set on the revision this trainer last saw: nothing else may
+   * have written. Waits out an outage; a server that came back without its store gets the
+   * bucket re-created and the head written anew.
+   */
+  private async putHead(bytes: Uint8Array): Promise<void> {
+    for (;;) {
+      try {
+        this.headRevision =
+          this.headRevision === undefined
+            ? await this.kv.create(HEAD_KEY, bytes)
+            : await this.kv.update(HEAD_KEY, bytes, this.headRevision);
+        return;
+      } catch (err) {
+        if (isUnreachable(err)) {
+          await new Promise((r) => setTimeout(r, 250));
+          await this.lease.confirm();
+          continue;
+        }
+        if (isStreamGone(err)) {
+          this.kv = await openHeadsBucket(this.nc, this.prefix);
+          this.headRevision = undefined;
+          continue;
+        }
+        const e = await this.kv.get(HEAD_KEY);
+        if (this.headRevision === undefined || (e !== null && e.operation === 'PUT')) throw err;
+        this.headRevision = undefined; // the key is gone with the server's store
+      }
+    }
+  }
+
+  /** The server lost its store (the lease was taken again): the current head goes out again for workers. */
+  republish(bucket: KV): void {
+    this.kv = bucket;
+    this.headRevision = undefined;
+    const state = this.published;
+    if (state === undefined || this.closing) return;
+    this.publish(state, 're-published: the server lost its store').catch((err: unknown) => this.fail(err as Error));
   }
 
   private fail(err: Error): void {

@@ -15,7 +15,7 @@
  */
 import type { RefineOptions } from '../backbone/refine-options.js';
 import { hostname } from 'node:os';
-import type { NatsConnection } from 'nats';
+import type { Consumer, NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { InferenceClient } from '../backbone/inference-client.js';
@@ -31,7 +31,6 @@ import {
   ensureFramesStream,
   ensureResultsStream,
   ensureWorkersConsumer,
-  openHeadsBucket,
 } from './cluster-connection.js';
 import { WORKERS_CONSUMER } from './cluster-names.js';
 import { ResultPublisher } from './result-publisher.js';
@@ -100,12 +99,8 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     'Frames fetched that were delivered before (nak, or a worker died)',
   );
 
-  const jsm = await nc.jetstreamManager();
-  const streamName = await ensureFramesStream(jsm, prefix);
-  await ensureWorkersConsumer(jsm, prefix, ackWaitMs, options.maxAckPending ?? DEFAULT_MAX_ACK_PENDING);
-  await ensureResultsStream(jsm, prefix);
-  const consumer = await nc.jetstream().consumers.get(streamName, WORKERS_CONSUMER);
-  const kv = await openHeadsBucket(nc, prefix);
+  const openQueue = (): Promise<Consumer> => openWorkQueue(nc, prefix, ackWaitMs, options.maxAckPending ?? DEFAULT_MAX_ACK_PENDING);
+  const consumer = await openQueue();
 
   const inference = await InferenceClient.start(options.backbone, {
     device: options.device,
@@ -124,7 +119,7 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     ...(options.frames !== undefined ? { frames: options.frames } : {}),
     ...(options.masks !== undefined ? { masks: options.masks } : {}),
   });
-  const heads = await watchHeads(kv, prefix, info.dim, log);
+  const heads = await watchHeads(nc, prefix, info.dim, log);
   const held = new HeldFrames(ackWaitMs, batchSize, { frames: frameCounter, redelivered: redeliveredCounter });
   const segmenter = new BatchSegmenter({
     nc,
@@ -141,7 +136,7 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
   });
 
   let closing = false;
-  const frames$ = jetstreamFrames(consumer, held, batchSize, () => closing, log);
+  const frames$ = jetstreamFrames(consumer, openQueue, held, batchSize, () => closing, log);
   let resolveDone!: () => void;
   let rejectDone!: (e: unknown) => void;
   const done = new Promise<void>((resolve, reject) => {
@@ -168,7 +163,10 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
         },
       }),
       // A batch's results are stored in parallel; each frame is acked once its result is stored.
-      publishTo(clusterResultSink(results, held, log), batchSize),
+      publishTo(
+        clusterResultSink(results, held, log, () => openQueue()),
+        batchSize,
+      ),
     )
     .subscribe({
       error: (err: unknown) => {
@@ -207,4 +205,16 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
     done,
     close,
   };
+}
+
+/**
+ * The work queue's stream and consumer, and the results stream, created if missing (at start, and
+ * again after a server came back without its store); the consumer to fetch from.
+ */
+async function openWorkQueue(nc: NatsConnection, prefix: string, ackWaitMs: number, maxAckPending: number): Promise<Consumer> {
+  const jsm = await nc.jetstreamManager();
+  const streamName = await ensureFramesStream(jsm, prefix);
+  await ensureWorkersConsumer(jsm, prefix, ackWaitMs, maxAckPending);
+  await ensureResultsStream(jsm, prefix);
+  return nc.jetstream().consumers.get(streamName, WORKERS_CONSUMER);
 }

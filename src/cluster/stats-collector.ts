@@ -20,6 +20,7 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  Events,
   nanos,
   type Consumer,
   type ConsumerMessages,
@@ -31,8 +32,8 @@ import {
 import type { Logger } from 'pino';
 import { DEFAULT_PREFIX } from '../sinks/nats-subjects.js';
 import { OrderedWindow } from './ordered-window.js';
-import { ensureResultsStream } from './cluster-connection.js';
-import { resultsWildcard } from './cluster-names.js';
+import { ensureResultsStream, isStreamGone } from './cluster-connection.js';
+import { resultsStreamName, resultsWildcard } from './cluster-names.js';
 import type { StoredResult } from './result-publisher.js';
 import type { CollectedStats } from './collected-stats.js';
 import { openStreamOutputs, readResume, type StreamOutputs, type OverlayFor } from './stream-outputs.js';
@@ -42,8 +43,13 @@ const EXPIRE_INTERVAL_MS = 1_000;
 
 export type { CollectedStats } from './collected-stats.js';
 
-/** How long a durable collector may hold a result (waiting for an earlier one) before it is redelivered, ms. */
-const DURABLE_ACK_WAIT_MS = 5 * 60_000;
+/**
+ * How long the server waits for a durable collector's ack before it delivers a result again, ms.
+ * Results held in the window are kept from redelivery by `working()` every second, so this only
+ * decides how soon a result comes again that was lost on its way (a collector killed, or a server
+ * that crashed while delivering): well within the gap timeout.
+ */
+const DURABLE_ACK_WAIT_MS = 10_000;
 const CONSUMER_EXISTS = 10148;
 const CONSUMER_NAME_EXISTS = 10013;
 
@@ -123,7 +129,7 @@ export function createStatsCollector(options: StatsCollectorOptions): StatsColle
 
 /** The collector's state and handlers: results in, ordered per stream, written, acked. */
 class Collector implements StatsCollector {
-  readonly ready: Promise<void>;
+  ready: Promise<void>;
   private readonly log: Logger;
   private readonly only: ReadonlySet<string> | undefined;
   private readonly states = new Map<string, StreamState>();
@@ -139,6 +145,12 @@ class Collector implements StatsCollector {
   private readonly timer: NodeJS.Timeout;
   private messages: ConsumerMessages | undefined;
   private closing: Promise<StreamSummary[]> | undefined;
+  /** Time spent disconnected from NATS, ms (and since when, while it lasts): nothing can arrive then. */
+  private offlineMs = 0;
+  private offlineSince: number | undefined;
+  /** The gap timeout's clock: stands still while disconnected, so an outage gives up no result. */
+  private readonly onlineClock = (): number =>
+    Date.now() - this.offlineMs - (this.offlineSince === undefined ? 0 : Date.now() - this.offlineSince);
 
   constructor(private readonly options: StatsCollectorOptions) {
     const { nc } = options;
@@ -150,7 +162,8 @@ class Collector implements StatsCollector {
         callback: (err, msg) => (err ? this.log.error({ err }, 'events subscription failed') : this.onEvent(msg)),
       }),
     ];
-    this.ready = this.readResults(nc, prefix);
+    this.ready = this.readResults(nc, prefix, false);
+    this.watchReconnects(nc, prefix);
     this.ready.catch((err: unknown) => this.log.error({ err }, 'cannot read the results stream'));
     this.timer = setInterval(() => {
       for (const s of this.states.values()) if (!s.done) this.emit(s, s.window.expire());
@@ -160,13 +173,37 @@ class Collector implements StatsCollector {
     this.timer.unref();
   }
 
-  private async readResults(nc: NatsConnection, prefix: string): Promise<void> {
-    const consumer = await openResultsConsumer(nc, prefix, this.options.durable);
+  /** `fromStart`: read every result the stream holds, also without a durable consumer. */
+  private async readResults(nc: NatsConnection, prefix: string, fromStart: boolean): Promise<void> {
+    const consumer = await openResultsConsumer(nc, prefix, this.options.durable, fromStart);
     this.messages = await consumer.consume();
     const it = this.messages;
     void (async () => {
       for await (const m of it) this.onResult(m);
     })().catch((err: unknown) => this.log.error({ err }, 'reading results failed'));
+  }
+
+  /**
+   * After each reconnect: a server that came back without its store has no results stream (or no
+   * durable consumer), and the old consumer then reads nothing ever again. Both are created again
+   * and read from the start (the new stream holds only results stored since).
+   */
+  private watchReconnects(nc: NatsConnection, prefix: string): void {
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (this.closing !== undefined) return;
+        if (s.type === Events.Disconnect) this.offlineSince ??= Date.now();
+        if (s.type !== Events.Reconnect) continue;
+        if (this.offlineSince !== undefined) this.offlineMs += Date.now() - this.offlineSince;
+        this.offlineSince = undefined;
+        if (await resultsConsumerGone(nc, prefix, this.options.durable)) {
+          this.log.warn('the results stream was gone from the server (restarted without its store?); reading it again from its start');
+          this.messages?.stop();
+          this.ready = this.readResults(nc, prefix, true);
+          this.ready.catch((err: unknown) => this.log.error({ err }, 'cannot read the results stream'));
+        }
+      }
+    })().catch((err: unknown) => this.log.error({ err }, 'NATS status watch failed'));
   }
 
   private ack(stream: string, run: string, seq: number): void {
@@ -177,7 +214,7 @@ class Collector implements StatsCollector {
 
   private open(stream: string, run: string): StreamState {
     const total = this.expectedByRun.get(`${stream}\n${run}`) ?? this.expected.get(stream);
-    const s = newStreamState(this.options, stream, run, total, this.pendingWaiters.get(stream) ?? [], this.log);
+    const s = newStreamState(this.options, stream, run, total, this.pendingWaiters.get(stream) ?? [], this.log, this.onlineClock);
     this.pendingWaiters.delete(stream);
     this.states.set(stream, s);
     return s;
@@ -376,8 +413,10 @@ function newStreamState(
   total: number | undefined,
   waiters: Array<(s: StreamSummary) => void>,
   log: Logger,
+  now: () => number,
 ): StreamState {
   const window = new OrderedWindow<CollectedStats>({
+    now,
     ...(options.window !== undefined ? { window: options.window } : {}),
     ...(options.gapTimeoutMs !== undefined ? { gapTimeoutMs: options.gapTimeoutMs } : {}),
   });
@@ -448,7 +487,7 @@ function parseEndEvent(msg: Msg): { stream: string; frames: number } | undefined
  * The consumer of the results stream: a durable one of that name from the oldest result kept,
  * or an ordered one from this collector's start on (a run's results all come after it).
  */
-async function openResultsConsumer(nc: NatsConnection, prefix: string, durable: string | undefined): Promise<Consumer> {
+async function openResultsConsumer(nc: NatsConnection, prefix: string, durable: string | undefined, fromStart: boolean): Promise<Consumer> {
   const jsm = await nc.jetstreamManager();
   const streamName = await ensureResultsStream(jsm, prefix);
   const js = nc.jetstream();
@@ -466,14 +505,29 @@ async function openResultsConsumer(nc: NatsConnection, prefix: string, durable: 
     } catch (err) {
       const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
       if (code !== CONSUMER_EXISTS && code !== CONSUMER_NAME_EXISTS) throw err;
+      // Made by an older version with another ack wait: brought to this one.
+      await jsm.consumers.update(streamName, durable, { ack_wait: cfg.ack_wait }).catch(() => undefined);
     }
     return js.consumers.get(streamName, durable);
   }
   const info = await jsm.streams.info(streamName);
+  if (fromStart) return js.consumers.get(streamName, { filterSubjects: resultsWildcard(prefix), deliver_policy: DeliverPolicy.All });
   return js.consumers.get(streamName, {
     // One subject as a string: nats-server 2.9 (Debian's) has no filter_subjects list.
     filterSubjects: resultsWildcard(prefix),
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: info.state.last_seq + 1,
   });
+}
+
+/** True when the results stream (or the durable consumer) is not on the server; false when it is or the server cannot tell. */
+async function resultsConsumerGone(nc: NatsConnection, prefix: string, durable: string | undefined): Promise<boolean> {
+  try {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.info(resultsStreamName(prefix));
+    if (durable !== undefined) await jsm.consumers.info(resultsStreamName(prefix), durable);
+    return false;
+  } catch (err) {
+    return isStreamGone(err);
+  }
 }

@@ -8,7 +8,12 @@
  * - a lease not rewritten for `ttlMs` (by the waiting trainer's own clock, so clocks need not
  *   agree) is stale: the waiting trainer takes it over with `kv.update` on the stale revision, so
  *   of two waiting trainers exactly one wins;
- * - release: the holder deletes the key (on the revision it holds), and a standby takes over at once.
+ * - release: the holder deletes the key (on the revision it holds), and a standby takes over at once;
+ * - outages: a renewal that cannot reach the server is no loss: the holder keeps the lease and
+ *   tries again (a standby may take over after a TTL by its clock, and then the holder's next
+ *   compare-and-set fails: lost). `confirm()` waits for the server to come back. A server that
+ *   came back without its store has no lease: the holder takes it again with `kv.create` (exactly
+ *   one trainer can), re-creating the bucket first when it is gone (`reopen`).
  *
  * A second trainer is refused with TrainerLeaseHeldError once it has seen the holder renew the
  * lease (it waits up to one TTL to tell a live holder from a crashed one), or, with `standby`,
@@ -18,6 +23,7 @@ import { hostname } from 'node:os';
 import type { KV, KvEntry } from 'nats';
 import type { Logger } from 'pino';
 import { LEASE_KEY } from './cluster-names.js';
+import { isStreamGone, isUnreachable } from './cluster-connection.js';
 import { TrainerLeaseHeldError, TrainerLeaseLostError } from '../errors.js';
 
 export const DEFAULT_LEASE_TTL_MS = 15_000;
@@ -49,7 +55,14 @@ export interface AcquireOptions {
   readonly standby?: boolean;
   readonly logger: Logger;
   readonly signal?: AbortSignal;
+  /** Opens (and creates) the bucket again, after the server lost it. */
+  readonly reopen?: () => Promise<KV>;
+  /** Called after the lease was taken again on a server that had lost it (and with it, the head). */
+  readonly onRetaken?: (kv: KV) => void;
 }
+
+/** How long `confirm()` waits between tries while the server cannot be reached, ms. */
+const CONFIRM_RETRY_MS = 250;
 
 function parseHolder(e: KvEntry): LeaseHolder | undefined {
   try {
@@ -62,10 +75,113 @@ function parseHolder(e: KvEntry): LeaseHolder | undefined {
 const encode = (h: LeaseHolder): Uint8Array => Buffer.from(JSON.stringify(h), 'utf8');
 
 export async function acquireTrainerLease(options: AcquireOptions): Promise<TrainerLease> {
-  const { kv, logger } = options;
+  const { logger } = options;
+  let kv = options.kv;
   const ttlMs = options.ttlMs ?? DEFAULT_LEASE_TTL_MS;
   const me: LeaseHolder = { holder: options.id, host: hostname(), pid: process.pid, since: Date.now(), ttlMs };
   const log = logger.child({ stage: 'lease' });
+  let revision: number | undefined = await takeLease(options, me, log);
+  log.info({ revision, ttlMs }, 'trainer lease acquired');
+
+  let released = false;
+  let resolveLost!: (e: TrainerLeaseLostError) => void;
+  const lost = new Promise<TrainerLeaseLostError>((resolve) => (resolveLost = resolve));
+  let chain: Promise<'held' | 'unreachable'> = Promise.resolve('held');
+  let outage = false;
+
+  let lostError: TrainerLeaseLostError | undefined;
+  const loseLease = (holder: string, cause: unknown): never => {
+    const lostErr = new TrainerLeaseLostError(holder, cause);
+    lostError = lostErr;
+    released = true;
+    clearInterval(timer);
+    resolveLost(lostErr);
+    throw lostErr;
+  };
+
+  /** One renewal: 'held', 'unreachable' (try again later), or throws TrainerLeaseLostError. */
+  const renew = async (): Promise<'held' | 'unreachable'> => {
+    if (lostError) throw lostError;
+    if (released) return 'held';
+    try {
+      revision = await kv.update(LEASE_KEY, encode(me), revision as number);
+      return 'held';
+    } catch (err) {
+      if (isUnreachable(err)) return 'unreachable';
+      if (isStreamGone(err) && options.reopen) kv = await options.reopen();
+      let e: KvEntry | null;
+      try {
+        e = await kv.get(LEASE_KEY);
+      } catch (getErr) {
+        if (isUnreachable(getErr)) return 'unreachable';
+        if (!isStreamGone(getErr)) return loseLease('(unknown)', getErr);
+        e = null;
+      }
+      if (e === null || e.operation !== 'PUT') {
+        // The server lost the lease (restarted without its store): take it again, if nobody has.
+        try {
+          revision = await kv.create(LEASE_KEY, encode(me));
+          log.warn('the trainer lease was gone from the server (restarted without its store?); took it again');
+          options.onRetaken?.(kv);
+          return 'held';
+        } catch (createErr) {
+          if (isUnreachable(createErr)) return 'unreachable';
+          return loseLease('(another trainer)', createErr);
+        }
+      }
+      const other = parseHolder(e);
+      if (other !== undefined && other.holder === me.holder && other.pid === me.pid && other.since === me.since) {
+        revision = e.revision; // our write landed; its answer did not
+        return 'held';
+      }
+      return loseLease(other?.holder ?? '(none)', err);
+    }
+  };
+
+  const refresh = (): Promise<'held' | 'unreachable'> => {
+    chain = chain.then(renew, renew).then((r) => {
+      if (r === 'unreachable' && !outage) log.warn('cannot reach NATS to renew the trainer lease; still holding it, trying again');
+      if (r === 'held' && outage) log.info('trainer lease renewed after the outage');
+      outage = r === 'unreachable';
+      return r;
+    });
+    return chain;
+  };
+
+  /** Renews until the server answers: a head is written only under a lease just confirmed. */
+  const confirm = async (): Promise<void> => {
+    while ((await refresh()) === 'unreachable') {
+      if (released) throw new TrainerLeaseLostError('(released)', undefined);
+      await new Promise((r) => setTimeout(r, CONFIRM_RETRY_MS));
+    }
+  };
+
+  const timer = setInterval(() => void refresh().catch(() => undefined), Math.max(100, Math.floor(ttlMs / 3)));
+  timer.unref();
+
+  return {
+    holder: me,
+    confirm,
+    lost,
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      await chain.catch(() => undefined);
+      try {
+        await kv.delete(LEASE_KEY, { previousSeq: revision as number });
+        log.info('trainer lease released');
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'could not release the trainer lease (it expires by itself)');
+      }
+    },
+  };
+}
+
+/** Creates the lease, or waits for the holder's to go stale (standby) or refuses; the revision taken. */
+async function takeLease(options: AcquireOptions, me: LeaseHolder, log: Logger): Promise<number> {
+  const { kv } = options;
+  const ttlMs = me.ttlMs;
   let revision: number | undefined;
   /** Revision of the other holder's lease and when we first saw it (our clock). */
   let seen: { revision: number; at: number } | undefined;
@@ -107,47 +223,5 @@ export async function acquireTrainerLease(options: AcquireOptions): Promise<Trai
       );
     await new Promise((r) => setTimeout(r, Math.max(100, Math.min(1000, otherTtl / 5))));
   }
-  log.info({ revision, ttlMs }, 'trainer lease acquired');
-
-  let released = false;
-  let resolveLost!: (e: TrainerLeaseLostError) => void;
-  const lost = new Promise<TrainerLeaseLostError>((resolve) => (resolveLost = resolve));
-  let chain: Promise<void> = Promise.resolve();
-
-  const refresh = (): Promise<void> =>
-    (chain = chain.then(async () => {
-      if (released) return;
-      try {
-        revision = await kv.update(LEASE_KEY, encode(me), revision as number);
-      } catch (err) {
-        const e = await kv.get(LEASE_KEY).catch(() => null);
-        const other = e ? parseHolder(e) : undefined;
-        const lostErr = new TrainerLeaseLostError(other?.holder ?? '(none)', err);
-        released = true;
-        clearInterval(timer);
-        resolveLost(lostErr);
-        throw lostErr;
-      }
-    }));
-
-  const timer = setInterval(() => void refresh().catch(() => undefined), Math.max(100, Math.floor(ttlMs / 3)));
-  timer.unref();
-
-  return {
-    holder: me,
-    confirm: refresh,
-    lost,
-    async release() {
-      if (released) return;
-      released = true;
-      clearInterval(timer);
-      await chain.catch(() => undefined);
-      try {
-        await kv.delete(LEASE_KEY, { previousSeq: revision as number });
-        log.info('trainer lease released');
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'could not release the trainer lease (it expires by itself)');
-      }
-    },
-  };
+  return revision;
 }

@@ -16,7 +16,16 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-export function startCli(args: readonly string[], cwd?: string): { child: ChildProcess; done: Promise<CliResult> } {
+export interface StartedCli {
+  readonly child: ChildProcess;
+  readonly done: Promise<CliResult>;
+  /** What the process has written to stderr so far. */
+  stderr(): string;
+  /** What the process has written to stdout so far. */
+  stdout(): string;
+}
+
+export function startCli(args: readonly string[], cwd?: string): StartedCli {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -27,7 +36,7 @@ export function startCli(args: readonly string[], cwd?: string): { child: ChildP
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, done };
+  return { child, done, stderr: () => stderr, stdout: () => stdout };
 }
 
 export function runCli(args: readonly string[], cwd?: string): Promise<CliResult> {
