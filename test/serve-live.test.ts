@@ -137,6 +137,45 @@ learning: { classes: 4, trainEvery: 1000 }
     expect(up).toMatch(/^stegostream_source_up\{stream="rov"\} 1$/m);
     expect(up).toMatch(/^stegostream_source_state_total\{stream="rov",state="live"\} [2-9]/m);
   });
+  it('/readyz says not ready as soon as the only feed stops, long before its stall watchdog, and ready again when it returns', async () => {
+    const port = await freeUdpPort();
+    pusher = StreamPusher.start({ kind: 'mpegts-udp', port });
+    const config = parsePipeline(
+      `
+name: live-ready
+sources:
+  - use: live
+    name: rov
+    with:
+      url: "udp://127.0.0.1:${port}"
+      stallTimeoutMs: 60000
+model: { width: 224, batch: { size: 2, maxDelayMs: 10 } }
+learning: { classes: 4, trainEvery: 1000 }
+`,
+      'test',
+      {},
+    );
+    service = await runService(config, { logger: silent, port: 0 });
+    ws = new WebSocket(`${service.url.replace(/^http/, 'ws')}/ws`);
+    const { got } = record(ws);
+    await new Promise((resolve) => ws!.once('open', resolve));
+    ws.send(JSON.stringify({ type: 'subscribe', streams: ['*'], channels: ['events'] }));
+    const readyz = async (): Promise<{ status: number; body: { ready: boolean; reason?: string } }> => {
+      const r = await fetch(`${service!.url}/readyz`);
+      return { status: r.status, body: (await r.json()) as { ready: boolean; reason?: string } };
+    };
+    await expect.poll(async () => (await readyz()).status, { timeout: WAIT_MS }).toBe(200);
+
+    await pusher.stop();
+    await expect.poll(async () => (await readyz()).status, { timeout: WAIT_MS }).toBe(503);
+    expect((await readyz()).body.reason).toMatch(/^no frame lately from any live source \(since the last: rov \d+ ms\)$/);
+    // The watchdog (60 s) has not said anything yet: readiness did not wait for it.
+    const stalled = got.some((g) => g.msg.type === 'event' && g.msg.event.type === 'source-state' && g.msg.event.state === 'stalled');
+    expect(stalled).toBe(false);
+
+    pusher = StreamPusher.start({ kind: 'mpegts-udp', port });
+    await expect.poll(async () => (await readyz()).status, { timeout: WAIT_MS }).toBe(200);
+  });
 });
 
 describe('live source logs under serve', () => {

@@ -14,6 +14,7 @@ import { fanOutPublisher, liveSink, sinksInOrder, type LivePublisher, type Sink 
 import type { ControlHandler } from '../sinks/control.js';
 import { collectProcessMetrics } from '../internal/metrics.js';
 import { startHttpService, type HttpService, type Readiness } from './http-server.js';
+import { FeedFreshness } from './feed-freshness.js';
 import { PipelineMetrics } from './pipeline-metrics.js';
 import { openServiceModel, type ServiceModel } from './open-service-model.js';
 import { openServiceSinks, type ServiceSinks } from './open-service-sinks.js';
@@ -105,10 +106,11 @@ export async function runService(config: Readonly<PipelineConfig>, options: Serv
     const pub = fanOutPublisher(sinks.publishers, logger);
     live.publisher = pub;
     const state = { failed: undefined as string | undefined };
-    readiness = () => serviceReadiness(engine, sourceStates, state.failed);
+    const freshness = new FeedFreshness();
+    readiness = () => serviceReadiness(engine, sourceStates, freshness, state.failed);
     if (sinks.hub) http.attachHub(sinks.hub);
     logger.info({ url: http.url }, 'service listening');
-    return runPipeline({ config, model, engine, metrics, pub, sinks, sourceStates, state, http, history, logger });
+    return runPipeline({ config, model, engine, metrics, pub, sinks, sourceStates, freshness, state, http, history, logger });
   } catch (err) {
     for (const stop of started) await stop().catch(() => undefined);
     throw err;
@@ -190,14 +192,21 @@ function serviceControl(
   };
 }
 
+/** Ready: no failure, a head, and at least one source live that sent a frame lately (./feed-freshness.ts). */
 function serviceReadiness(
   engine: SegmentationEngine,
   sourceStates: ReadonlyMap<string, SourceState>,
+  freshness: FeedFreshness,
   failed: string | undefined,
 ): Readiness {
   if (failed !== undefined) return { ready: false, reason: `the pipeline failed: ${failed}` };
   if (engine.headState.version === 0) return { ready: false, reason: 'no head yet: waiting for the first frames' };
-  if (![...sourceStates.values()].some((st) => st === 'live')) return { ready: false, reason: 'no source is live' };
+  const live = [...sourceStates].filter(([, st]) => st === 'live').map(([stream]) => stream);
+  if (live.length === 0) return { ready: false, reason: 'no source is live' };
+  if (!live.some((stream) => freshness.fresh(stream))) {
+    const ages = live.map((stream) => `${stream} ${Math.round(freshness.ageMs(stream) ?? Infinity)} ms`).join(', ');
+    return { ready: false, reason: `no frame lately from any live source (since the last: ${ages})` };
+  }
   return { ready: true };
 }
 
@@ -209,6 +218,7 @@ interface PipelineParts {
   readonly pub: LivePublisher;
   readonly sinks: ServiceSinks;
   readonly sourceStates: Map<string, SourceState>;
+  readonly freshness: FeedFreshness;
   /** Set when inference fails: the service stays up to say so (readyz, events) but segments nothing. */
   readonly state: { failed: string | undefined };
   readonly http: HttpService;
@@ -257,7 +267,16 @@ function runPipeline(p: PipelineParts): RunningService {
   let inFlight: Promise<void> = Promise.resolve();
   let finishedResolve: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (finishedResolve = resolve));
-  const frames$ = merge(...built.map((b) => b.frames.pipe(tap((f) => metrics.framesIn.inc({ stream: f.streamId })))));
+  const frames$ = merge(
+    ...built.map((b) =>
+      b.frames.pipe(
+        tap((f) => {
+          metrics.framesIn.inc({ stream: f.streamId });
+          p.freshness.seen(f.streamId);
+        }),
+      ),
+    ),
+  );
   const subscription: Subscription = frames$
     .pipe(
       segmentPipeline({
