@@ -21,7 +21,13 @@ import { Registry } from 'prom-client';
 import { LearnerClient } from '../learning/learner-client.js';
 import { decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from '../learning/checkpoint.js';
 import { classInfos, type HeadState } from '../learning/head-state.js';
-import { expectedClassCount, learnerClassOptions, learnerTrainOptions, type LearningOptions } from '../learning/learning-options.js';
+import {
+  checkClassNames,
+  expectedClassCount,
+  learnerClassOptions,
+  learnerTrainOptions,
+  type LearningOptions,
+} from '../learning/learning-options.js';
 import { DEFAULT_PREFIX, controlSubject, serviceEventsSubject } from '../sinks/nats-subjects.js';
 import { assertClassId, runControl, type ControlHandler } from '../sinks/control.js';
 import { ControlError } from '../errors.js';
@@ -78,7 +84,11 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
     ...(options.standby !== undefined ? { standby: options.standby } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });
-  const start = await startingHead(kv, `KV ${headsBucketName(prefix)}/${HEAD_KEY}`, learning, k, log);
+  // A head or names that do not fit end the start: the lease goes back, so a corrected trainer gets it at once.
+  const start = await startingHead(kv, `KV ${headsBucketName(prefix)}/${HEAD_KEY}`, learning, k, log).catch(async (err: unknown) => {
+    await lease.release();
+    throw err;
+  });
   if (learning.freeze && !start.initial) {
     await lease.release();
     throw new Error('--freeze needs a head: give --head FILE (or --resume with a checkpoint)');
@@ -119,8 +129,12 @@ async function startingHead(
     const fromFile = await loadCheckpoint(headFile, k === undefined ? {} : { k });
     // Keep versions increasing across the cluster: outputs are told apart by version.
     const version = Math.max(fromFile.version, (published?.version ?? 0) + 1);
-    initial = { ...fromFile, version };
+    // --names names the loaded head's classes (the list must fit the head's count), as in process.
+    if (learning.names) checkClassNames(learning.names, fromFile.k, learning.maxClasses);
+    initial = { ...fromFile, version, ...(learning.names ? { names: [...learning.names] } : {}) };
     log.info({ head: headFile, version }, 'head loaded from file');
+  } else if (learning.names) {
+    checkClassNames(learning.names, k, learning.maxClasses);
   }
   return { headRevision, published, initial };
 }
