@@ -74,6 +74,39 @@ async function backboneFps(
   return (rounds * batch) / ((performance.now() - t0) / 1000);
 }
 
+/** ffmpeg alone decoding `path` and encoding it as process --out does (libx264 veryfast, yuv420p), fps. */
+async function transcodeFps(path: string, dir: string): Promise<number> {
+  const frames = (await probeVideo(path)).frames ?? 0;
+  const t0 = performance.now();
+  const run = runFfmpeg({
+    input: path,
+    outputOptions: ['-y', '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p'],
+    format: 'mp4',
+    output: join(dir, 'transcoded.mp4'),
+  });
+  const { error } = await run.done;
+  if (error) throw error;
+  return frames / ((performance.now() - t0) / 1000);
+}
+
+/**
+ * The overlay figures on one input: `process` with statistics only and with `--out`, against
+ * ffmpeg's own transcode of the same input and the limit of doing both one after the other.
+ */
+async function overlayFigures(video: string, dir: string, common: readonly string[]): Promise<Record<string, number>> {
+  log(`transcode only (${video})`);
+  const transcode = await transcodeFps(video, dir);
+  const stats = await runCli(['process', video, '--stats', join(dir, 'o-s.csv'), ...common]);
+  const out = await runCli(['process', video, '--stats', join(dir, 'o-o.csv'), '--out', join(dir, 'o.mp4'), ...common]);
+  const limit = 1 / (1 / transcode + 1 / stats.fps);
+  return {
+    transcodeFps: round(transcode),
+    processStatsOnlyFps: round(stats.fps),
+    processWithOverlayFps: round(out.fps),
+    'process --out / (1/(1/transcode + 1/process stats only))': round(out.fps / limit, 3),
+  };
+}
+
 async function loopVideo(src: string, dst: string, times: number): Promise<void> {
   const run = runFfmpeg({
     input: src,
@@ -115,6 +148,16 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     const statsPlain = await runCli(['process', video, '--stats', join(dir, 's0.csv'), '--refine-radius', '0', ...common]);
     log('process, statistics + overlay video');
     const withVideo = await runCli(['process', video, '--stats', join(dir, 's2.csv'), '--out', join(dir, 'seg.mp4'), ...common]);
+    const overlay = await overlayFigures(video, dir, common);
+    const clip = clipArgument();
+    let realClip: Record<string, unknown> | undefined;
+    if (clip !== undefined) {
+      // A real clip (e.g. ../shared/data/rov-ventana), read where it is, looped to at least 240 frames.
+      const clipFrames = (await probeVideo(clip)).frames ?? 32;
+      const looped = join(dir, 'clip-looped.mp4');
+      await loopVideo(clip, looped, Math.max(1, Math.ceil(240 / Math.max(1, clipFrames))));
+      realClip = { file: clip, ...(await overlayFigures(looped, dir, common)) };
+    }
     log('process, 4x longer input (memory flatness)');
     const longRun = await runCli(['process', long, '--stats', join(dir, 's3.csv'), ...common]);
 
@@ -164,6 +207,8 @@ async function benchProcess(): Promise<Record<string, unknown>> {
         'learning on (rounds every 60 frames) / learning off': round(learnOften.fps / offFps, 3),
         'learning on (every 60, --learn-cpu 1) / learning off': round(learnUnlimited.fps / offFps, 3),
       },
+      overlay,
+      ...(realClip ? { realClip } : {}),
       memory: {
         peakRssMiB150Frames: round(statsOnly.maxRssMiB),
         peakRssMiB600Frames: round(longRun.maxRssMiB),
@@ -183,13 +228,20 @@ async function benchProcess(): Promise<Record<string, unknown>> {
   }
 }
 
+/** `--clip FILE`: also measure the overlay on a real video. */
+function clipArgument(): string | undefined {
+  const i = process.argv.indexOf('--clip');
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
 function round(v: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
 }
 
 async function main(): Promise<void> {
-  const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const args = process.argv.slice(2);
+  const asked = args.filter((a, i) => !a.startsWith('-') && args[i - 1] !== '--clip');
   const unknown = asked.filter((a) => !(SECTIONS as readonly string[]).includes(a));
   if (unknown.length > 0) {
     process.stderr.write(`bench: unknown section(s) ${unknown.join(', ')}; sections: ${SECTIONS.join(', ')}\n`);

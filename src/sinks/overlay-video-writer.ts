@@ -84,15 +84,17 @@ export class OverlayVideoWriter {
     const rate = fps.toFixed(6);
     const pixFmt = background ? 'rgba' : 'rgb24';
     const raw = { source: this.stdin, options: ['-f', 'rawvideo', '-pix_fmt', pixFmt, '-s', `${width}x${height}`, '-framerate', rate] };
+    // The mask is converted to YUV at working size and scaled in planar YUV, and blended in YUV:
+    // scaling RGBA to the output size first cost a third of the run (20 -> 31 fps at 1080p).
     // Both inputs are re-timed by frame index, so the n-th mask meets the n-th kept frame
     // whatever the source's timestamps look like (variable frame rate, B-frames, --every).
     const filter = background
       ? [
           `[0:v]${background.every > 1 ? `select=not(mod(n\\,${background.every})),` : ''}setpts=N/(${rate}*TB),scale=${ow}:${oh},format=yuv420p[bg]`,
-          `[1:v]setpts=N/(${rate}*TB),scale=${ow}:${oh}:flags=bilinear[m]`,
-          `[bg][m]overlay=shortest=1:format=auto,format=yuv420p[out]`,
+          `[1:v]setpts=N/(${rate}*TB),format=yuva420p,scale=${ow}:${oh}:flags=bilinear[m]`,
+          `[bg][m]overlay=shortest=1:format=yuv420,format=yuv420p[out]`,
         ].join(';')
-      : `[0:v]scale=${ow}:${oh}:flags=bilinear,format=yuv420p[out]`;
+      : `[0:v]format=yuv420p,scale=${ow}:${oh}:flags=bilinear[out]`;
     const container = overlayContainer(options.path);
     const mkv = container === 'matroska';
     const run = runFfmpeg({
