@@ -270,20 +270,36 @@ class Trainer implements RunningTrainer {
             : await this.kv.update(HEAD_KEY, bytes, this.headRevision);
         return;
       } catch (err) {
-        if (isUnreachable(err)) {
-          await new Promise((r) => setTimeout(r, 250));
-          await this.lease.confirm();
-          continue;
-        }
-        if (isStreamGone(err)) {
-          this.kv = await openHeadsBucket(this.nc, this.prefix);
-          this.headRevision = undefined;
-          continue;
-        }
-        const e = await this.kv.get(HEAD_KEY);
-        if (this.headRevision === undefined || (e !== null && e.operation === 'PUT')) throw err;
-        this.headRevision = undefined; // the key is gone with the server's store
+        if (!(await this.recoverPut(err))) throw err;
       }
+    }
+  }
+
+  /**
+   * After a failed head write: true to write again (the server is back, or its bucket or key was
+   * lost and is taken care of), false when another writer changed the head. A server that goes
+   * away again meanwhile is waited out the same way.
+   */
+  private async recoverPut(err: unknown): Promise<boolean> {
+    try {
+      if (isUnreachable(err)) {
+        await new Promise((r) => setTimeout(r, 250));
+        await this.lease.confirm();
+        return true;
+      }
+      if (isStreamGone(err)) {
+        this.kv = await openHeadsBucket(this.nc, this.prefix);
+        this.headRevision = undefined;
+        return true;
+      }
+      const e = await this.kv.get(HEAD_KEY);
+      if (this.headRevision === undefined || (e !== null && e.operation === 'PUT')) return false;
+      this.headRevision = undefined; // the key is gone with the server's store
+      return true;
+    } catch (again) {
+      if (!isUnreachable(again) && !isStreamGone(again)) throw again;
+      await new Promise((r) => setTimeout(r, 250));
+      return this.recoverPut(again);
     }
   }
 

@@ -163,10 +163,7 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
         },
       }),
       // A batch's results are stored in parallel; each frame is acked once its result is stored.
-      publishTo(
-        clusterResultSink(results, held, log, () => openQueue()),
-        batchSize,
-      ),
+      publishTo(clusterResultSink(results, held, log, openQueue), batchSize),
     )
     .subscribe({
       error: (err: unknown) => {

@@ -108,7 +108,15 @@ export async function acquireTrainerLease(options: AcquireOptions): Promise<Trai
       return 'held';
     } catch (err) {
       if (isUnreachable(err)) return 'unreachable';
-      if (isStreamGone(err) && options.reopen) kv = await options.reopen();
+      if (isStreamGone(err) && options.reopen) {
+        try {
+          kv = await options.reopen();
+        } catch (reopenErr) {
+          // The server went again before the bucket could be made: try again later, as for any outage.
+          if (isUnreachable(reopenErr)) return 'unreachable';
+          throw reopenErr;
+        }
+      }
       let e: KvEntry | null;
       try {
         e = await kv.get(LEASE_KEY);

@@ -16,7 +16,7 @@ export class FeedFreshness {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** A frame of `stream` arrived. */
+  /** A frame of `stream` arrived (once per frame: the entry is updated in place). */
   seen(stream: string): void {
     const t = this.now();
     const prev = this.last.get(stream);
@@ -25,7 +25,8 @@ export class FeedFreshness {
       return;
     }
     const gap = t - prev.at;
-    this.last.set(stream, { at: t, meanMs: prev.meanMs === undefined ? gap : prev.meanMs + ALPHA * (gap - prev.meanMs) });
+    prev.meanMs = prev.meanMs === undefined ? gap : prev.meanMs + ALPHA * (gap - prev.meanMs);
+    prev.at = t;
   }
 
   /** How long `stream` may go without a frame before it counts as stopped, ms. */
