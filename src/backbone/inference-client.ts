@@ -1,11 +1,10 @@
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { workerUrl } from '../internal/worker-url.js';
 import type { Embedding, Frame } from '../types.js';
 import { StegoError, type ErrorCode } from '../errors.js';
 import type { BackboneInfo } from './backbone.js';
 import type { SegmentationHead } from './segmenter.js';
-import type { InferenceOptions, InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
+import type { InferenceOptions, InferenceReply, InferenceRequest, WireEmbedded, WireHead } from './inference-protocol.js';
 
 export interface InferenceResult {
   readonly embeddings: Embedding[];
@@ -57,7 +56,7 @@ export class InferenceClient {
 
   /** Loads the backbone (checking its contract) in a new worker. */
   static async start(spec: string, options: InferenceOptions = {}): Promise<InferenceClient> {
-    const worker = new Worker(workerUrl('inference-worker.js'));
+    const worker = new Worker(workerUrl(import.meta.url, 'inference-worker.js', 'backbone'));
     const info = await new Promise<BackboneInfo>((resolve, reject) => {
       const onMsg = (msg: InferenceReply): void => {
         worker.off('message', onMsg);
@@ -74,7 +73,16 @@ export class InferenceClient {
     return new InferenceClient(worker, info);
   }
 
-  async infer(frames: readonly Frame[], head?: SegmentationHead & { version: number }): Promise<InferenceResult> {
+  /**
+   * Runs a batch through the backbone and, given a head, the segmentation. `embedded`: the
+   * backbone's outputs for exactly these frames, computed before (a learning pass kept them):
+   * only the segmentation runs.
+   */
+  async infer(
+    frames: readonly Frame[],
+    head?: SegmentationHead & { version: number },
+    embedded?: readonly Embedding[],
+  ): Promise<InferenceResult> {
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error('inference client is closed');
     if (frames.length === 0) return { embeddings: [], backboneMs: 0, segmentMs: 0 };
@@ -87,6 +95,7 @@ export class InferenceClient {
       this.sentHeadVersion = head.version;
     }
     const id = this.nextId++;
+    const wire = embedded && embedded.length === frames.length ? toWire(embedded) : undefined;
     const call = new Promise<Extract<InferenceReply, { type: 'result' }>>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const msg: InferenceRequest = {
@@ -94,8 +103,13 @@ export class InferenceClient {
         id,
         frames: frames.map((f) => ({ width: f.width, height: f.height, rgb: f.rgb })),
         ...(wireHead ? { head: wireHead } : {}),
+        ...(wire ? { embedded: wire } : {}),
       };
-      this.worker.postMessage(msg);
+      // The batch's copy of cached outputs is moved, not cloned, to the worker.
+      this.worker.postMessage(
+        msg,
+        wire ? ([wire.tokens, wire.cls, ...(wire.keys ? [wire.keys] : [])].map((a) => a.buffer) as ArrayBuffer[]) : [],
+      );
     });
     this.inFlight.add(call);
     const reply = await call
@@ -143,17 +157,24 @@ export class InferenceClient {
   }
 }
 
+/** One contiguous copy of each backbone output of a batch (the cached arrays stay the caller's). */
+function toWire(embedded: readonly Embedding[]): WireEmbedded {
+  const first = embedded[0] as Embedding;
+  const n = first.gridH * first.gridW;
+  const C = first.dim;
+  const tokens = new Float32Array(embedded.length * n * C);
+  const cls = new Float32Array(embedded.length * C);
+  const hasKeys = embedded.every((e) => e.keys !== undefined);
+  const keys = hasKeys ? new Float32Array(embedded.length * n * C) : undefined;
+  embedded.forEach((e, i) => {
+    tokens.set(e.patchTokens, i * n * C);
+    cls.set(e.clsToken, i * C);
+    if (keys && e.keys) keys.set(e.keys, i * n * C);
+  });
+  return { gridH: first.gridH, gridW: first.gridW, dim: C, tokens, cls, ...(keys ? { keys } : {}) };
+}
+
 function rebuild(msg: { message: string; code?: string; details?: Record<string, unknown> }): Error {
   if (!msg.code) return new Error(msg.message);
   return new StegoError(msg.code as ErrorCode, msg.message, { details: msg.details ?? {} });
-}
-
-/**
- * A worker script next to this module; when running from TypeScript sources (tests), the built
- * copy in dist/ (`npm test` builds first).
- */
-export function workerUrl(file: string, dir = 'backbone'): URL {
-  const here = new URL(`./${file}`, import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  return new URL(`../../dist/${dir}/${file}`, import.meta.url);
 }

@@ -22,9 +22,26 @@ export interface WireHead {
   readonly k: number;
 }
 
+/** Backbone outputs of a batch computed before (a learning pass): the worker skips the backbone. */
+export interface WireEmbedded {
+  readonly gridH: number;
+  readonly gridW: number;
+  readonly dim: number;
+  /** [B×N×C], [B×C] and, when the model has them, [B×N×C]. */
+  readonly tokens: Float32Array;
+  readonly cls: Float32Array;
+  readonly keys?: Float32Array;
+}
+
 export type InferenceRequest =
   | { readonly type: 'init'; readonly spec: string; readonly options: InferenceOptions }
-  | { readonly type: 'infer'; readonly id: number; readonly frames: readonly WireFrame[]; readonly head?: WireHead };
+  | {
+      readonly type: 'infer';
+      readonly id: number;
+      readonly frames: readonly WireFrame[];
+      readonly head?: WireHead;
+      readonly embedded?: WireEmbedded;
+    };
 
 export type InferenceReply =
   | { readonly type: 'ready'; readonly info: BackboneInfo }

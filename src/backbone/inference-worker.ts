@@ -6,8 +6,8 @@
 import { parentPort } from 'node:worker_threads';
 import { Backbone } from './backbone.js';
 import { Segmenter, type SegmentationHead } from './segmenter.js';
-import type { Frame } from '../types.js';
-import type { InferenceReply, InferenceRequest, WireHead } from './inference-protocol.js';
+import type { Embedding, Frame } from '../types.js';
+import type { InferenceReply, InferenceRequest, WireEmbedded, WireHead } from './inference-protocol.js';
 import { StegoError } from '../errors.js';
 import { DEFAULT_REFINE } from './refine-options.js';
 
@@ -20,6 +20,21 @@ let head: (SegmentationHead & { version: number }) | undefined;
 
 function send(msg: InferenceReply, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(msg, transfer);
+}
+
+/** Embeddings from backbone outputs computed before, in the shape `Backbone.embed` gives. */
+function fromWire(frames: readonly Frame[], e: WireEmbedded): Embedding[] {
+  const n = e.gridH * e.gridW;
+  const C = e.dim;
+  return frames.map((frame, b) => ({
+    frame,
+    gridH: e.gridH,
+    gridW: e.gridW,
+    dim: C,
+    patchTokens: e.tokens.subarray(b * n * C, (b + 1) * n * C),
+    clsToken: e.cls.subarray(b * C, (b + 1) * C),
+    ...(e.keys ? { keys: e.keys.subarray(b * n * C, (b + 1) * n * C) } : {}),
+  }));
 }
 
 function updateHead(h: WireHead): SegmentationHead {
@@ -52,7 +67,7 @@ port.on('message', (msg: InferenceRequest) => {
         capturedAt: 0,
       }));
       const t0 = performance.now();
-      const embeddings = await backbone.embed(frames);
+      const embeddings = msg.embedded ? fromWire(frames, msg.embedded) : await backbone.embed(frames);
       const t1 = performance.now();
       let labels: Uint8Array | undefined;
       if (msg.head && frames[0]) {

@@ -169,6 +169,7 @@ export function resultJson(r: ProcessResult): Record<string, unknown> {
     inputs: r.inputs,
     interrupted: r.interrupted,
     learned: r.learned,
+    reused: r.reused,
     headVersion: r.headVersion,
     backbone: r.backbone,
     classes: r.shares,

@@ -9,6 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { OutputUnwritableError } from '../errors.js';
 import { assertUniqueName } from '../sinks/control.js';
 import { dirname } from 'node:path';
+import { EmbeddingCache } from './embedding-cache.js';
 
 export interface EngineOptions {
   /** Backbone and segmentation sessions (in their worker thread). */
@@ -29,6 +30,11 @@ export interface EngineOptions {
   /** Adds LOST object boxes (needs the backbone's keys). */
   readonly objects?: boolean;
   readonly logger?: Logger;
+  /**
+   * Keep the learning pass's backbone outputs, up to this many bytes, for the segmenting pass
+   * that decodes the same frames next (process): those frames skip the backbone. Default: off.
+   */
+  readonly reuseLearnedBytes?: number;
   /** Called when a new head version is swapped in. */
   readonly onHead?: (state: HeadState, classes: readonly ClassInfo[]) => void;
   /** Called after each training round that ran (not after a failed one), with its report. */
@@ -49,11 +55,13 @@ export class SegmentationEngine {
   private nextHead: HeadState | undefined;
   private uniformWarning: string | undefined;
   private reportedRound: RoundReport | undefined;
+  private readonly learned: EmbeddingCache | undefined;
 
   private constructor(
     private readonly options: EngineOptions,
     readonly learner: LearnerClient,
   ) {
+    this.learned = options.reuseLearnedBytes ? new EmbeddingCache(options.reuseLearnedBytes) : undefined;
     this.head = learner.state;
     this.classes = classInfos(this.head);
   }
@@ -91,8 +99,19 @@ export class SegmentationEngine {
   /** Embeds frames and feeds the learner without segmenting (a learning pass). */
   async learn(frames: readonly Frame[]): Promise<void> {
     const { embeddings } = await this.options.inference.infer(frames);
+    this.learned?.put(embeddings);
     this.observe(embeddings);
     await this.maybeTrain();
+  }
+
+  /** Frames segmented from the learning pass's backbone outputs so far (no second backbone run). */
+  get reusedFrames(): number {
+    return this.learned?.hits ?? 0;
+  }
+
+  /** Drops the learning pass's kept backbone outputs (the pass that could use them is over). */
+  dropLearned(): void {
+    this.learned?.clear();
   }
 
   /**
@@ -117,7 +136,7 @@ export class SegmentationEngine {
   private async segmentBatch(frames: readonly Frame[], learn: boolean): Promise<Segmentation[]> {
     const head = this.head;
     const classes = this.classes;
-    const r = await this.options.inference.infer(frames, head);
+    const r = await this.options.inference.infer(frames, head, this.learned?.take(frames));
     if (learn) {
       this.observe(r.embeddings);
       await this.maybeTrain();
@@ -211,7 +230,7 @@ export class SegmentationEngine {
         if (state.version === before) {
           if (r?.kind === 'rejected') {
             this.options.logger?.info(
-              { headVersion: state.version, kind: r.kind, dispersionRatio: r.dispersionRatio, reason: r.reason },
+              { headVersion: state.version, kind: r.kind, ms: Math.round(r.ms), dispersionRatio: r.dispersionRatio, reason: r.reason },
               'trained head turned away; the serving head stays',
             );
           }

@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
+import { workerUrl } from '../internal/worker-url.js';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { BadOptionError, StegoError, type ErrorCode } from '../errors.js';
 import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
 import type { OnlineLearnerOptions, RoundReport } from './online-learner.js';
@@ -62,7 +61,7 @@ export class LearnerClient {
 
   /** Starts the worker and builds the learner there; option errors are thrown here. */
   static async start(options: OnlineLearnerOptions): Promise<LearnerClient> {
-    const worker = new Worker(workerUrl());
+    const worker = new Worker(workerUrl(import.meta.url, 'learner-worker.js', 'learning'));
     worker.unref();
     const initial = await new Promise<HeadState>((resolve, reject) => {
       const onMsg = (msg: LearnerReply): void => {
@@ -278,14 +277,4 @@ function post(worker: Worker, msg: LearnerRequest): void {
 /** Errors cross the thread boundary as plain data; give coded ones their class back. */
 function rebuildError(msg: { message: string; code?: string }): Error {
   return msg.code ? new StegoError(msg.code as ErrorCode, msg.message) : new Error(msg.message);
-}
-
-/**
- * The compiled worker next to this file; when this module runs from TypeScript sources (tests),
- * the built copy in dist/ (`npm test` builds first).
- */
-function workerUrl(): URL {
-  const here = new URL('./learner-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  return new URL('../../dist/learning/learner-worker.js', import.meta.url);
 }

@@ -13,6 +13,7 @@ import { checkClassNames, expectedClassCount, learnerOptions, type LearningOptio
 import { ObjectFinder } from '../objects/object-finder.js';
 import type { X264Preset } from '../sinks/overlay-video-writer.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
+import { DEFAULT_EMBEDDING_CACHE_BYTES } from '../engine/embedding-cache.js';
 import { ClassSummary } from '../engine/class-summary.js';
 import { DamagedInputError, DecodeError, ImageUnreadableError } from '../errors.js';
 import { openProcessInput, type ProcessInput } from './process-input.js';
@@ -90,6 +91,8 @@ export interface ProcessResult {
   readonly interrupted: boolean;
   /** Frames the learning pass read (0 without one); with `interrupted` and `frames` 0, it stopped the pass. */
   readonly learned: number;
+  /** Frames segmented from the learning pass's backbone outputs (not run through the backbone twice). */
+  readonly reused: number;
   readonly headVersion: number;
   readonly summary: string;
   readonly shares: readonly { id: number; name: string; share: number }[];
@@ -155,6 +158,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     learnPassSteps: learning.learnSteps,
     // A recorded input has no deadline: rounds at fixed frame counts make a seed's output reproducible.
     syncRounds: true,
+    reuseLearnedBytes: DEFAULT_EMBEDDING_CACHE_BYTES,
     // One set of classes across the CSV columns, the masks and the summary: the count is decided
     // at the first fit (a live service lets rounds move it).
     learner: learnerOptions(learning, initial, { recount: false }),
@@ -178,6 +182,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     wallSeconds: (performance.now() - t0) / 1000,
     interrupted: options.signal?.aborted ?? false,
     learned: run.learned,
+    reused: engine.reusedFrames,
     headVersion: engine.headState.version,
     summary: run.summary.table(classes),
     shares: run.summary.rows(classes),
@@ -258,6 +263,7 @@ async function runInputs(
     });
     seconds += (performance.now() - t) / 1000;
     frames += pass.frames;
+    engine.dropLearned();
     const closed = await own.close().then(
       () => undefined,
       (err: unknown) => err as Error,
