@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { gemmNN, gemmNT, gemmTN, jsGemmNN, jsGemmNT, jsGemmTN } from '../src/learning/gemm.js';
+import { gemmNN, gemmNT, gemmTN, jsGemmNN, jsGemmNT, jsGemmTN, useOrtGemm } from '../src/learning/gemm.js';
 import { GEMM_KERNEL_BASE64 } from '../src/learning/gemm-kernel-bytes.js';
 import { Rng } from '../src/learning/rng.js';
 import { simdAvailable } from '../src/learning/simd-gemm.js';
+import { OrtGemm } from '../src/learning/ort-gemm.js';
+import { HEAD_TENSORS, headBackward, headForwardCached, initHead, zeroHead } from '../src/learning/stego-head.js';
 // @ts-expect-error: a plain-JS build script without type declarations
 import { compileGemmKernel } from '../scripts/gemm-kernel-compile.mjs';
 
@@ -111,3 +113,107 @@ describe.each(KERNELS)(
     }
   },
 );
+
+describe('products in ONNX Runtime (ort-gemm.ts, the learner thread at ViT widths)', () => {
+  it('routes big products to its helper thread and gives what the reference gives; small ones stay here', () => {
+    const ort = new OrtGemm();
+    useOrtGemm(ort);
+    try {
+      const rng = new Rng(11);
+      // 300·200·150 = 9 M multiply-adds, every side >= 32: big enough to go.
+      const [n, k, m] = [300, 200, 150];
+      const a = rand(rng, n * k);
+      const b = rand(rng, k * m);
+      const bt = rand(rng, m * k);
+      const g = rand(rng, n * m);
+      const close = (got: Float32Array, want: number[]): void => {
+        let worst = 0;
+        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+        expect(worst).toBeLessThan(1e-4);
+      };
+      const nn = rand(rng, n * m);
+      const nnWant = naive(
+        n,
+        k,
+        m,
+        (i, p) => a[i * k + p]!,
+        (p, j) => b[p * m + j]!,
+        nn,
+      );
+      gemmNN(a, b, nn, n, k, m);
+      close(nn, nnWant);
+      const tn = rand(rng, k * m);
+      const tnWant = naive(
+        k,
+        n,
+        m,
+        (i, p) => a[p * k + i]!,
+        (p, j) => g[p * m + j]!,
+        tn,
+      );
+      gemmTN(a, g, tn, n, k, m);
+      close(tn, tnWant);
+      const nt = rand(rng, n * m);
+      const ntWant = naive(
+        n,
+        k,
+        m,
+        (i, p) => a[i * k + p]!,
+        (p, j) => bt[j * k + p]!,
+        nt,
+      );
+      gemmNT(a, bt, nt, n, k, m);
+      close(nt, ntWant);
+      expect(ort.products).toBe(3);
+      expect(ort.error).toBeUndefined();
+      // A k-means-shaped product (K = 6 centroids) stays in WebAssembly.
+      const small = new Float32Array(4000 * 6);
+      gemmNN(rand(rng, 4000 * 384), rand(rng, 384 * 6), small, 4000, 384, 6);
+      expect(ort.products).toBe(3);
+    } finally {
+      useOrtGemm(undefined);
+    }
+  }, 60_000);
+});
+
+describe('the STEGO head’s passes in ONNX Runtime (stego-head.ts with a helper)', () => {
+  it('gives the codes and gradients of the passes in this thread, also when the helper dropped the forward pass', () => {
+    const [C, D, n] = [128, 70, 600];
+    const rng = new Rng(4);
+    const head = initHead(C, D, 9);
+    // Biases non-zero so their gradients and the bias inputs are exercised.
+    head.linB.set(rand(rng, D));
+    head.mlp1B.set(rand(rng, C).map((v) => v * 0.1));
+    head.mlp2B.set(rand(rng, D));
+    const feats = rand(rng, n * C);
+    const dCode = rand(rng, n * D);
+    const here = headForwardCached(head, feats, n);
+    const hereGrads = zeroHead(C, D);
+    headBackward(head, feats, n, here.cache, dCode, hereGrads);
+
+    const ort = new OrtGemm();
+    useOrtGemm(ort);
+    try {
+      const there = headForwardCached(head, feats, n);
+      expect(there.cache.kept).toBeDefined();
+      const thereGrads = zeroHead(C, D);
+      headBackward(head, feats, n, there.cache, dCode, thereGrads);
+      const close = (got: Float32Array, want: Float32Array, what: string): void => {
+        let worst = 0;
+        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+        expect(worst, what).toBeLessThan(1e-4);
+      };
+      close(there.code, here.code, 'code');
+      for (const name of HEAD_TENSORS) close(thereGrads[name], hereGrads[name], name);
+      // Nine more kept passes push the first one out: its backward pass is recomputed here.
+      const first = headForwardCached(head, feats, n);
+      for (let i = 0; i < 9; i++) headForwardCached(head, feats, n);
+      const again = zeroHead(C, D);
+      headBackward(head, feats, n, first.cache, dCode, again);
+      for (const name of HEAD_TENSORS) close(again[name], hereGrads[name], `${name} (recomputed)`);
+      expect(ort.error).toBeUndefined();
+    } finally {
+      useOrtGemm(undefined);
+    }
+  }, 60_000);
+});

@@ -14,6 +14,21 @@
  * measured ~3-4x faster than the plain triple loop.
  */
 import { simdAvailable, simdGemmNN, simdGemmNT } from './simd-gemm.js';
+import { ortGemmWorthIt } from './ort-gemm-protocol.js';
+import type { OrtGemm } from './ort-gemm.js';
+
+/** Where this thread's big products run instead (the learner thread: ort-gemm.ts); none by default. */
+let large: OrtGemm | undefined;
+
+/** Sends this thread's big products to ONNX Runtime (undefined: back to WebAssembly / JS). */
+export function useOrtGemm(g: OrtGemm | undefined): void {
+  large = g;
+}
+
+/** This thread's ONNX Runtime helper, if `useOrtGemm` set one (stego-head.ts runs whole passes there). */
+export function ortGemmInUse(): OrtGemm | undefined {
+  return large;
+}
 
 /**
  * Multiply-adds below which a product stays in JS: the copies in and out of the module's memory
@@ -34,18 +49,21 @@ function useSimd(n: number, k: number, m: number): boolean {
 
 /** out[n×m] += a[n×k] · b[k×m]. */
 export function gemmNN(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
+  if (large && ortGemmWorthIt(n, k, m) && large.run('nn', a, b, out, n, k, m)) return;
   if (useSimd(n, k, m)) simdGemmNN(a, b, out, n, k, m, false);
   else jsGemmNN(a, b, out, n, k, m);
 }
 
 /** out[k×m] += aᵀ · g, for a[n×k], g[n×m] (weight gradients: Σ over rows of outer products). */
 export function gemmTN(a: Float32Array, g: Float32Array, out: Float32Array, n: number, k: number, m: number): void {
+  if (large && ortGemmWorthIt(k, n, m) && large.run('tn', a, g, out, k, n, m)) return;
   if (useSimd(k, n, m)) simdGemmNN(a, g, out, k, n, m, true);
   else jsGemmTN(a, g, out, n, k, m);
 }
 
 /** out[n×r] += a · bᵀ, for a[n×k], b[r×k] (all pairwise dot products of rows). */
 export function gemmNT(a: Float32Array, b: Float32Array, out: Float32Array, n: number, k: number, r: number): void {
+  if (large && ortGemmWorthIt(n, k, r) && large.run('nt', a, b, out, n, k, r)) return;
   if (useSimd(n, k, r)) simdGemmNT(a, b, out, n, k, r);
   else jsGemmNT(a, b, out, n, k, r);
 }

@@ -8,6 +8,9 @@ import { availableParallelism } from 'node:os';
 import { DutyCycle, machineCpuClock } from './duty-cycle.js';
 import { OnlineLearner } from './online-learner.js';
 import type { LearnerReply, LearnerRequest } from './learner-protocol.js';
+import { OrtGemm } from './ort-gemm.js';
+import { useOrtGemm } from './gemm.js';
+import { ORT_GEMM_MIN_SIDE } from './ort-gemm-protocol.js';
 
 /**
  * Nice value of this thread. A round is seconds of Adam steps; on a machine whose cores decoding
@@ -40,6 +43,11 @@ port.on('message', (msg: LearnerRequest) => {
   try {
     switch (msg.type) {
       case 'init':
+        // Features as wide as a ViT's: the round's big products run in ONNX Runtime (ort-gemm.ts).
+        // STEGOSTREAM_LEARNER_GEMM=wasm keeps them here (to compare the two).
+        if (msg.options.dim >= ORT_GEMM_MIN_SIDE && process.env['STEGOSTREAM_LEARNER_GEMM'] !== 'wasm') {
+          useOrtGemm(new OrtGemm(LEARNER_NICE));
+        }
         learner = new OnlineLearner(msg.options);
         reply({ type: 'ready', state: learner.state });
         return;

@@ -5,11 +5,12 @@
  * much of the features' similarity structure as D dimensions can, and the first trained round
  * does not start below the raw-feature probe.
  *
- * Hand-written: a few dozen lines of float64 loops; no maintained npm package does partial
+ * Hand-written: a few dozen lines around gemm.ts; no maintained npm package does partial
  * eigendecomposition on typed arrays without pulling in a whole linear-algebra runtime.
  */
 import { BadOptionError } from '../errors.js';
 import { Rng } from './rng.js';
+import { gemmNN, gemmTN } from './gemm.js';
 
 /** Orthonormalises the columns of q [rows×cols] in place (modified Gram-Schmidt, float64). */
 function orthonormalise(q: Float64Array, rows: number, cols: number, rng: Rng): void {
@@ -44,44 +45,33 @@ export function principalBasis(data: Float32Array, n: number, C: number, D: numb
   if (!Number.isInteger(n) || n < 1) throw new BadOptionError('principal basis n', 'positive integer', n);
   if (data.length < n * C)
     throw new BadOptionError('principal basis data', `a Float32Array of at least ${n}×${C} values`, `length ${data.length}`);
-  // M = Σ u uᵀ / n over unit rows u; symmetric, filled on the upper triangle then mirrored.
-  const M = new Float64Array(C * C);
-  const u = new Float64Array(C);
+  // M = Σ u uᵀ over unit rows u (the 1/n changes no eigenvector), as one aᵀ·a product: at ViT
+  // widths this is the costly part (n·C² multiply-adds), which gemm.ts runs at its fastest
+  // (in ONNX Runtime in the learner thread). Float32 sums: the basis only starts the head.
+  const U = new Float32Array(n * C);
   for (let i = 0; i < n; i++) {
     let s = 0;
-    for (let c = 0; c < C; c++) {
-      u[c] = data[i * C + c]!;
-      s += u[c]! ** 2;
-    }
+    for (let c = 0; c < C; c++) s += data[i * C + c]! ** 2;
     if (s === 0) continue;
     const inv = 1 / Math.sqrt(s);
-    for (let c = 0; c < C; c++) u[c]! *= inv;
-    for (let a = 0; a < C; a++) {
-      const ua = u[a]!;
-      if (ua === 0) continue;
-      const o = a * C;
-      for (let b = a; b < C; b++) M[o + b]! += ua * u[b]!;
-    }
+    for (let c = 0; c < C; c++) U[i * C + c] = data[i * C + c]! * inv;
   }
-  for (let a = 0; a < C; a++) for (let b = 0; b < a; b++) M[a * C + b] = M[b * C + a]!;
+  const M32 = new Float32Array(C * C);
+  gemmTN(U, U, M32, n, C, C);
+  const M = Float64Array.from(M32);
 
   const rng = new Rng(opts.seed);
   let q = new Float64Array(C * D);
   for (let i = 0; i < q.length; i++) q[i] = rng.gaussian();
   orthonormalise(q, C, D, rng);
   const iters = opts.iters ?? 30;
+  const q32 = new Float32Array(C * D);
   for (let it = 0; it < iters; it++) {
-    // z = M q  (i-k-j)
-    const z = new Float64Array(C * D);
-    for (let a = 0; a < C; a++) {
-      const zo = a * D;
-      for (let b = 0; b < C; b++) {
-        const m = M[a * C + b]!;
-        if (m === 0) continue;
-        const qo = b * D;
-        for (let j = 0; j < D; j++) z[zo + j]! += m * q[qo + j]!;
-      }
-    }
+    // z = M q, then back to float64 for the orthonormalisation.
+    for (let i = 0; i < q.length; i++) q32[i] = q[i]!;
+    const z32 = new Float32Array(C * D);
+    gemmNN(M32, q32, z32, C, C, D);
+    const z = Float64Array.from(z32);
     orthonormalise(z, C, D, rng);
     q = z;
   }

@@ -7,10 +7,13 @@
  * row-major Float32Arrays in exactly the layout the ONNX inference graph is built from:
  * linW [C×D], linB [D], mlp1W [C×C], mlp1B [C], mlp2W [C×D], mlp2B [D].
  *
- * Matrix products run through the unrolled i-k-j kernels of gemm.ts.
+ * Matrix products run through gemm.ts. In a thread with an ONNX Runtime helper (the learner's,
+ * ort-gemm.ts) and at ViT widths, each whole pass runs there as one graph instead: the step's
+ * big arrays then cross threads once, and the ReLU and bias loops run there too.
  */
 import { BadOptionError } from '../errors.js';
-import { gemmNN, gemmNT, gemmTN } from './gemm.js';
+import { gemmNN, gemmNT, gemmTN, ortGemmInUse } from './gemm.js';
+import { ortGemmWorthIt } from './ort-gemm-protocol.js';
 import { Rng } from './rng.js';
 
 export interface HeadWeights {
@@ -136,7 +139,11 @@ export interface HeadCache {
   readonly hidden: Float32Array;
   /** relu(hidden), [n×C]. */
   readonly relu: Float32Array;
+  /** The pass ran in the ONNX Runtime helper, which keeps x and relu(hidden) under this id (hidden and relu are empty). */
+  readonly kept?: number;
 }
+
+const EMPTY = new Float32Array(0);
 
 function checkFeats(w: HeadWeights, feats: Float32Array, n: number): void {
   if (!Number.isInteger(n) || n < 0) throw new BadOptionError('n', 'non-negative integer', n);
@@ -147,12 +154,28 @@ function checkFeats(w: HeadWeights, feats: Float32Array, n: number): void {
 
 /** Codes [n×D] for n feature rows [n×C] (no cache: inference and tests). */
 export function headForward(w: HeadWeights, feats: Float32Array, n: number): Float32Array {
-  return headForwardCached(w, feats, n).code;
+  checkFeats(w, feats, n);
+  const helper = ortGemmInUse();
+  if (helper && ortGemmWorthIt(n, w.inDim, w.inDim)) {
+    const r = helper.headForward(w, feats, n, false);
+    if (r) return r.code;
+  }
+  return forwardHere(w, feats, n).code;
 }
 
 /** Forward pass keeping the hidden activations for `headBackward`. */
 export function headForwardCached(w: HeadWeights, feats: Float32Array, n: number): { code: Float32Array; cache: HeadCache } {
   checkFeats(w, feats, n);
+  const helper = ortGemmInUse();
+  if (helper && ortGemmWorthIt(n, w.inDim, w.inDim)) {
+    const r = helper.headForward(w, feats, n, true);
+    if (r) return { code: r.code, cache: { hidden: EMPTY, relu: EMPTY, kept: r.id } };
+  }
+  return forwardHere(w, feats, n);
+}
+
+/** The forward pass in this thread. */
+function forwardHere(w: HeadWeights, feats: Float32Array, n: number): { code: Float32Array; cache: HeadCache } {
   const C = w.inDim;
   const D = w.codeDim;
   const hidden = new Float32Array(n * C);
@@ -187,6 +210,11 @@ export function headBackward(
 ): void {
   const C = w.inDim;
   const D = w.codeDim;
+  if (cache.kept !== undefined) {
+    if (ortGemmInUse()?.headBackward(cache.kept, w, n, dCode, grads)) return;
+    // The helper no longer holds the forward pass (or failed): recompute it here.
+    cache = forwardHere(w, feats, n).cache;
+  }
   const { hidden, relu } = cache;
   for (let i = 0; i < n; i++) {
     const go = i * D;
