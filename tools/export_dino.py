@@ -36,6 +36,7 @@ Examples:
   export_dino.py dinov2_vits14_pretrain.pth --out dinov2_vits14.onnx --height 434 --width 770
   export_dino.py --random-tiny --out tiny.onnx --reference tiny.bin     (tests)
   export_dino.py --random-vits16 --out vits16-random.onnx                (bench)
+  export_dino.py --random-vitb16 --out vitb16-random.onnx                (bench)
 """
 
 from __future__ import annotations
@@ -473,6 +474,8 @@ def random_state_dict(cfg: ViTConfig, seed: int) -> dict:
 def random_config(kind: str, family: str, registers: int) -> ViTConfig:
     if kind == "tiny":
         arch, dim, depth, heads, patch = "custom", 32, 2, 2, 8
+    elif kind == "vitb16":
+        arch, dim, depth, heads, patch = "vit_base", 768, 12, 12, 16
     else:
         arch, dim, depth, heads, patch = "vit_small", 384, 12, 6, 16
     return ViTConfig(
@@ -629,6 +632,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     src.add_argument("checkpoint", nargs="?", help="a .pth as published by the DINO/DINOv2 authors")
     src.add_argument("--random-tiny", action="store_true", help="random ViT: patch 8, dim 32, depth 2, 2 heads")
     src.add_argument("--random-vits16", action="store_true", help="random ViT-S/16: dim 384, depth 12, 6 heads")
+    src.add_argument("--random-vitb16", action="store_true", help="random ViT-B/16: dim 768, depth 12, 12 heads")
     add = parser.add_argument
     add("-o", "--out", help="ONNX file to write (default: ./<name>_<H>x<W>.onnx)")
     add("--height", type=int, default=DEFAULT_SIZE_PX, help="input height in px, a multiple of the patch (224)")
@@ -677,7 +681,7 @@ def main(argv: list[str]) -> int:
         sd = read_checkpoint(args.checkpoint, args.trust_checkpoint)
         heads = args.heads
     else:
-        kind = "tiny" if args.random_tiny else "vits16"
+        kind = "tiny" if args.random_tiny else "vitb16" if args.random_vitb16 else "vits16"
         rcfg = random_config(kind, args.family, args.registers)
         source = f"random-{kind} (seed {args.seed})"
         stage(f"building random weights: {rcfg.describe()}")
@@ -695,7 +699,7 @@ def main(argv: list[str]) -> int:
     elif args.checkpoint:
         name = cfg.default_name()
     else:
-        name = "random_tiny_p8" if args.random_tiny else "random_vits16"
+        name = f"random_{kind}" if not args.random_tiny else "random_tiny_p8"
     stage(f"architecture {cfg.describe()}")
     model = VisionTransformer(cfg)
     load_strict(model, sd, source)

@@ -19,10 +19,11 @@ import { benchBatching } from './bench-batching.js';
 import { benchLive } from './bench-live.js';
 import { benchCluster } from './bench-cluster.js';
 import { benchLearning } from './bench-learning.js';
+import { benchVitLearning } from './bench-vit-learning.js';
 import { benchLog } from './bench-log.js';
 
 /** Sections, in order; `npm run bench -- process live` runs some. */
-const SECTIONS = ['process', 'learning', 'batching', 'live', 'cluster'] as const;
+const SECTIONS = ['process', 'learning', 'vit-learning', 'batching', 'live', 'cluster'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
@@ -252,6 +253,7 @@ async function main(): Promise<void> {
   const runners: Record<Section, () => Promise<Record<string, unknown>>> = {
     process: benchProcess,
     learning: benchLearning,
+    'vit-learning': benchVitLearning,
     batching: benchBatching,
     live: benchLive,
     cluster: benchCluster,
