@@ -40,6 +40,7 @@ async function run(
   learn: number,
   reuseLearnedBytes: number | undefined,
   second: readonly Frame[] = frames,
+  prefetch = 0,
 ): Promise<{ labels: Uint8Array[]; reused: number }> {
   const engine = await SegmentationEngine.create({
     inference,
@@ -51,7 +52,10 @@ async function run(
   });
   try {
     for (const b of batches(frames.slice(0, learn))) await engine.learn(b);
-    await engine.finishLearningPass();
+    // As the learning pass does while its closing round trains: the next batches' backbone outputs.
+    const closing = engine.finishLearningPass();
+    for (const b of batches(frames.slice(learn, learn + prefetch))) expect(await engine.prefetch(b)).toBe(true);
+    await closing;
     const labels: Uint8Array[] = [];
     for (const b of batches(second)) for (const s of await engine.process(b)) labels.push(s.labels);
     return { labels, reused: engine.reusedFrames };
@@ -78,6 +82,13 @@ describe('segmenting from the learning pass’s backbone outputs', () => {
     expect(reused.reused).toBe(8);
     expect(reused.labels).toHaveLength(16);
     for (let i = 0; i < 16; i++) expect(Buffer.compare(reused.labels[i]!, fresh.labels[i]!), `frame ${i}`).toBe(0);
+  }, 120_000);
+
+  it('segments frames prefetched during the closing round as if the backbone ran then', async () => {
+    const fresh = await run(inference, frames, 8, undefined);
+    const prefetched = await run(inference, frames, 8, 64 * 1024 * 1024, frames, 8);
+    expect(prefetched.reused).toBe(16);
+    for (let i = 0; i < 16; i++) expect(Buffer.compare(prefetched.labels[i]!, fresh.labels[i]!), `frame ${i}`).toBe(0);
   }, 120_000);
 
   it('runs the backbone again for a frame whose pixels differ, and keeps no more than its byte cap', async () => {

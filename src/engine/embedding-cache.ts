@@ -6,7 +6,8 @@ export const DEFAULT_EMBEDDING_CACHE_BYTES = 512 * 1024 * 1024;
 /**
  * Backbone outputs of the learning pass, kept for the segmenting pass that decodes the same
  * frames again right after: those frames then skip the backbone, which with a ViT is most of a
- * frame's cost (64 frames of ViT-S/16 at 448x256: 9 s of a 36 s run on 2 cores). The outputs are
+ * frame's cost (64 frames of ViT-S/16 at 448x256: 9 s of a 36 s run on 2 cores). The frames
+ * after them that the backbone ran on while the pass's closing round trained are kept too. The outputs are
  * the ones the backbone gave for the same pixels, so segmenting them gives what running the
  * backbone again would.
  *
@@ -31,11 +32,11 @@ export class EmbeddingCache {
     return this.hitCount;
   }
 
-  /** Keeps copies of a batch's outputs while they fit. */
-  put(embeddings: readonly Embedding[]): void {
+  /** Keeps copies of a batch's outputs while they fit; false when some did not. */
+  put(embeddings: readonly Embedding[]): boolean {
     for (const e of embeddings) {
       const cost = (e.patchTokens.length + e.clsToken.length + (e.keys?.length ?? 0)) * 4;
-      if (this.bytes + cost > this.maxBytes) return;
+      if (this.bytes + cost > this.maxBytes) return false;
       const key = keyOf(e.frame);
       if (this.entries.has(key)) continue;
       // Copies: the batch's arrays are views of one buffer per batch, which would keep it all.
@@ -51,6 +52,7 @@ export class EmbeddingCache {
       this.entries.set(key, { print: fingerprint(e.frame), embedding });
       this.bytes += cost;
     }
+    return true;
   }
 
   /**

@@ -104,6 +104,18 @@ export class SegmentationEngine {
     await this.maybeTrain();
   }
 
+  /**
+   * Runs the backbone on frames the segmenting pass will take next and keeps the outputs (while
+   * the learning pass's closing round trains, the backbone would otherwise idle). Neither the
+   * learner nor the head sees them now: the segmenting pass does, as if it had run the backbone.
+   * False when nothing is kept (no cache, or it is full).
+   */
+  async prefetch(frames: readonly Frame[]): Promise<boolean> {
+    if (!this.learned || frames.length === 0) return false;
+    const { embeddings } = await this.options.inference.infer(frames);
+    return this.learned.put(embeddings);
+  }
+
   /** Frames segmented from the learning pass's backbone outputs so far (no second backbone run). */
   get reusedFrames(): number {
     return this.learned?.hits ?? 0;

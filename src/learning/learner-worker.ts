@@ -22,10 +22,16 @@ import { ORT_GEMM_MIN_SIDE } from './ort-gemm-protocol.js';
  */
 const LEARNER_NICE = 10;
 
-try {
-  setPriority(LEARNER_NICE);
-} catch {
-  // Not permitted or not supported here: the learner runs at the process's priority.
+/** Lowers this thread's priority (`train.niced`, default on); returns the nice value it runs at. */
+function nice(on: boolean): number {
+  if (!on) return 0;
+  try {
+    setPriority(LEARNER_NICE);
+    return LEARNER_NICE;
+  } catch {
+    // Not permitted or not supported here: the learner runs at the process's priority.
+    return 0;
+  }
 }
 
 const port = parentPort;
@@ -42,15 +48,17 @@ const cpuClock = machineCpuClock();
 port.on('message', (msg: LearnerRequest) => {
   try {
     switch (msg.type) {
-      case 'init':
+      case 'init': {
+        const niceness = nice(msg.options.train.niced ?? true);
         // Features as wide as a ViT's: the round's big products run in ONNX Runtime (ort-gemm.ts).
         // STEGOSTREAM_LEARNER_GEMM=wasm keeps them here (to compare the two).
         if (msg.options.dim >= ORT_GEMM_MIN_SIDE && process.env['STEGOSTREAM_LEARNER_GEMM'] !== 'wasm') {
-          useOrtGemm(new OrtGemm(LEARNER_NICE));
+          useOrtGemm(new OrtGemm(niceness));
         }
         learner = new OnlineLearner(msg.options);
         reply({ type: 'ready', state: learner.state });
         return;
+      }
       case 'observe':
         learner?.observe(msg.tokens, msg.n);
         return;

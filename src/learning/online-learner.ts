@@ -108,6 +108,13 @@ export interface OnlineLearnerOptions {
      * Default true; false keeps the share fixed whatever the load.
      */
     readonly adaptiveCpu?: boolean;
+    /**
+     * The learner's thread (and its ONNX Runtime helper) run at nice 10, so what a background
+     * round takes comes from idle time first. Default true. `process` turns it off: it waits for
+     * its rounds, and its learning pass runs the backbone beside the closing round, which at
+     * nice 10 would get almost none of the machine.
+     */
+    readonly niced?: boolean;
     readonly weights?: Partial<PairKinds<number>>;
     /** Fixed shifts per pair kind; default STEGO's (`DEFAULT_PAIR_SHIFTS`) unless `shiftQuantile` is set. */
     readonly shifts?: Partial<PairKinds<number>>;

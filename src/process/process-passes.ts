@@ -1,4 +1,4 @@
-import { bufferCount, catchError, concatMap, EMPTY, lastValueFrom, take, takeUntil, tap, type Observable } from 'rxjs';
+import { bufferCount, catchError, concatMap, EMPTY, lastValueFrom, takeUntil, takeWhile, tap, type Observable } from 'rxjs';
 import type { Frame, ProgressMeter, Segmentation } from '../types.js';
 import type { Logger } from 'pino';
 import { FlowGate } from '../internal/flow-gate.js';
@@ -28,28 +28,53 @@ export interface PassContext {
  * Learning pass: the head is fitted on the first `frames` frames before output starts, so the
  * first segmented frame already uses learned classes. An input error here is left to the pass that
  * writes outputs, which decodes the same frames and reports it with what it wrote. Returns the
- * frames read.
+ * frames read for learning.
+ *
+ * While the closing round trains (seconds at ViT widths), the backbone runs on the frames after
+ * the learned ones, in the segmenting pass's batches, and the engine keeps the outputs for it
+ * (`engine.prefetch`): the round's time is not all added to the run. What is segmented and
+ * learned from does not change: the learner and the head see those frames only in the
+ * segmenting pass, as before.
  */
 export async function learningPass(ctx: PassContext, frames: number, meter: ProgressMeter): Promise<number> {
   const { engine } = ctx;
   if (ctx.interrupted()) return 0;
   let learned = 0;
+  let read = 0;
+  /** The closing round, once started; settled: prefetching stops. */
+  let closing: Promise<void> | undefined;
+  let closed = false;
+  let prefetching = true;
+  const close = (): void => {
+    if (closing || ctx.interrupted()) return;
+    meter.stop();
+    closing = engine.finishLearningPass().finally(() => (closed = true));
+  };
   const gate = new FlowGate(ctx.batchSize * 2);
   await lastValueFrom(
     ctx.input.source(ctx.size, gate, ctx.startTime).pipe(
-      take(frames),
+      takeWhile(() => read++ < frames || (prefetching && !closed && !ctx.interrupted())),
       catchError((err: unknown) => {
-        ctx.logger.warn({ err: (err as Error).message }, 'input error during the learning pass; learning from the frames before it');
+        if (read <= frames) {
+          ctx.logger.warn({ err: (err as Error).message }, 'input error during the learning pass; learning from the frames before it');
+        }
         return EMPTY;
       }),
       takeUntil(ctx.abort$),
       bufferCount(ctx.batchSize),
       concatMap(async (batch) => {
         if (ctx.interrupted()) return;
-        await engine.learn(batch);
-        learned += batch.length;
+        const learning = batch.slice(0, Math.max(0, frames - learned));
+        if (learning.length > 0) {
+          await engine.learn(learning);
+          learned += learning.length;
+          meter.tick(learning.length);
+          if (learned >= frames) close();
+        } else if (batch.length === ctx.batchSize && prefetching && !closed) {
+          // Whole batches only: the segmenting pass takes a batch from here only if all of it is here.
+          prefetching = await engine.prefetch(batch);
+        }
         gate.release(batch.length);
-        meter.tick(batch.length);
       }),
     ),
     { defaultValue: undefined },
@@ -57,8 +82,10 @@ export async function learningPass(ctx: PassContext, frames: number, meter: Prog
     meter.stop();
     gate.close();
   });
-  // Interrupted: no closing round (it can take seconds); the run ends with nothing segmented.
-  if (!ctx.interrupted()) await engine.finishLearningPass();
+  // A short input (fewer frames than asked for) ends before the round started. Interrupted: no
+  // closing round (it can take seconds); the run ends with nothing segmented.
+  if (!ctx.interrupted()) close();
+  await closing;
   return learned;
 }
 

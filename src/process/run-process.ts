@@ -13,6 +13,7 @@ import { checkClassNames, expectedClassCount, learnerOptions, type LearningOptio
 import { ObjectFinder } from '../objects/object-finder.js';
 import type { X264Preset } from '../sinks/overlay-video-writer.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
+import type { OnlineLearnerOptions } from '../learning/online-learner.js';
 import { DEFAULT_EMBEDDING_CACHE_BYTES } from '../engine/embedding-cache.js';
 import { ClassSummary } from '../engine/class-summary.js';
 import { DamagedInputError, DecodeError, ImageUnreadableError } from '../errors.js';
@@ -161,7 +162,7 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     reuseLearnedBytes: DEFAULT_EMBEDDING_CACHE_BYTES,
     // One set of classes across the CSV columns, the masks and the summary: the count is decided
     // at the first fit (a live service lets rounds move it).
-    learner: learnerOptions(learning, initial, { recount: false }),
+    learner: unniced(learnerOptions(learning, initial, { recount: false })),
   }).catch(async (err: unknown) => {
     await Promise.allSettled([outputs.abort(), backbone.close(), finder?.close()]);
     throw err;
@@ -277,6 +278,14 @@ async function runInputs(
   }
   meter?.stop();
   return { frames, learned, seconds, summary, inputs: results, ...(error ? { error } : {}) };
+}
+
+/**
+ * The learner's thread at normal priority: a recorded input waits for its rounds (they are the
+ * run's critical path, and the learning pass runs the backbone beside its closing round).
+ */
+function unniced(o: Omit<OnlineLearnerOptions, 'dim' | 'backboneName'>): Omit<OnlineLearnerOptions, 'dim' | 'backboneName'> {
+  return { ...o, train: { ...o.train, niced: false } };
 }
 
 /** `engine.process`, naming the classes with `options.nameClasses` once it gives names. */
