@@ -126,11 +126,7 @@ describe('products in ONNX Runtime (ort-gemm.ts, the learner thread at ViT width
       const b = rand(rng, k * m);
       const bt = rand(rng, m * k);
       const g = rand(rng, n * m);
-      const close = (got: Float32Array, want: number[]): void => {
-        let worst = 0;
-        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
-        expect(worst).toBeLessThan(1e-4);
-      };
+      const close = expectClose;
       const nn = rand(rng, n * m);
       const nnWant = naive(
         n,
@@ -199,9 +195,8 @@ describe('the STEGO head’s passes in ONNX Runtime (stego-head.ts with a helper
       const thereGrads = zeroHead(C, D);
       headBackward(head, feats, n, there.cache, dCode, thereGrads);
       const close = (got: Float32Array, want: Float32Array, what: string): void => {
-        let worst = 0;
-        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
-        expect(worst, what).toBeLessThan(1e-4);
+        expect(got.length, what).toBe(want.length);
+        expectClose(got, Array.from(want));
       };
       close(there.code, here.code, 'code');
       for (const name of HEAD_TENSORS) close(thereGrads[name], hereGrads[name], name);

@@ -22,7 +22,7 @@ export interface WireHead {
   readonly k: number;
 }
 
-/** Backbone outputs of a batch computed before (a learning pass): the worker skips the backbone. */
+/** Backbone outputs of a batch: in a reply, and in a request when computed before (the worker then skips the backbone). */
 export interface WireEmbedded {
   readonly gridH: number;
   readonly gridW: number;
@@ -45,21 +45,15 @@ export type InferenceRequest =
 
 export type InferenceReply =
   | { readonly type: 'ready'; readonly info: BackboneInfo }
-  | {
+  | (WireEmbedded & {
       readonly type: 'result';
       readonly id: number;
-      readonly gridH: number;
-      readonly gridW: number;
-      readonly dim: number;
-      readonly tokens: Float32Array;
-      readonly cls: Float32Array;
-      readonly keys?: Float32Array;
       /** B label maps of height*width each, when a head was given. */
       readonly labels?: Uint8Array;
       /** Time inside ONNX Runtime, ms: backbone and segmentation. */
       readonly backboneMs: number;
       readonly segmentMs: number;
-    }
+    })
   | {
       readonly type: 'error';
       readonly id?: number;

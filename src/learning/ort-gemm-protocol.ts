@@ -60,18 +60,6 @@ export interface HeadBackwardJob {
   readonly data: SharedArrayBuffer;
 }
 
-/** The head's tensors as stego-head.ts's HeadWeights has them (restated here: that module imports this one). */
-export interface HeadArrays {
-  readonly inDim: number;
-  readonly codeDim: number;
-  readonly linW: Float32Array;
-  readonly linB: Float32Array;
-  readonly mlp1W: Float32Array;
-  readonly mlp1B: Float32Array;
-  readonly mlp2W: Float32Array;
-  readonly mlp2B: Float32Array;
-}
-
 export type OrtJob = GemmJob | HeadForwardJob | HeadBackwardJob;
 
 /** Forward passes the helper keeps for a backward pass (a training step makes three). */

@@ -16,7 +16,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { workerUrl } from '../internal/worker-url.js';
-import { GEMM_STATE, type GemmVariant, type HeadArrays, type OrtJob } from './ort-gemm-protocol.js';
+import { GEMM_STATE, type GemmVariant, type OrtJob } from './ort-gemm-protocol.js';
+import type { HeadWeights } from './head-weights.js';
 
 /** How long the first product waits for the sessions to be created before the learner gives up on them, ms. */
 const START_TIMEOUT_MS = 60_000;
@@ -78,7 +79,7 @@ export class OrtGemm {
    * The head's forward pass on n rows (codes [n×D]); with `keep`, the helper keeps what the
    * backward pass needs under the returned id. Undefined when the helper cannot run it.
    */
-  headForward(w: HeadArrays, feats: Float32Array, n: number, keep: boolean): { code: Float32Array; id: number } | undefined {
+  headForward(w: HeadWeights, feats: Float32Array, n: number, keep: boolean): { code: Float32Array; id: number } | undefined {
     const C = w.inDim;
     const D = w.codeDim;
     const parts = [feats.subarray(0, n * C), w.mlp1W, w.mlp1B, w.linW, w.linB, w.mlp2W, w.mlp2B];
@@ -103,7 +104,7 @@ export class OrtGemm {
    * Adds the head's gradients for the forward pass kept under `id` into `grads`. False when
    * the helper no longer holds that pass or cannot run: the caller recomputes it.
    */
-  headBackward(id: number, w: HeadArrays, n: number, dCode: Float32Array, grads: HeadArrays): boolean {
+  headBackward(id: number, w: HeadWeights, n: number, dCode: Float32Array, grads: HeadWeights): boolean {
     const C = w.inDim;
     const D = w.codeDim;
     const f = this.hand(Math.max(n * D + C * D, 2 * C * D + D + C + C * C), (f) => {

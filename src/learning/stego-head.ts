@@ -15,19 +15,9 @@ import { BadOptionError } from '../errors.js';
 import { gemmNN, gemmNT, gemmTN, ortGemmInUse } from './gemm.js';
 import { ortGemmWorthIt } from './ort-gemm-protocol.js';
 import { Rng } from './rng.js';
+import type { HeadWeights } from './head-weights.js';
 
-export interface HeadWeights {
-  /** Feature dimension C (backbone embed_dim). */
-  readonly inDim: number;
-  /** Code dimension D. */
-  readonly codeDim: number;
-  readonly linW: Float32Array;
-  readonly linB: Float32Array;
-  readonly mlp1W: Float32Array;
-  readonly mlp1B: Float32Array;
-  readonly mlp2W: Float32Array;
-  readonly mlp2B: Float32Array;
-}
+export type { HeadWeights } from './head-weights.js';
 
 /** Tensor names in a fixed order: checkpoints, optimisers and gradient checks iterate over it. */
 export const HEAD_TENSORS = ['linW', 'linB', 'mlp1W', 'mlp1B', 'mlp2W', 'mlp2B'] as const;

@@ -155,7 +155,10 @@ export async function runProcess(options: ProcessOptions): Promise<ProcessResult
     logger,
     objects: options.objects,
     ...(learning.checkpoint && !learning.freeze ? { checkpoint: learning.checkpoint } : {}),
-    warmupFrames: Math.max(1, Math.min(learning.learnFrames, inputs[0]?.totalFrames ?? learning.learnFrames)),
+    // With a learning pass, its closing call makes the first fit (the raw probe) and then trains,
+    // both while the backbone runs ahead (learningPass): the probe is not due before. Without
+    // one, the first batch is fitted on.
+    warmupFrames: learning.learnFrames > 0 ? learning.learnFrames + 1 : 1,
     learnPassSteps: learning.learnSteps,
     // A recorded input has no deadline: rounds at fixed frame counts make a seed's output reproducible.
     syncRounds: true,
