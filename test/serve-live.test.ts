@@ -107,11 +107,23 @@ learning: { classes: 4, trainEvery: 1000 }
       }
     };
     await sendJunk(200);
-    await until('stalled', () => states(mark).some((s) => s.state === 'stalled'));
-    const stalledAt = states(mark).find((s) => s.state === 'stalled')!.at;
-    expect(states(mark).find((s) => s.state === 'stalled')).toMatchObject({ detail: 'no frame for 1500 ms; still listening' });
+    // Under load, frames the receiver had buffered before the sender stopped can come after the
+    // watchdog fired: the feed is then live again for a moment and stalls once more. What this
+    // checks is the stall that lasts: the last state, while the scene shows 15 frames after it.
+    let stall: ReturnType<typeof states>[number] | undefined;
+    await until('stalled, and the scene to keep flowing', () => {
+      const last = states(mark).at(-1);
+      stall = last?.state === 'stalled' ? last : undefined;
+      return stall !== undefined && stats('reef').filter((s) => s.at > stall!.at).length >= 15;
+    });
+    const stalledAt = stall!.at;
+    expect(stall).toMatchObject({ detail: 'no frame for 1500 ms; still listening' });
+    // Where that stall's event is in what the client got: the states after it are the ones that count.
+    let stallMark = mark;
+    got.forEach((g, i) => {
+      if (i >= mark && g.msg.type === 'event' && g.msg.event.type === 'source-state' && g.msg.event.stream === 'rov') stallMark = i;
+    });
     // The scene goes on while the feed is down (longer than the watchdog), and the service stays ready.
-    await until('the scene to keep flowing', () => stats('reef').filter((s) => s.at > stalledAt).length >= 15);
     await sendJunk(200);
     expect((await fetch(`${service.url}/readyz`)).status).toBe(200);
     const down = await (await fetch(`${service.url}/metrics`)).text();
@@ -121,8 +133,8 @@ learning: { classes: 4, trainEvery: 1000 }
 
     // The sender comes back from scratch at another resolution.
     pusher = StreamPusher.start({ kind: 'mpegts-udp', port, size: '640x360' });
-    await until('the feed to be live again', () => states(mark).some((s) => s.state === 'live'));
-    const backAt = states(mark).find((s) => s.state === 'live')!.at;
+    await until('the feed to be live again', () => states(stallMark).some((s) => s.state === 'live'));
+    const backAt = states(stallMark).find((s) => s.state === 'live')!.at;
     await until('frames from the feed again', () => stats('rov').filter((s) => s.at >= backAt).length >= 5);
 
     // No frames of the feed between the stall and its return; seq and pts go on across the outage.
@@ -132,7 +144,8 @@ learning: { classes: 4, trainEvery: 1000 }
     const reef = stats('reef');
     expect(reef.every((s, i) => i === 0 || s.seq > reef[i - 1]!.seq)).toBe(true);
     // The same receiver listened throughout: stalled, then live, no reconnect.
-    expect(states(mark).map((s) => s.state)).toEqual(['stalled', 'live']);
+    expect(states(stallMark).map((s) => s.state)).toEqual(['stalled', 'live']);
+    expect(states(mark).every((s) => s.state === 'stalled' || s.state === 'live')).toBe(true);
     const up = await (await fetch(`${service.url}/metrics`)).text();
     expect(up).toMatch(/^stegostream_source_up\{stream="rov"\} 1$/m);
     expect(up).toMatch(/^stegostream_source_state_total\{stream="rov",state="live"\} [2-9]/m);
