@@ -95,11 +95,14 @@ export async function runTrainer(options: TrainerOptions): Promise<RunningTraine
   }
   const trainer = new Trainer(options, { prefix, name, log, kv, lease, ...start });
   late.trainer = trainer;
+  // Before the first publish: a stop that comes while it is acked (a client that waits for the
+  // head and then stops the trainer) must not be lost. One that came earlier still counts.
+  options.signal?.addEventListener('abort', () => void trainer.close(), { once: true });
   if (start.initial && start.initial !== start.published) {
     await trainer.publish(start.initial, learning.freeze ? 'frozen head from file' : 'head from file');
   }
   trainer.listen();
-  options.signal?.addEventListener('abort', () => void trainer.close(), { once: true });
+  if (options.signal?.aborted) void trainer.close();
   return trainer;
 }
 
@@ -212,6 +215,8 @@ class Trainer implements RunningTrainer {
 
   /** Subscribes to control and features, starts announcing the learning state, and watches the lease. */
   listen(): void {
+    // Stopped while its first head was being published: nothing to listen for.
+    if (this.closing) return;
     const { nc, prefix } = this;
     // The learning state goes out now and then (and at once on pause/resume), for viewers.
     this.announcer = setInterval(() => this.announce(), 5_000);
