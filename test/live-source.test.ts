@@ -2,6 +2,7 @@
  * liveSource against real ffmpeg senders on 127.0.0.1 (test/helpers/stream-pusher.ts). Each test
  * starts and stops its own sender(s); waits are on frames and state events, not sleeps.
  */
+import { KeepEvery } from '../src/sources/keep-every.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -384,6 +385,32 @@ describe('liveSource with real ffmpeg senders', () => {
     }
     const f = w.frames;
     expect((f.at(-1)!.pts - f[0]!.pts) / (f.length - 1)).toBeGreaterThan(1.5 / 15);
+  });
+
+  it('keeps one decoded frame in N inside ffmpeg, changed while it runs, and all of them again at 1', { timeout: TEST_MS }, async () => {
+    const port = await freeUdpPort();
+    pusher(StreamPusher.start({ kind: 'mpegts-udp', port }));
+    const keep = new KeepEvery();
+    keep.set(3);
+    const w = watch({ url: `udp://127.0.0.1:${port}`, streamId: 'kept', keepEvery: keep });
+    await w.until('5 frames', () => w.frames.length >= 5);
+    // pts are the sender's (15 fps): one frame in three is 0.2 s apart, whatever the arrival times.
+    const step = (from: number, to: number): number => (w.frames[to - 1]!.pts - w.frames[from]!.pts) / (to - 1 - from);
+    expect(step(0, 5)).toBeCloseTo(3 / 15, 2);
+    keep.set(1);
+    const at = w.frames.length;
+    // Frames already in the pipe when the command is sent come out at the old step: judge the
+    // last ones of a longer run.
+    await w.until('20 frames after the change', () => w.frames.length >= at + 20);
+    expect(step(w.frames.length - 8, w.frames.length)).toBeCloseTo(1 / 15, 2);
+    keep.set(5);
+    const at5 = w.frames.length;
+    await w.until('12 frames after the second change', () => w.frames.length >= at5 + 12);
+    expect(step(w.frames.length - 5, w.frames.length)).toBeCloseTo(5 / 15, 2);
+    w.sub.unsubscribe();
+    expectGoodFrames(w.frames, 'kept');
+    // The frame numbers stay consecutive: what ffmpeg drops is never counted as lost.
+    w.frames.forEach((f, i) => expect(f.seq).toBe(i));
   });
 
   it(

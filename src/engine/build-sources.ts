@@ -1,3 +1,4 @@
+import { KeepEvery } from '../sources/keep-every.js';
 import { catchError, defer, EMPTY, map, repeat, switchMap, tap, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Frame, OverflowPolicy } from '../types.js';
@@ -25,6 +26,8 @@ export interface BuiltSource {
   readonly queueSize: number;
   /** Lossless sources: give a credit back when a frame is done (published or dropped). */
   readonly gate?: FlowGate;
+  /** Live feeds: how many decoded frames per kept one ffmpeg drops (live-rate.ts sets it). */
+  readonly keepEvery?: KeepEvery;
 }
 
 /**
@@ -117,10 +120,12 @@ export function buildSources(
       }
       case 'live': {
         const w = src.with;
+        const keepEvery = new KeepEvery();
         const frames = isolate(
           () =>
             liveSource({
               url: w.url,
+              keepEvery,
               streamId: src.name,
               width: size.width,
               height: size.height,
@@ -137,7 +142,7 @@ export function buildSources(
             }).pipe(map(arrivalTime)),
           'the feed ended',
         );
-        return { name: src.name, frames, policy: 'drop-oldest', queueSize: w.queue };
+        return { name: src.name, frames, policy: 'drop-oldest', queueSize: w.queue, keepEvery };
       }
     }
   });

@@ -1,6 +1,6 @@
 import ffmpeg from 'fluent-ffmpeg';
 import { PassThrough, type Readable } from 'node:stream';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { FfmpegMissingError } from '../errors.js';
 
 /** Lines of ffmpeg's stderr kept for error messages. */
@@ -19,6 +19,11 @@ export interface FfmpegRun {
   stderrTail(): string;
   /** SIGTERM, then SIGKILL after a timeout. Safe to call twice or after exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Sends a filter command (`target` a filter's name, e.g. `framestep@keep`) through ffmpeg's
+   * interactive stdin, as its `c` key does; false when ffmpeg is not running.
+   */
+  command(target: string, name: string, arg: string): boolean;
 }
 
 export interface FfmpegInput {
@@ -79,6 +84,8 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
   let stopRequested: NodeJS.Signals | undefined;
   command.on('start', () => {
     started = true;
+    // A command written as ffmpeg exits must not become an unhandled EPIPE.
+    (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc?.stdin?.on('error', () => undefined);
     // fluent-ffmpeg spawns asynchronously; a stop() that came first is carried out now.
     if (stopRequested !== undefined) command.kill(stopRequested);
   });
@@ -105,6 +112,13 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
     stdout = new PassThrough({ highWaterMark: 1 << 16 });
     command.pipe(stdout, { end: true });
   }
+  const sendCommand = (target: string, name: string, arg: string): boolean => {
+    const stdin = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc?.stdin;
+    if (!started || exited || !stdin || stdin.destroyed) return false;
+    // ffmpeg reads the key, then one line: target, time (-1: now), command, argument.
+    stdin.write(`c${target} -1 ${name} ${arg}\n`);
+    return true;
+  };
   let stopping: Promise<void> | undefined;
   const stop = (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     if (exited) return Promise.resolve();
@@ -138,5 +152,6 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
         .slice(-6)
         .join(' | '),
     stop,
+    command: sendCommand,
   };
 }

@@ -1,3 +1,4 @@
+import { liveRateControl } from '../engine/live-rate.js';
 import { merge, Subscription, tap } from 'rxjs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -332,6 +333,8 @@ function runPipeline(p: PipelineParts): RunningService {
       },
     });
   const ticker = countersTicker(streams, published, counters, metrics, pub);
+  // Live feeds keep in ffmpeg only about what the model takes of them (live-rate.ts).
+  const stopRate = liveRateControl(built, counters);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -342,6 +345,7 @@ function runPipeline(p: PipelineParts): RunningService {
       for (const b of built) b.gate?.close();
       clearInterval(ticker);
       clearInterval(summaryTicker);
+      stopRate();
       // The batch in the worker finishes first: terminating a worker while ONNX Runtime runs in
       // it aborts the whole process (a native exception in a torn-down environment).
       await inFlight;

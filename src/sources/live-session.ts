@@ -4,6 +4,7 @@
  * timeline, consecutive failures, the retry timer), and one `LiveConnection` per ffmpeg run,
  * holding what lasts one run (its pts by frame index, whether it has gone live or stalled).
  */
+import { KEEP_FILTER, keepExpression, type KeepEvery } from './keep-every.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,7 +41,9 @@ export interface LiveSettings {
   readonly scrub: (text: string) => string;
   /** 0 without fpsCap. */
   readonly minIntervalMs: number;
-  readonly outputOptions: readonly string[];
+  /** ffmpeg's output options for a connection that starts keeping one frame in `k`. */
+  readonly outputOptions: (k: number) => readonly string[];
+  readonly keepEvery: KeepEvery;
   readonly onState?: (e: SourceStateEvent) => void;
   readonly log: Logger;
 }
@@ -71,7 +74,11 @@ export class LiveSession {
     private readonly subscriber: Subscriber<Frame>,
   ) {
     this.input = s.source.input;
+    // A new step reaches the running ffmpeg at once; a new connection starts with it.
+    this.unkeep = s.keepEvery.onChange((k) => this.run?.command(KEEP_FILTER, 'enable', keepExpression(k)));
   }
+
+  private readonly unkeep: () => void;
 
   /** Writes the SDP file if one is needed, then connects. */
   start(): void {
@@ -101,6 +108,7 @@ export class LiveSession {
   shutdown(detail: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.unkeep();
     clearTimeout(this.retryTimer);
     clearTimeout(this.stallTimer);
     // Once running, ffmpeg acts on SIGTERM only at its next packet (a blocked read is aborted by
@@ -202,7 +210,7 @@ class LiveConnection {
     this.run = runFfmpeg({
       input,
       inputOptions: s.source.inputOptions,
-      outputOptions: s.outputOptions,
+      outputOptions: s.outputOptions(s.keepEvery.value),
       format: 'rawvideo',
       onStderr: (line) => {
         const i = parseShowinfoIndex(line);

@@ -1,3 +1,4 @@
+import { KeepEvery, keepFilter } from './keep-every.js';
 import { Observable } from 'rxjs';
 import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -38,6 +39,8 @@ export interface LiveSourceOptions {
   readonly onState?: (e: SourceStateEvent) => void;
   /** Extra ffmpeg input options, placed after the source's own (so they override them). */
   readonly inputOptions?: readonly string[];
+  /** One decoded frame in this many reaches JavaScript; the rest are dropped inside ffmpeg (keep-every.ts). Changes apply at once. */
+  readonly keepEvery?: KeepEvery;
   readonly logger?: Logger;
 }
 
@@ -111,8 +114,22 @@ function liveSettings(options: LiveSourceOptions): Omit<LiveSettings, 'log'> {
     }
   }
   const secret = urlSecret(options.url);
-  // showinfo gives each frame's pts; passthrough keeps one output frame per decoded frame.
-  const vf = `scale=${width}:${height}:flags=area,showinfo`;
+  // The keep filter first (a dropped frame is not scaled); showinfo gives each kept frame's pts;
+  // passthrough keeps one output frame per kept frame.
+  const keepEvery = options.keepEvery ?? new KeepEvery();
+  const outputOptions = (k: number): readonly string[] => [
+    '-map',
+    '0:v:0',
+    '-vf',
+    `${keepFilter(k)},scale=${width}:${height}:flags=area,showinfo`,
+    '-fps_mode',
+    'passthrough',
+    '-pix_fmt',
+    'rgb24',
+    '-an',
+    '-sn',
+    '-dn',
+  ];
   return {
     streamId,
     width,
@@ -124,7 +141,8 @@ function liveSettings(options: LiveSourceOptions): Omit<LiveSettings, 'log'> {
     relisten: source.kind === 'rtp' || source.kind === 'sdp-file',
     scrub: (text: string): string => (secret === undefined ? text : text.split(secret).join('***')),
     minIntervalMs: fpsCap === undefined ? 0 : 1000 / fpsCap,
-    outputOptions: ['-map', '0:v:0', '-vf', vf, '-fps_mode', 'passthrough', '-pix_fmt', 'rgb24', '-an', '-sn', '-dn'],
+    outputOptions,
+    keepEvery,
     ...(options.onState === undefined ? {} : { onState: options.onState }),
   };
 }
