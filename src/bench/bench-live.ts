@@ -6,16 +6,21 @@
  *     frame's stats when a WebSocket client receives them (capture = the frame leaving the decoder;
  *     p50/p99), and the share of decoded frames the latest-frame-wins queue dropped.
  * (b) Four such feeds at once against one alone, same settings: aggregate published fps and the
- *     ratio (what batching across streams buys when the model is the bottleneck).
+ *     ratio (what batching across streams buys when the model is the bottleneck), and CPU per
+ *     published frame (this process, and the whole machine with ffmpeg), with the live rate
+ *     control (live-rate.ts) and with every decoded frame kept (STEGOSTREAM_LIVE_RATE=off).
+ * (c) The same with another process spinning on one core.
  *
  * The senders stream-copy one clip encoded up front (`-re -stream_loop -1 -c copy`), so they cost
  * next to nothing and the service's own decode, inference and encoding get the CPU. Figures are
  * machine-dependent; compare the ratio. `node dist/bench/bench-live.js` prints the JSON.
  */
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
@@ -30,8 +35,9 @@ const FEED = { size: '1280x720', fps: 30, seconds: 10 } as const;
 /** Working width: heavy enough that one CPU-bound model falls behind a 30 fps feed. */
 const WIDTH = 640;
 const BATCH = 4;
-/** Ignored at the start of each run: worker start-up, first fit, ffmpeg probing. */
-const WARMUP_MS = 4_000;
+/** Ignored at the start of each run: worker start-up, first fit, ffmpeg probing, and the live rate
+ * control's first windows (live-rate.ts: one every 2 s). */
+const WARMUP_MS = 6_000;
 const LATENCY_WINDOW_MS = 15_000;
 const FPS_WINDOW_MS = 10_000;
 
@@ -124,6 +130,13 @@ interface Counters {
   readonly t: number;
   /** CPU time of this process (main thread and the inference and learner workers; not ffmpeg), ms. */
   readonly cpuMs: number;
+  /** CPU time of the whole machine (ffmpeg's decoding and scaling too, and the senders), ms. */
+  readonly machineCpuMs: number;
+}
+
+/** Busy CPU time of all cores since boot, ms. */
+function machineCpuMs(): number {
+  return cpus().reduce((sum, c) => sum + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0);
 }
 
 async function counters(service: RunningService): Promise<Counters> {
@@ -133,7 +146,7 @@ async function counters(service: RunningService): Promise<Counters> {
     total(service, 'stegostream_frames_out_total'),
   ]);
   const cpu = process.cpuUsage();
-  return { received, dropped, published, t: performance.now(), cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { received, dropped, published, t: performance.now(), cpuMs: (cpu.user + cpu.system) / 1000, machineCpuMs: machineCpuMs() };
 }
 
 /** Rates over a window. CPU per published frame does not depend on what else the machine runs. */
@@ -148,6 +161,8 @@ function rates(c0: Counters, c1: Counters, streams: number): Record<string, numb
     publishedFpsPerStream: round(published / seconds / streams),
     dropRate: round(received > 0 ? (c1.dropped - c0.dropped) / received : 0, 3),
     cpuMsPerFrame: round(published > 0 ? (c1.cpuMs - c0.cpuMs) / published : Number.NaN),
+    // With a spinner running this includes it: compare machine CPU only between idle runs.
+    machineCpuMsPerFrame: round(published > 0 ? (c1.machineCpuMs - c0.machineCpuMs) / published : Number.NaN),
   };
 }
 
@@ -183,14 +198,28 @@ async function latency(clip: string): Promise<Record<string, unknown>> {
   }
 }
 
+/** Four feeds against one: aggregate published fps, CPU per published frame (this process; the machine). */
+function ratios(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  return {
+    aggregateFpsRatio: round((b['publishedFps'] ?? 0) / (a['publishedFps'] ?? 1), 2),
+    cpuPerFrameRatio: round((b['cpuMsPerFrame'] ?? 0) / (a['cpuMsPerFrame'] ?? 1), 2),
+    machineCpuPerFrameRatio: round((b['machineCpuMsPerFrame'] ?? 0) / (a['machineCpuMsPerFrame'] ?? 1), 2),
+  };
+}
+
 /** (b): aggregate published fps of `streams` feeds at once. */
 async function throughput(clip: string, streams: number): Promise<Record<string, number>> {
   const run = await start(clip, streams);
   try {
     await sleep(WARMUP_MS);
     const c0 = await counters(run.service);
+    const from = Date.now();
     await sleep(FPS_WINDOW_MS);
-    return rates(c0, await counters(run.service), streams);
+    const ages = run.ages
+      .filter((a) => a.at >= from)
+      .map((a) => a.ms)
+      .sort((x, y) => x - y);
+    return { ...rates(c0, await counters(run.service), streams), frameAgeP50Ms: percentile(ages, 50), frameAgeP99Ms: percentile(ages, 99) };
   } finally {
     await run.stop();
   }
@@ -204,20 +233,33 @@ export async function benchLive(): Promise<Record<string, unknown>> {
     await encodeClip(clip);
     log(`(a) one live feed through the service, ${(WARMUP_MS + LATENCY_WINDOW_MS) / 1000} s`);
     const live = await latency(clip);
-    log(`(b) one feed, then four at once, ${(2 * (WARMUP_MS + FPS_WINDOW_MS)) / 1000} s`);
-    const one = await throughput(clip, 1);
-    const four = await throughput(clip, 4);
-    return {
-      live,
-      multiStream: {
-        batchSize: BATCH,
-        workingWidth: WIDTH,
-        oneStream: one,
-        fourStreams: four,
-        aggregateFpsRatio: round((four['publishedFps'] ?? 0) / (one['publishedFps'] ?? 1), 2),
-        cpuPerFrameRatio: round((four['cpuMsPerFrame'] ?? 0) / (one['cpuMsPerFrame'] ?? 1), 2),
-      },
+    // (b) one feed, then four, with the live rate control and without it (every decoded frame
+    // scaled, converted and queued); (c) the same with one core kept busy by another process,
+    // as on a pilot's laptop.
+    const pair = async (what: string): Promise<Record<string, unknown>> => {
+      log(`${what}: one feed, then four at once, ${(2 * (WARMUP_MS + FPS_WINDOW_MS)) / 1000} s`);
+      const one = await throughput(clip, 1);
+      const four = await throughput(clip, 4);
+      return { oneStream: one, fourStreams: four, ...ratios(one, four) };
     };
+    const multi = async (what: string): Promise<Record<string, unknown>> => {
+      const on = await pair(`${what}, rate control on`);
+      process.env['STEGOSTREAM_LIVE_RATE'] = 'off';
+      try {
+        return { rateControl: on, everyFrame: await pair(`${what}, every frame kept`) };
+      } finally {
+        delete process.env['STEGOSTREAM_LIVE_RATE'];
+      }
+    };
+    const idle = await multi('(b) idle');
+    const spinner = spawn(process.execPath, ['-e', 'let x = 0; for (;;) x += Math.sqrt(x + 1);'], { stdio: 'ignore' });
+    let busy: Record<string, unknown>;
+    try {
+      busy = await multi('(c) one core busy');
+    } finally {
+      spinner.kill('SIGKILL');
+    }
+    return { live, multiStream: { batchSize: BATCH, workingWidth: WIDTH, idle, oneCoreBusy: busy } };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
