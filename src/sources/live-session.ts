@@ -201,16 +201,19 @@ class LiveConnection {
   private prevRaw: number | undefined;
   private prevAt = 0;
   private readonly startedAt = Date.now();
+  /** The keep step this ffmpeg started with (one set before it ran is sent on its first frame). */
+  private readonly startedKeep: number;
 
   constructor(
     private readonly session: LiveSession,
     input: string,
   ) {
     const s = session.s;
+    this.startedKeep = s.keepEvery.value;
     this.run = runFfmpeg({
       input,
       inputOptions: s.source.inputOptions,
-      outputOptions: s.outputOptions(s.keepEvery.value),
+      outputOptions: s.outputOptions(this.startedKeep),
       format: 'rawvideo',
       onStderr: (line) => {
         const i = parseShowinfoIndex(line);
@@ -300,6 +303,9 @@ class LiveConnection {
       // Back from a stall in the same ffmpeg: the sender may have restarted its clock, so
       // the timeline goes on by the wall-clock gap, as across a reconnect.
       if (session.quiet) this.offset = undefined;
+      if (this.liveSince === undefined && session.s.keepEvery.value !== this.startedKeep) {
+        this.run.command(KEEP_FILTER, 'enable', keepExpression(session.s.keepEvery.value));
+      }
       this.liveSince = now;
       session.runLive = true;
       session.quiet = false;
