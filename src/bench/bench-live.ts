@@ -17,7 +17,6 @@
  */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';

@@ -1,4 +1,3 @@
-import { KeepEvery } from '../sources/keep-every.js';
 import { catchError, defer, EMPTY, map, repeat, switchMap, tap, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Frame, OverflowPolicy } from '../types.js';
@@ -14,6 +13,7 @@ import type { ServiceEvent, SourceState } from '../types.js';
 import type { SourceStateEvent } from '../sources/live-source.js';
 import { InputNotFoundError, StegoError } from '../errors.js';
 import { access } from 'node:fs/promises';
+import { KeepEvery } from '../sources/keep-every.js';
 
 /** Frames a lossless file source may have in flight through the pipeline. */
 export const FILE_GATE_FRAMES = 8;

@@ -82,10 +82,12 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
   let exited = false;
   let started = false;
   let stopRequested: NodeJS.Signals | undefined;
+  // fluent-ffmpeg keeps the child it spawned here (not in its typings).
+  const spawned = (): ChildProcess | undefined => (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
   command.on('start', () => {
     started = true;
     // A command written as ffmpeg exits must not become an unhandled EPIPE.
-    (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc?.stdin?.on('error', () => undefined);
+    spawned()?.stdin?.on('error', () => undefined);
     // fluent-ffmpeg spawns asynchronously; a stop() that came first is carried out now.
     if (stopRequested !== undefined) command.kill(stopRequested);
   });
@@ -113,7 +115,7 @@ export function runFfmpeg(spec: FfmpegSpec): FfmpegRun {
     command.pipe(stdout, { end: true });
   }
   const sendCommand = (target: string, name: string, arg: string): boolean => {
-    const stdin = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc?.stdin;
+    const stdin = spawned()?.stdin;
     if (!started || exited || !stdin || stdin.destroyed) return false;
     // ffmpeg reads the key, then one line: target, time (-1: now), command, argument.
     stdin.write(`c${target} -1 ${name} ${arg}\n`);

@@ -1,4 +1,3 @@
-import { liveRateControl } from '../engine/live-rate.js';
 import { merge, Subscription, tap } from 'rxjs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -23,6 +22,7 @@ import { WindowedSummaries } from '../operators/windowed-summaries.js';
 import { SummaryHistory } from '../engine/summary-history.js';
 import { loadStatsHistory } from './load-stats-history.js';
 import { natsSecurityOf } from '../internal/nats-security.js';
+import { liveRateControl } from '../engine/live-rate.js';
 
 /** How often ended summary windows are looked for, ms (a window goes out at most this late). */
 const SUMMARY_FLUSH_MS = 250;

@@ -1,3 +1,5 @@
+import type { FfmpegRun } from '../internal/ffmpeg-process.js';
+
 /**
  * How many of a live feed's decoded frames ffmpeg passes on: one in `value`. The rest are dropped
  * inside ffmpeg (a `framestep` whose timeline `enable` expression is set at run time through
@@ -28,6 +30,11 @@ export class KeepEvery {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
+}
+
+/** Sets a running ffmpeg's step (its keep filter's `enable`); false when ffmpeg is not running. */
+export function sendKeep(run: Pick<FfmpegRun, 'command'>, k: number): boolean {
+  return run.command(KEEP_FILTER, 'enable', keepExpression(k));
 }
 
 /** The named filter that drops frames inside ffmpeg. */

@@ -4,7 +4,6 @@
  * timeline, consecutive failures, the retry timer), and one `LiveConnection` per ffmpeg run,
  * holding what lasts one run (its pts by frame index, whether it has gone live or stalled).
  */
-import { KEEP_FILTER, keepExpression, type KeepEvery } from './keep-every.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { runFfmpeg, type FfmpegRun } from '../internal/ffmpeg-process.js';
 import { parseShowinfoPts, readRawFrames } from '../internal/raw-frame-reader.js';
 import { backoffDelay, type BackoffOptions } from './live-backoff.js';
 import type { LiveInput } from './live-url.js';
+import { sendKeep, type KeepEvery } from './keep-every.js';
 
 /** The source's state changes, in the shape the service publishes them. */
 export type SourceStateEvent = Extract<ServiceEvent, { readonly type: 'source-state' }>;
@@ -75,7 +75,7 @@ export class LiveSession {
   ) {
     this.input = s.source.input;
     // A new step reaches the running ffmpeg at once; a new connection starts with it.
-    this.unkeep = s.keepEvery.onChange((k) => this.run?.command(KEEP_FILTER, 'enable', keepExpression(k)));
+    this.unkeep = s.keepEvery.onChange((k) => this.run !== undefined && sendKeep(this.run, k));
   }
 
   private readonly unkeep: () => void;
@@ -304,7 +304,7 @@ class LiveConnection {
       // the timeline goes on by the wall-clock gap, as across a reconnect.
       if (session.quiet) this.offset = undefined;
       if (this.liveSince === undefined && session.s.keepEvery.value !== this.startedKeep) {
-        this.run.command(KEEP_FILTER, 'enable', keepExpression(session.s.keepEvery.value));
+        sendKeep(this.run, session.s.keepEvery.value);
       }
       this.liveSince = now;
       session.runLive = true;

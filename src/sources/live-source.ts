@@ -1,4 +1,3 @@
-import { KeepEvery, keepFilter } from './keep-every.js';
 import { Observable } from 'rxjs';
 import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -8,6 +7,7 @@ import { createLogger } from '../internal/logger.js';
 import { resolveBackoff, type BackoffOptions } from './live-backoff.js';
 import { resolveLiveInput, urlSecret, type HttpFormat } from './live-url.js';
 import { LiveSession, type LiveSettings, type SourceStateEvent } from './live-session.js';
+import { KeepEvery, keepFilter } from './keep-every.js';
 
 export { LISTEN_RESTART_MAX_MS, type SourceStateEvent } from './live-session.js';
 
