@@ -1,4 +1,4 @@
-import type { ClassInfo } from '../types.js';
+import type { ClassInfo, FrameStats } from '../types.js';
 
 /** Share of each class over a whole run, accumulated from per-frame pixel counts. */
 export class ClassSummary {
@@ -6,13 +6,12 @@ export class ClassSummary {
   private total = 0;
   frames = 0;
 
-  add(labels: Uint8Array): void {
-    const counts = new Float64Array(256);
-    for (let i = 0; i < labels.length; i++) counts[labels[i] as number] = (counts[labels[i] as number] as number) + 1;
-    counts.forEach((c, id) => {
-      if (c > 0) this.pixels.set(id, (this.pixels.get(id) ?? 0) + c);
-    });
-    this.total += labels.length;
+  /** Adds one frame from its statistics record (the pixels are counted once, for the record). */
+  add(stats: FrameStats): void {
+    for (const c of stats.classes) {
+      if (c.pixels > 0) this.pixels.set(c.id, (this.pixels.get(c.id) ?? 0) + c.pixels);
+      this.total += c.pixels;
+    }
     this.frames++;
   }
 

@@ -139,7 +139,7 @@ export async function segmentingPass(ctx: PassContext, o: SegmentingOptions): Pr
           }),
           publishTo(o.sink),
           tap((r) => {
-            o.summary.add(r.seg.labels);
+            o.summary.add(r.stats);
             o.onSegment?.(r.seg);
             frames++;
             gate.release();
