@@ -92,6 +92,16 @@ export interface FrameStats {
 }
 
 /** How a buffering stage behaves when full (STYLE.md: backpressure by name). */
+/**
+ * A call that lets the next batch start before its results are ready: `taken` settles once the
+ * batch has left its first stage (the backbone), `results` when it is done. `results` must reject
+ * whenever `taken` does.
+ */
+export interface StagedCall<R> {
+  readonly taken: Promise<unknown>;
+  readonly results: Promise<R[]>;
+}
+
 export type OverflowPolicy = 'wait' | 'drop-oldest' | 'drop-latest';
 
 /** Counters every buffering stage exposes. */

@@ -1,7 +1,7 @@
 import { from, lastValueFrom, Subject, take, toArray } from 'rxjs';
 import { describe, expect, it, vi } from 'vitest';
 import { batchInfer, type BatchInferOptions } from '../src/operators/batch-infer.js';
-import type { OverflowPolicy, StageCounters } from '../src/types.js';
+import type { OverflowPolicy, StageCounters, StagedCall } from '../src/types.js';
 
 interface Item {
   readonly s: string;
@@ -156,5 +156,97 @@ describe('batchInfer', () => {
 
   it('refuses a batch size that is not a positive integer', () => {
     expect(() => batchInfer(options({ size: 0 }), async () => [])).toThrow('batch size must be an integer >= 1, got 0');
+  });
+});
+
+/** A staged `infer` (backbone, then segmentation) whose two stages the test settles per call. */
+function stagedInfer(): {
+  infer: (batch: Item[]) => StagedCall<string>;
+  calls: string[][];
+  take: (i: number) => Promise<void>;
+  finish: (i: number, err?: Error) => Promise<void>;
+} {
+  const calls: string[][] = [];
+  const stages: Array<{ take: () => void; failTake: (e: Error) => void; finish: (e?: Error) => void }> = [];
+  const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+  return {
+    calls,
+    infer: (batch) => {
+      calls.push(batch.map(name));
+      let take = (): void => undefined;
+      let failTake: (e: Error) => void = () => undefined;
+      let finish: (e?: Error) => void = () => undefined;
+      const taken = new Promise<void>((resolve, reject) => {
+        take = resolve;
+        failTake = reject;
+      });
+      const results = new Promise<string[]>((resolve, reject) => {
+        finish = (e) => (e ? reject(e) : resolve(batch.map(name)));
+      });
+      stages.push({ take, failTake, finish });
+      return { taken, results };
+    },
+    take: async (i) => {
+      stages[i]?.take();
+      await flush();
+    },
+    finish: async (i, err) => {
+      stages[i]?.take();
+      stages[i]?.finish(err);
+      await flush();
+    },
+  };
+}
+
+describe('batchInfer with staged calls', () => {
+  it('takes the next batch once the one before has left its first stage, at most two in flight', async () => {
+    const c = stagedInfer();
+    const src = new Subject<Item>();
+    const out: string[] = [];
+    src.pipe(batchInfer(options(), c.infer)).subscribe((r) => out.push(r));
+    for (let n = 1; n <= 6; n++) src.next(item('a', n));
+    expect(c.calls).toEqual([['a1']]);
+    await c.take(0); // batch 0 in its second stage: the next one starts
+    expect(c.calls).toEqual([['a1'], ['a2', 'a3']]);
+    await c.take(1); // two in flight: the third waits for a result
+    expect(c.calls).toHaveLength(2);
+    expect(out).toEqual([]);
+    await c.finish(0);
+    expect(out).toEqual(['a1']);
+    expect(c.calls).toEqual([['a1'], ['a2', 'a3'], ['a4', 'a5']]);
+  });
+
+  it('emits results in batch order when a later batch finishes first, and completes after the last', async () => {
+    const c = stagedInfer();
+    const src = new Subject<Item>();
+    const out: string[] = [];
+    let done = false;
+    src.pipe(batchInfer(options(), c.infer)).subscribe({ next: (r) => out.push(r), complete: () => (done = true) });
+    src.next(item('a', 1));
+    src.next(item('a', 2));
+    await c.take(0);
+    src.complete();
+    await c.finish(1);
+    expect(out).toEqual([]);
+    expect(done).toBe(false);
+    await c.finish(0);
+    expect(out).toEqual(['a1', 'a2']);
+    expect(done).toBe(true);
+  });
+
+  it('errors after the results of the batches before the failing one', async () => {
+    const c = stagedInfer();
+    const src = new Subject<Item>();
+    const out: string[] = [];
+    let error: Error | undefined;
+    src.pipe(batchInfer(options({ size: 1 }), c.infer)).subscribe({ next: (r) => out.push(r), error: (e: Error) => (error = e) });
+    src.next(item('a', 1));
+    src.next(item('a', 2));
+    await c.take(0);
+    await c.finish(1, new Error('segmentation failed'));
+    expect(error).toBeUndefined();
+    await c.finish(0);
+    expect(out).toEqual(['a1']);
+    expect(error?.message).toBe('segmentation failed');
   });
 });

@@ -1,10 +1,9 @@
-import { Worker } from 'node:worker_threads';
-import { workerUrl } from '../internal/worker-url.js';
+import { availableParallelism } from 'node:os';
 import type { Embedding, Frame } from '../types.js';
-import { StegoError, type ErrorCode } from '../errors.js';
 import type { BackboneInfo } from './backbone.js';
 import type { SegmentationHead } from './segmenter.js';
-import type { InferenceOptions, InferenceReply, InferenceRequest, WireEmbedded, WireHead } from './inference-protocol.js';
+import type { InferenceOptions, WireHead } from './inference-protocol.js';
+import { InferenceThread } from './inference-thread.js';
 
 export interface InferenceResult {
   readonly embeddings: Embedding[];
@@ -14,63 +13,52 @@ export interface InferenceResult {
   readonly segmentMs: number;
 }
 
+/** A head as the segmentation thread takes it: its tensors and the version that names them. */
+export type VersionedHead = SegmentationHead & { readonly version: number };
+
 /**
- * Backbone + segmentation in a worker thread (see inference-worker.ts for why). One call runs a
- * batch through the backbone and, given a head, the probe; the head's tensors cross the thread
- * boundary only when its version changes. Errors keep their code (ModelContractError, ...).
+ * Backbone and segmentation, each in its own worker thread (see inference-worker.ts for why):
+ * `embed` runs a batch through the backbone, `segment` runs head, probe and refinement on
+ * embeddings, so one batch can be segmented while the next is embedded. The head's tensors cross
+ * the thread boundary only when its version changes. Errors keep their code (ModelContractError, ...).
  */
 export class InferenceClient {
-  private nextId = 1;
-  private readonly pending = new Map<
-    number,
-    { resolve: (r: Extract<InferenceReply, { type: 'result' }>) => void; reject: (e: Error) => void }
-  >();
   private sentHeadVersion = -1;
-  private readonly inFlight = new Set<Promise<unknown>>();
-  private failure: Error | undefined;
-  private closed = false;
 
   private constructor(
-    private readonly worker: Worker,
+    private readonly backbone: InferenceThread,
+    private readonly segmentation: InferenceThread,
     readonly info: BackboneInfo,
-  ) {
-    worker.on('message', (msg: InferenceReply) => {
-      if (msg.type === 'result') {
-        const p = this.pending.get(msg.id);
-        this.pending.delete(msg.id);
-        p?.resolve(msg);
-      } else if (msg.type === 'error') {
-        const err = rebuild(msg);
-        if (msg.id !== undefined) {
-          const p = this.pending.get(msg.id);
-          this.pending.delete(msg.id);
-          p?.reject(err);
-        } else this.fail(err);
-      }
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`inference worker exited with code ${code}`));
-    });
+  ) {}
+
+  /** Loads the backbone (checking its contract) and the segmentation sessions, in two new workers. */
+  static async start(spec: string, options: InferenceOptions = {}): Promise<InferenceClient> {
+    const segmentThreads = options.segmentThreads ?? options.threads ?? Math.max(1, Math.floor(availableParallelism() / 2));
+    const started = await Promise.allSettled([
+      InferenceThread.start('backbone', spec, options),
+      InferenceThread.start('segmentation', spec, { ...options, segmentThreads }),
+    ]);
+    const [bb, seg] = started;
+    if (bb.status === 'rejected' || seg.status === 'rejected') {
+      await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
+      throw bb.status === 'rejected' ? bb.reason : (seg as PromiseRejectedResult).reason;
+    }
+    const info = bb.value.ready.info;
+    if (!info) throw new Error('the backbone thread did not describe its model');
+    return new InferenceClient(bb.value, seg.value, info);
   }
 
-  /** Loads the backbone (checking its contract) in a new worker. */
-  static async start(spec: string, options: InferenceOptions = {}): Promise<InferenceClient> {
-    const worker = new Worker(workerUrl(import.meta.url, 'inference-worker.js', 'backbone'));
-    const info = await new Promise<BackboneInfo>((resolve, reject) => {
-      const onMsg = (msg: InferenceReply): void => {
-        worker.off('message', onMsg);
-        if (msg.type === 'ready') resolve(msg.info);
-        else if (msg.type === 'error') reject(rebuild(msg));
-      };
-      worker.on('message', onMsg);
-      worker.once('error', reject);
-      worker.postMessage({ type: 'init', spec, options } satisfies InferenceRequest);
-    }).catch(async (err: unknown) => {
-      await worker.terminate();
-      throw err;
-    });
-    return new InferenceClient(worker, info);
+  /** Runs a batch (frames of one size) through the backbone. */
+  async embed(frames: readonly Frame[]): Promise<Embedding[]> {
+    return (await this.embedTimed(frames)).embeddings;
+  }
+
+  /**
+   * Label maps (height*width each) of a batch from its embeddings, computed before by `embed` (or
+   * kept from a learning pass). The frames give the output size and, when refining, the pixels.
+   */
+  async segment(frames: readonly Frame[], head: VersionedHead, embeddings: readonly Embedding[]): Promise<Uint8Array[]> {
+    return (await this.segmentTimed(frames, head, embeddings)).labels;
   }
 
   /**
@@ -78,48 +66,26 @@ export class InferenceClient {
    * backbone's outputs for exactly these frames, computed before (a learning pass kept them):
    * only the segmentation runs.
    */
-  async infer(
-    frames: readonly Frame[],
-    head?: SegmentationHead & { version: number },
-    embedded?: readonly Embedding[],
-  ): Promise<InferenceResult> {
-    if (this.failure) throw this.failure;
-    if (this.closed) throw new Error('inference client is closed');
+  async infer(frames: readonly Frame[], head?: VersionedHead, embedded?: readonly Embedding[]): Promise<InferenceResult> {
     if (frames.length === 0) return { embeddings: [], backboneMs: 0, segmentMs: 0 };
-    let wireHead: WireHead | undefined;
-    if (head) {
-      wireHead =
-        head.version === this.sentHeadVersion
-          ? { version: head.version, k: head.k }
-          : { version: head.version, k: head.k, weights: head.weights, centroids: head.centroids };
-      this.sentHeadVersion = head.version;
-    }
-    const id = this.nextId++;
-    const wire = embedded && embedded.length === frames.length ? toWire(embedded) : undefined;
-    const call = new Promise<Extract<InferenceReply, { type: 'result' }>>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const msg: InferenceRequest = {
-        type: 'infer',
-        id,
-        frames: frames.map((f) => ({ width: f.width, height: f.height, rgb: f.rgb })),
-        ...(wireHead ? { head: wireHead } : {}),
-        ...(wire ? { embedded: wire } : {}),
-      };
-      // The batch's copy of cached outputs is moved, not cloned, to the worker.
-      this.worker.postMessage(
-        msg,
-        wire ? ([wire.tokens, wire.cls, ...(wire.keys ? [wire.keys] : [])].map((a) => a.buffer) as ArrayBuffer[]) : [],
-      );
+    const e = embedded && embedded.length === frames.length ? { embeddings: [...embedded], ms: 0 } : await this.embedTimed(frames);
+    if (!head) return { embeddings: e.embeddings, backboneMs: e.ms, segmentMs: 0 };
+    const s = await this.segmentTimed(frames, head, e.embeddings);
+    return { embeddings: e.embeddings, labels: s.labels, backboneMs: e.ms, segmentMs: s.ms };
+  }
+
+  /** Waits for the calls in flight, then stops both workers. Idempotent. */
+  async close(): Promise<void> {
+    await Promise.all([this.backbone.close(), this.segmentation.close()]);
+  }
+
+  private async embedTimed(frames: readonly Frame[]): Promise<{ embeddings: Embedding[]; ms: number }> {
+    if (frames.length === 0) return { embeddings: [], ms: 0 };
+    const reply = await this.backbone.call<'embedded'>({
+      type: 'embed',
+      frames: frames.map((f) => ({ width: f.width, height: f.height, rgb: f.rgb })),
     });
-    this.inFlight.add(call);
-    const reply = await call
-      .catch((err: unknown) => {
-        // The worker may not hold the head we think it does after a failure: resend next time.
-        this.sentHeadVersion = -1;
-        throw err;
-      })
-      .finally(() => this.inFlight.delete(call));
-    const { gridH, gridW, dim, tokens, cls, keys, labels } = reply;
+    const { gridH, gridW, dim, tokens, cls, keys } = reply;
     const n = gridH * gridW;
     const embeddings = frames.map((frame, b) => ({
       frame,
@@ -130,51 +96,48 @@ export class InferenceClient {
       clsToken: cls.subarray(b * dim, (b + 1) * dim),
       ...(keys ? { keys: keys.subarray(b * n * dim, (b + 1) * n * dim) } : {}),
     }));
-    const px = (frames[0] as Frame).width * (frames[0] as Frame).height;
-    return {
-      embeddings,
-      ...(labels ? { labels: frames.map((_, b) => labels.subarray(b * px, (b + 1) * px)) } : {}),
-      backboneMs: reply.backboneMs,
-      segmentMs: reply.segmentMs,
-    };
+    return { embeddings, ms: reply.ms };
   }
 
-  /**
-   * Waits for the calls in flight, then stops the worker. Terminating a worker while ONNX Runtime
-   * runs in it aborts the whole process (a native exception), so never before. Idempotent.
-   */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await Promise.allSettled(this.inFlight);
-    await this.worker.terminate();
+  private async segmentTimed(
+    frames: readonly Frame[],
+    head: VersionedHead,
+    embeddings: readonly Embedding[],
+  ): Promise<{ labels: Uint8Array[]; ms: number }> {
+    const first = embeddings[0];
+    const frame = frames[0];
+    if (!first || !frame) return { labels: [], ms: 0 };
+    if (embeddings.length !== frames.length) throw new Error(`${frames.length} frames but ${embeddings.length} embeddings`);
+    const { width, height } = frame;
+    const { gridH, gridW, dim } = first;
+    const n = gridH * gridW;
+    // One contiguous copy of the tokens (and of the pixels, for refinement), moved to the worker.
+    const tokens = new Float32Array(embeddings.length * n * dim);
+    embeddings.forEach((e, i) => tokens.set(e.patchTokens, i * n * dim));
+    let pixels: Uint8Array | undefined;
+    if (this.segmentation.ready.refines) {
+      pixels = new Uint8Array(frames.length * width * height * 3);
+      frames.forEach((f, i) => {
+        if (f.rgb.length !== width * height * 3) throw new Error(`frame ${i} of the batch is not ${width}x${height} RGB`);
+        (pixels as Uint8Array).set(f.rgb, i * width * height * 3);
+      });
+    }
+    const wireHead: WireHead =
+      head.version === this.sentHeadVersion
+        ? { version: head.version, k: head.k }
+        : { version: head.version, k: head.k, weights: head.weights, centroids: head.centroids };
+    this.sentHeadVersion = head.version;
+    const reply = await this.segmentation
+      .call<'labels'>(
+        { type: 'segment', width, height, head: wireHead, embedded: { gridH, gridW, dim, tokens }, ...(pixels ? { pixels } : {}) },
+        [tokens.buffer, ...(pixels ? [pixels.buffer as ArrayBuffer] : [])],
+      )
+      .catch((err: unknown) => {
+        // The worker may not hold the head we think it does after a failure: resend next time.
+        this.sentHeadVersion = -1;
+        throw err;
+      });
+    const px = width * height;
+    return { labels: frames.map((_, b) => reply.labels.subarray(b * px, (b + 1) * px)), ms: reply.ms };
   }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-  }
-}
-
-/** One contiguous copy of each backbone output of a batch (the cached arrays stay the caller's). */
-function toWire(embedded: readonly Embedding[]): WireEmbedded {
-  const first = embedded[0] as Embedding;
-  const n = first.gridH * first.gridW;
-  const C = first.dim;
-  const tokens = new Float32Array(embedded.length * n * C);
-  const cls = new Float32Array(embedded.length * C);
-  const hasKeys = embedded.every((e) => e.keys !== undefined);
-  const keys = hasKeys ? new Float32Array(embedded.length * n * C) : undefined;
-  embedded.forEach((e, i) => {
-    tokens.set(e.patchTokens, i * n * C);
-    cls.set(e.clsToken, i * C);
-    if (keys && e.keys) keys.set(e.keys, i * n * C);
-  });
-  return { gridH: first.gridH, gridW: first.gridW, dim: C, tokens, cls, ...(keys ? { keys } : {}) };
-}
-
-function rebuild(msg: { message: string; code?: string; details?: Record<string, unknown> }): Error {
-  if (!msg.code) return new Error(msg.message);
-  return new StegoError(msg.code as ErrorCode, msg.message, { details: msg.details ?? {} });
 }

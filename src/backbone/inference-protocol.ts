@@ -2,11 +2,23 @@ import type { BackboneInfo, BackboneOptions } from './backbone.js';
 import type { HeadTensors } from './segmenter.js';
 import type { RefineOptions } from './refine-options.js';
 
-/** What the inference worker is started with: the backbone's options and the segmentation's. */
+/** What the inference workers are started with: the backbone's options and the segmentation's. */
 export interface InferenceOptions extends BackboneOptions {
   /** Guided-filter refinement of the class maps; omitted: DEFAULT_REFINE; null: off (plain bilinear). */
   readonly refine?: RefineOptions | null;
+  /**
+   * ONNX Runtime threads of the segmentation thread; default: `threads` when set, else half the
+   * cores (its graph is many small operators, which gain little from more threads, and it runs
+   * beside the backbone).
+   */
+  readonly segmentThreads?: number;
 }
+
+/**
+ * The two inference threads: one runs the backbone, the other the head, probe and refinement,
+ * so a batch's segmentation overlaps the next batch's backbone.
+ */
+export type InferenceRole = 'backbone' | 'segmentation';
 
 export interface WireFrame {
   readonly width: number;
@@ -22,7 +34,7 @@ export interface WireHead {
   readonly k: number;
 }
 
-/** Backbone outputs of a batch: in a reply, and in a request when computed before (the worker then skips the backbone). */
+/** Backbone outputs of a batch: in an `embedded` reply, and in a `segment` request. */
 export interface WireEmbedded {
   readonly gridH: number;
   readonly gridW: number;
@@ -34,26 +46,48 @@ export interface WireEmbedded {
 }
 
 export type InferenceRequest =
-  | { readonly type: 'init'; readonly spec: string; readonly options: InferenceOptions }
   | {
-      readonly type: 'infer';
+      readonly type: 'init';
+      readonly role: InferenceRole;
+      readonly spec: string;
+      readonly options: InferenceOptions;
+    }
+  | { readonly type: 'embed'; readonly id: number; readonly frames: readonly WireFrame[] }
+  | {
+      readonly type: 'segment';
       readonly id: number;
-      readonly frames: readonly WireFrame[];
-      readonly head?: WireHead;
-      readonly embedded?: WireEmbedded;
+      /** Output size of the label maps (the frames' size). */
+      readonly width: number;
+      readonly height: number;
+      /** The frames' RGB [B×height×width×3], only when the maps are refined (the guided filter needs the pixels). */
+      readonly pixels?: Uint8Array;
+      readonly head: WireHead;
+      /** Only the patch tokens are needed (cls and keys stay with the caller). */
+      readonly embedded: Pick<WireEmbedded, 'gridH' | 'gridW' | 'dim' | 'tokens'>;
     };
 
 export type InferenceReply =
-  | { readonly type: 'ready'; readonly info: BackboneInfo }
+  | {
+      readonly type: 'ready';
+      /** The backbone thread's model; the segmentation thread has none. */
+      readonly info?: BackboneInfo;
+      /** Whether the segmentation thread refines its maps (and so needs the frames' pixels). */
+      readonly refines?: boolean;
+    }
   | (WireEmbedded & {
-      readonly type: 'result';
+      readonly type: 'embedded';
       readonly id: number;
-      /** B label maps of height*width each, when a head was given. */
-      readonly labels?: Uint8Array;
-      /** Time inside ONNX Runtime, ms: backbone and segmentation. */
-      readonly backboneMs: number;
-      readonly segmentMs: number;
+      /** Time inside ONNX Runtime, ms. */
+      readonly ms: number;
     })
+  | {
+      readonly type: 'labels';
+      readonly id: number;
+      /** B label maps of height*width each. */
+      readonly labels: Uint8Array;
+      /** Time inside ONNX Runtime, ms. */
+      readonly ms: number;
+    }
   | {
       readonly type: 'error';
       readonly id?: number;

@@ -60,22 +60,46 @@ export class Segmenter {
     const B = embeddings.length;
     const tokens = new Float32Array(B * n * dim);
     embeddings.forEach((e, i) => tokens.set(e.patchTokens, i * n * dim));
+    let pixels: Uint8Array | undefined;
+    if (this.refine) {
+      if (!images || images.length !== B) throw new Error(`refinement needs the ${B} frames' pixels, got ${images?.length ?? 0}`);
+      pixels = new Uint8Array(B * outH * outW * 3);
+      images.forEach((im, i) => {
+        if (im.length !== outH * outW * 3) throw new Error(`frame ${i} has ${im.length} bytes, not ${outW}x${outH} RGB`);
+        (pixels as Uint8Array).set(im, i * outH * outW * 3);
+      });
+    }
+    const labels = await this.segmentTokens({ tokens, batch: B, gridH, gridW, dim }, head, outH, outW, pixels);
+    const px = outH * outW;
+    return embeddings.map((_, i) => labels.slice(i * px, (i + 1) * px));
+  }
+
+  /**
+   * The batch's label maps, one after the other (B*outH*outW), from its patch tokens [B×N×C] in
+   * one array (as the backbone thread sends them). `pixels`: the frames' RGB [B×outH×outW×3],
+   * required with refinement.
+   */
+  async segmentTokens(
+    batch: { readonly tokens: Float32Array; readonly batch: number; readonly gridH: number; readonly gridW: number; readonly dim: number },
+    head: SegmentationHead,
+    outH: number,
+    outW: number,
+    pixels?: Uint8Array,
+  ): Promise<Uint8Array> {
+    const { tokens, batch: B, gridH, gridW, dim } = batch;
     const w = head.weights;
     const codeDim = w ? w.codeDim : dim;
     const feeds: Record<string, ort.Tensor> = {
-      tokens: new ort.Tensor('float32', tokens, [B, n, dim]),
+      tokens: new ort.Tensor('float32', tokens, [B, gridH * gridW, dim]),
       grid: new ort.Tensor('int64', BigInt64Array.from([B, dim, gridH, gridW].map(BigInt)), [4]),
       out_size: new ort.Tensor('int64', BigInt64Array.from([B, head.k, outH, outW].map(BigInt)), [4]),
       centroids: new ort.Tensor('float32', head.centroids, [head.k, codeDim]),
     };
     if (this.refine) {
-      if (!images || images.length !== B) throw new Error(`refinement needs the ${B} frames' pixels, got ${images?.length ?? 0}`);
-      const px = new Uint8Array(B * outH * outW * 3);
-      images.forEach((im, i) => {
-        if (im.length !== outH * outW * 3) throw new Error(`frame ${i} has ${im.length} bytes, not ${outW}x${outH} RGB`);
-        px.set(im, i * outH * outW * 3);
-      });
-      feeds['image'] = new ort.Tensor('uint8', px, [B, outH, outW, 3]);
+      if (pixels?.length !== B * outH * outW * 3) {
+        throw new Error(`refinement needs the ${B} frames' pixels (${B * outH * outW * 3} bytes), got ${pixels?.length ?? 0}`);
+      }
+      feeds['image'] = new ort.Tensor('uint8', pixels, [B, outH, outW, 3]);
     }
     if (w) {
       feeds['lin_w'] = new ort.Tensor('float32', w.linW, [w.inDim, w.codeDim]);
@@ -86,9 +110,7 @@ export class Segmenter {
       feeds['mlp2_b'] = new ort.Tensor('float32', w.mlp2B, [w.codeDim]);
     }
     const out = await (w ? this.withHead : this.raw).run(feeds);
-    const labels = out['labels']?.data as Uint8Array;
-    const px = outH * outW;
-    return embeddings.map((_, i) => labels.slice(i * px, (i + 1) * px));
+    return out['labels']?.data as Uint8Array;
   }
 
   async close(): Promise<void> {

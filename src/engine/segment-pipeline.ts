@@ -1,5 +1,5 @@
 import { concatMap, mergeMap, pipe, type OperatorFunction } from 'rxjs';
-import type { Frame, Segmentation } from '../types.js';
+import type { Frame, Segmentation, StagedCall } from '../types.js';
 import { batchInfer, type BatchInferOptions } from '../operators/batch-infer.js';
 import { findObjects, type ObjectBoxer } from '../operators/find-objects.js';
 import { renderOutputs, type RenderedFrame, type RenderOptions } from '../operators/render-outputs.js';
@@ -9,10 +9,11 @@ export interface SegmentPipelineOptions {
   /** How frames of all streams are batched onto the backbone (sizes, per-stream queues and policies). */
   readonly batch: BatchInferOptions<Frame>;
   /**
-   * Embeds and segments one batch: `SegmentationEngine.process` (learning head) in `process` and
-   * `serve`, the head from the KV bucket in the cluster worker.
+   * Embeds and segments one batch: `SegmentationEngine.stage` (learning head; the next batch's
+   * backbone overlaps this one's segmentation) in `process` and `serve`, the head from the KV
+   * bucket in the cluster worker.
    */
-  readonly segment: (frames: Frame[]) => Promise<Segmentation[]>;
+  readonly segment: (frames: Frame[]) => Promise<Segmentation[]> | StagedCall<Segmentation>;
   /** LOST object boxes (`--objects`, model.objects). */
   readonly objects?: ObjectBoxer | undefined;
   /** What is rendered for the sinks. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ClassInfo, Embedding, Frame, Segmentation } from '../types.js';
+import type { ClassInfo, Embedding, Frame, Segmentation, StagedCall } from '../types.js';
 import type { InferenceClient } from '../backbone/inference-client.js';
 import type { OnlineLearnerOptions, RoundReport } from '../learning/online-learner.js';
 import { LearnerClient } from '../learning/learner-client.js';
@@ -56,6 +56,8 @@ export class SegmentationEngine {
   private uniformWarning: string | undefined;
   private reportedRound: RoundReport | undefined;
   private readonly learned: EmbeddingCache | undefined;
+  /** Settles when the last staged batch has been segmented (and has fed the learner). */
+  private segmented: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly options: EngineOptions,
@@ -131,30 +133,55 @@ export class SegmentationEngine {
    * then feed the learner, and a due round starts in the background. Before the first fit (no
    * centroids yet) the batch is embedded, the probe fitted on it, and then segmented.
    */
-  async process(frames: readonly Frame[]): Promise<Segmentation[]> {
-    if (frames.length === 0) return [];
+  process(frames: readonly Frame[]): Promise<Segmentation[]> {
+    return this.stage(frames).results;
+  }
+
+  /**
+   * `process` in two stages: the batch's backbone run starts at once (`taken` settles when it is
+   * done), its segmentation waits until the batch before has been segmented and has fed the
+   * learner. So the backbone of one batch overlaps the segmentation of the one before, while
+   * which head segments which batch stays what it would be one batch at a time. Call in batch order.
+   */
+  stage(frames: readonly Frame[]): StagedCall<Segmentation> {
+    if (frames.length === 0) {
+      const none = Promise.resolve([]);
+      return { taken: none, results: none };
+    }
+    const kept = this.learned?.take(frames);
+    const embedded = kept ? Promise.resolve(kept) : this.options.inference.embed(frames);
+    // Handled here, reported through `results` (which awaits it).
+    embedded.catch(() => undefined);
+    const before = this.segmented;
+    const results = (async (): Promise<Segmentation[]> => {
+      await before;
+      return this.segmentEmbedded(frames, await embedded);
+    })();
+    this.segmented = results.catch(() => undefined);
+    return { taken: embedded, results };
+  }
+
+  private async segmentEmbedded(frames: readonly Frame[], embeddings: Embedding[]): Promise<Segmentation[]> {
     this.swapHead();
     if (this.head.version === 0) {
-      const { embeddings } = await this.options.inference.infer(frames);
       this.observe(embeddings);
       await this.maybeTrain();
       this.swapHead();
       if (this.head.version === 0) throw new Error('no head: the learner could not fit centroids on the first batch');
-      return this.segmentBatch(frames, false);
+      return this.label(frames, embeddings, false);
     }
-    return this.segmentBatch(frames, true);
+    return this.label(frames, embeddings, true);
   }
 
-  private async segmentBatch(frames: readonly Frame[], learn: boolean): Promise<Segmentation[]> {
+  private async label(frames: readonly Frame[], embeddings: Embedding[], learn: boolean): Promise<Segmentation[]> {
     const head = this.head;
     const classes = this.classes;
-    const r = await this.options.inference.infer(frames, head, this.learned?.take(frames));
+    const labels = await this.options.inference.segment(frames, head, embeddings);
     if (learn) {
-      this.observe(r.embeddings);
+      this.observe(embeddings);
       await this.maybeTrain();
     }
-    const labels = r.labels ?? [];
-    return r.embeddings.map((e, i) => ({
+    return embeddings.map((e, i) => ({
       frame: e.frame,
       labels: labels[i] as Uint8Array,
       headVersion: head.version,

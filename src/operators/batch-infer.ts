@@ -1,5 +1,5 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import type { OverflowPolicy, StageCounters } from '../types.js';
+import type { OverflowPolicy, StageCounters, StagedCall } from '../types.js';
 
 export interface BatchInferOptions<T> {
   /** Most items per call of `infer` (batch.size). */
@@ -24,6 +24,13 @@ export interface BatchInferOptions<T> {
   readonly counters?: Map<string, StageCounters>;
 }
 
+/** Most batches in flight at once with staged calls: one in each stage. */
+const STAGED_IN_FLIGHT = 2;
+
+function isStaged<R>(call: Promise<R[]> | StagedCall<R>): call is StagedCall<R> {
+  return !(call instanceof Promise);
+}
+
 /**
  * Gathers items from all streams into batches for one inference call, like a stream muxer: when
  * the worker is free it takes queued items round-robin across streams (per-stream order kept), up
@@ -31,24 +38,42 @@ export interface BatchInferOptions<T> {
  * items queue per stream under that stream's overflow policy, so a slow model never grows memory
  * behind a live feed. Results are emitted one per input item, in each stream's order.
  *
- * Errors from `infer` error the output. On completion or error of the input, queued items are
- * processed first, then the completion or error is passed on. Unsubscribing drops what is queued and ignores a call in flight.
+ * `infer` returns a promise (one batch at a time) or a `StagedCall`: the next batch is then taken
+ * as soon as the one before has left its first stage, so a batch's segmentation overlaps the next
+ * one's backbone; results still come out in batch order.
+ *
+ * Errors from `infer` error the output (after the results of the batches before it). On
+ * completion or error of the input, queued items are processed first, then the completion or
+ * error is passed on. Unsubscribing drops what is queued and ignores calls in flight.
  */
-export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T[]) => Promise<R[]>): OperatorFunction<T, R> {
+export function batchInfer<T, R>(
+  options: BatchInferOptions<T>,
+  infer: (batch: T[]) => Promise<R[]> | StagedCall<R>,
+): OperatorFunction<T, R> {
   const { size, maxDelayMs } = options;
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`batch size must be an integer >= 1, got ${size}`);
   return (source) =>
     new Observable<R>((subscriber) => {
       const queues = new StreamQueues<T>(options);
-      let busy = false;
+      /** The batch in its first stage (the worker is busy), if any. */
+      let firstStage: number | undefined;
+      let batches = 0;
+      /** Batches called whose results are not out yet, and the most allowed. */
+      let inFlight = 0;
+      let maxInFlight = 1;
+      /** Results go out in batch order: each batch's emission waits for the one before. */
+      let emitted: Promise<void> = Promise.resolve();
+      let failed = false;
       let inputDone = false;
       let inputError: { err: unknown } | undefined;
       let closed = false;
       let timer: NodeJS.Timeout | undefined;
 
+      const blocked = (): boolean => firstStage !== undefined || inFlight >= maxInFlight || closed || failed;
+
       const pump = (): void => {
-        if (busy || closed || queues.queued === 0) {
-          if (!busy && inputDone && queues.queued === 0 && !closed) {
+        if (blocked() || queues.queued === 0) {
+          if (inFlight === 0 && inputDone && queues.queued === 0 && !closed && !failed) {
             if (inputError !== undefined) subscriber.error(inputError.err);
             else subscriber.complete();
           }
@@ -65,26 +90,56 @@ export function batchInfer<T, R>(options: BatchInferOptions<T>, infer: (batch: T
         run();
       };
 
+      const fail = (err: unknown): void => {
+        if (closed || failed) return;
+        failed = true;
+        subscriber.error(err);
+      };
+
       const run = (): void => {
-        if (busy || closed || queues.queued === 0) return;
+        if (blocked() || queues.queued === 0) return;
         if (timer) {
           clearTimeout(timer);
           timer = undefined;
         }
-        busy = true;
+        const id = ++batches;
+        firstStage = id;
+        inFlight++;
         const batch = queues.take(size);
-        infer(batch).then(
-          (results) => {
-            if (closed) return;
-            for (const item of batch) queues.count(options.key(item)).processed++;
-            for (const r of results) subscriber.next(r);
-            busy = false;
-            pump();
-          },
-          (err: unknown) => {
-            if (!closed) subscriber.error(err);
-          },
-        );
+        let call: Promise<R[]> | StagedCall<R>;
+        try {
+          call = infer(batch);
+        } catch (err) {
+          call = Promise.reject(err);
+        }
+        const leaveFirstStage = (): void => {
+          if (firstStage !== id) return;
+          firstStage = undefined;
+          pump();
+        };
+        const results = isStaged(call) ? call.results : call;
+        // Awaited in batch order below; marked handled now, since it may fail before its turn.
+        results.catch(() => undefined);
+        if (isStaged(call)) {
+          maxInFlight = STAGED_IN_FLIGHT;
+          // A rejected `taken` is reported through `results`.
+          call.taken.then(leaveFirstStage, () => undefined);
+        }
+        emitted = emitted.then(async () => {
+          let out: R[];
+          try {
+            out = await results;
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          if (closed || failed) return;
+          for (const item of batch) queues.count(options.key(item)).processed++;
+          for (const r of out) subscriber.next(r);
+          inFlight--;
+          leaveFirstStage();
+          pump();
+        });
       };
 
       const sub = source.subscribe({

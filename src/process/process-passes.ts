@@ -1,5 +1,5 @@
 import { bufferCount, catchError, concatMap, EMPTY, lastValueFrom, takeUntil, takeWhile, tap, type Observable } from 'rxjs';
-import type { Frame, ProgressMeter, Segmentation } from '../types.js';
+import type { Frame, ProgressMeter, Segmentation, StagedCall } from '../types.js';
 import type { Logger } from 'pino';
 import { FlowGate } from '../internal/flow-gate.js';
 import type { SegmentationEngine } from '../engine/segmentation-engine.js';
@@ -17,7 +17,7 @@ export interface PassContext {
   readonly startTime: number | undefined;
   readonly engine: SegmentationEngine;
   /** Segments a batch (the engine's `process`, or a wrapper that names classes once it can). */
-  readonly segment: (frames: Frame[]) => Promise<Segmentation[]>;
+  readonly segment: (frames: Frame[]) => Promise<Segmentation[]> | StagedCall<Segmentation>;
   readonly batchSize: number;
   readonly abort$: Observable<unknown>;
   readonly logger: Logger;
@@ -109,7 +109,8 @@ export interface SegmentingOptions {
 
 /** Segments one whole input through the shared pipeline into its files. */
 export async function segmentingPass(ctx: PassContext, o: SegmentingOptions): Promise<PassResult> {
-  const gate = new FlowGate(ctx.batchSize * 3);
+  // Four batches: one being written, one segmented, one in the backbone, one being decoded.
+  const gate = new FlowGate(ctx.batchSize * 4);
   let frames = 0;
   // A failing input ends the stream instead of erroring it, so every frame decoded before the
   // failure is segmented and written (an error would drop the batch in flight); it is reported after.

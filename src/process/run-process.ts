@@ -1,7 +1,7 @@
 import type { RefineOptions } from '../backbone/refine-options.js';
 import { fromEvent, NEVER, of, take } from 'rxjs';
 import type { Logger } from 'pino';
-import type { Frame, ProgressFactory, ProgressMeter, Segmentation } from '../types.js';
+import type { Frame, ProgressFactory, ProgressMeter, Segmentation, StagedCall } from '../types.js';
 import { InferenceClient } from '../backbone/inference-client.js';
 import type { BackboneInfo } from '../backbone/backbone.js';
 import type { Device } from '../backbone/execution-device.js';
@@ -291,12 +291,18 @@ function unniced(o: Omit<OnlineLearnerOptions, 'dim' | 'backboneName'>): Omit<On
   return { ...o, train: { ...o.train, niced: false } };
 }
 
-/** `engine.process`, naming the classes with `options.nameClasses` once it gives names. */
-function namingSegmenter(engine: SegmentationEngine, options: ProcessOptions): (frames: Frame[]) => Promise<Segmentation[]> {
+/**
+ * `engine.stage`, naming the classes with `options.nameClasses` once it gives names. Until then a
+ * batch is segmented whole before the next starts, so the batch after the naming one carries the names.
+ */
+function namingSegmenter(
+  engine: SegmentationEngine,
+  options: ProcessOptions,
+): (frames: Frame[]) => Promise<Segmentation[]> | StagedCall<Segmentation> {
   const nameClasses = options.nameClasses;
-  if (!nameClasses) return (frames) => engine.process(frames);
+  if (!nameClasses) return (frames) => engine.stage(frames);
   let named = false;
-  return async (frames) => {
+  const naming = async (frames: Frame[]): Promise<Segmentation[]> => {
     const segs = await engine.process(frames);
     if (named) return segs;
     const names = nameClasses(segs);
@@ -312,6 +318,7 @@ function namingSegmenter(engine: SegmentationEngine, options: ProcessOptions): (
     const classes = engine.classInfo;
     return segs.map((s) => ({ ...s, classes }));
   };
+  return (frames) => (named ? engine.stage(frames) : naming(frames));
 }
 
 /**

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Frame, ServiceEvent, SourceState, StageCounters } from '../types.js';
+import type { Frame, Segmentation, ServiceEvent, SourceState, StageCounters, StagedCall } from '../types.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { SegmentationEngine } from '../engine/segmentation-engine.js';
 import { segmentPipeline, publishTo } from '../engine/segment-pipeline.js';
@@ -228,6 +228,18 @@ interface PipelineParts {
   readonly logger: Logger;
 }
 
+/** `engine.stage` with the batch size and the time to its results in the metrics. */
+function measuredStage(engine: SegmentationEngine, metrics: PipelineMetrics, batch: Frame[]): StagedCall<Segmentation> {
+  metrics.batchSize.observe(batch.length);
+  const t0 = performance.now();
+  const call = engine.stage(batch);
+  const results = call.results.then((segs) => {
+    metrics.stageSeconds.observe({ stage: 'inference' }, (performance.now() - t0) / 1000);
+    return segs;
+  });
+  return { taken: call.taken, results };
+}
+
 /** Opens the sources, runs the shared pipeline into the sinks, and returns the running service. */
 function runPipeline(p: PipelineParts): RunningService {
   const { config, model, engine, metrics, pub, sinks, sourceStates, logger } = p;
@@ -264,7 +276,7 @@ function runPipeline(p: PipelineParts): RunningService {
   summaryTicker.unref();
   const sink = sinksInOrder('service', [serviceMetricsSink(metrics, published, release, summaries), liveSink(pub, logger)]);
 
-  /** The batch being segmented, settled or not; close() waits for it. */
+  /** The last batch called, settled or not (it settles after any called before it); close() waits for it. */
   let inFlight: Promise<void> = Promise.resolve();
   let finishedResolve: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (finishedResolve = resolve));
@@ -293,17 +305,15 @@ function runPipeline(p: PipelineParts): RunningService {
             release(f);
           },
         },
-        segment: async (batch) => {
-          metrics.batchSize.observe(batch.length);
-          const t0 = performance.now();
-          const run = engine.process(batch);
-          inFlight = run.then(
+        segment: (batch) => {
+          const call = measuredStage(engine, metrics, batch);
+          // A batch's results settle after those of the batch before it (the engine segments
+          // in order), so waiting on the last one waits on both in flight.
+          inFlight = call.results.then(
             () => undefined,
             () => undefined,
           );
-          const segs = await run;
-          metrics.stageSeconds.observe({ stage: 'inference' }, (performance.now() - t0) / 1000);
-          return segs;
+          return call;
         },
         objects: model.finder,
         render: {
