@@ -34,7 +34,8 @@ export class HeldFrames {
     batchSize: number,
     private readonly counters: WorkerCounters,
   ) {
-    this.gate = new FlowGate(batchSize * 2);
+    // One batch being segmented, one in the backbone, one being fetched and decoded, one stored.
+    this.gate = new FlowGate(batchSize * 4);
     this.keepAlive = setInterval(
       () => {
         for (const m of this.pending) m.working();

@@ -155,7 +155,7 @@ export async function runWorker(options: WorkerOptions): Promise<RunningWorker> 
           policy: () => 'wait',
           queueSize: () => batchSize,
         },
-        segment: (batch) => segmenter.segment(batch),
+        segment: (batch) => segmenter.stage(batch),
         objects: finder,
         render: {
           png: (seg) => (options.masks ?? false) || held.wantsMask(seg.frame),
