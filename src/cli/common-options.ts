@@ -68,7 +68,11 @@ export function addModelOptions(cmd: Command): Command {
   return cmd
     .option('--backbone <builtin|name|file.onnx>', BACKBONE_HELP, 'builtin')
     .addOption(new Option('--device <device>', 'execution provider').choices(DEVICES).default('auto'))
-    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option(
+      '--threads <n>',
+      'ONNX Runtime threads of the backbone and of the segmentation (default: all cores; half for the segmentation)',
+      positiveInt('--threads'),
+    )
     .option('--width <px>', 'working width (multiple of the patch size; default 448 or the model size)', positiveInt('--width'))
     .option('--height <px>', 'working height (default: keeps the aspect ratio)', positiveInt('--height'))
     .option('--batch <n>', 'frames per backbone call', positiveInt('--batch'), 4)

@@ -38,7 +38,11 @@ export function registerWorker(program: Command): void {
     .option('--backbone <builtin|name|file.onnx>', BACKBONE_HELP, 'builtin')
     .addOption(variantOption())
     .addOption(new Option('--device <device>', 'execution provider').choices(DEVICES).default('auto'))
-    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)', positiveInt('--threads'))
+    .option(
+      '--threads <n>',
+      'ONNX Runtime threads of the backbone and of the segmentation (default: all cores; half for the segmentation)',
+      positiveInt('--threads'),
+    )
     .option('--batch <n>', 'frames per backbone call', positiveInt('--batch'), 4)
     .option('--max-delay <ms>', 'how long a partial batch waits to fill', nonNegativeInt('--max-delay'), 20)
     .option(

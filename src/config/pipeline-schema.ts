@@ -259,7 +259,7 @@ export const pipelineSchema = z
         backbone: text('"builtin", a model name or an ONNX model path').default('builtin'),
         /** Execution provider; auto picks the best available. */
         device: z.enum(DEVICES).default('auto'),
-        /** ONNX Runtime intra-op threads (default: ORT's choice). */
+        /** ONNX Runtime intra-op threads of the backbone and of the segmentation (default: all cores; half for the segmentation). */
         threads: positive.optional(),
         /** Working width, px (multiple of the patch size). */
         width: positive.default(448),
