@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceClient } from '../src/backbone/inference-client.js';
 import { SegmentationEngine } from '../src/engine/segmentation-engine.js';
-import { createScene } from '../src/scene/render-scene.js';
+import { batchesOf, sceneFrames as renderFrames } from './helpers/scene-frames.js';
 import type { Frame } from '../src/types.js';
 
 /**
@@ -14,24 +14,8 @@ const W = 224;
 const H = 128;
 const BATCH = 4;
 
-function sceneFrames(count: number, stream = 'clip'): Frame[] {
-  const scene = createScene({ width: W, height: H, seed: 3, variant: 'easy' });
-  return Array.from({ length: count }, (_, i) => ({
-    streamId: stream,
-    seq: i,
-    pts: i,
-    width: W,
-    height: H,
-    rgb: scene.render(i * 4).rgb,
-    capturedAt: 0,
-  }));
-}
-
-function batches(frames: readonly Frame[]): Frame[][] {
-  const out: Frame[][] = [];
-  for (let i = 0; i < frames.length; i += BATCH) out.push(frames.slice(i, i + BATCH));
-  return out;
-}
+const sceneFrames = (count: number, stream = 'clip'): Frame[] => renderFrames({ count, width: W, height: H, seed: 3, step: 4, stream });
+const batches = (frames: readonly Frame[]): Frame[][] => batchesOf(frames, BATCH);
 
 /** A learning pass over the first `learn` frames, then every frame segmented; labels and reuse count. */
 async function run(

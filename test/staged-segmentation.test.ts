@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceClient } from '../src/backbone/inference-client.js';
 import { SegmentationEngine } from '../src/engine/segmentation-engine.js';
-import { createScene } from '../src/scene/render-scene.js';
+import { batchesOf, sceneFrames as renderFrames } from './helpers/scene-frames.js';
 import type { Frame, Segmentation } from '../src/types.js';
 
 /**
@@ -14,24 +14,8 @@ const W = 224;
 const H = 128;
 const BATCH = 4;
 
-function sceneFrames(count: number): Frame[] {
-  const scene = createScene({ width: W, height: H, seed: 4, variant: 'easy' });
-  return Array.from({ length: count }, (_, i) => ({
-    streamId: 'clip',
-    seq: i,
-    pts: i,
-    width: W,
-    height: H,
-    rgb: scene.render(i * 3).rgb,
-    capturedAt: 0,
-  }));
-}
-
-function batches(frames: readonly Frame[]): Frame[][] {
-  const out: Frame[][] = [];
-  for (let i = 0; i < frames.length; i += BATCH) out.push(frames.slice(i, i + BATCH));
-  return out;
-}
+const sceneFrames = (count: number, stream = 'clip'): Frame[] => renderFrames({ count, width: W, height: H, seed: 4, step: 3, stream });
+const batches = (frames: readonly Frame[]): Frame[][] => batchesOf(frames, BATCH);
 
 /** A learning engine whose rounds fall due every 8 frames and run before the next batch. */
 function learningEngine(inference: InferenceClient): Promise<SegmentationEngine> {
