@@ -77,16 +77,12 @@ export type InferenceReply =
   | (WireEmbedded & {
       readonly type: 'embedded';
       readonly id: number;
-      /** Time inside ONNX Runtime, ms. */
-      readonly ms: number;
     })
   | {
       readonly type: 'labels';
       readonly id: number;
       /** B label maps of height*width each. */
       readonly labels: Uint8Array;
-      /** Time inside ONNX Runtime, ms. */
-      readonly ms: number;
     }
   | {
       readonly type: 'error';

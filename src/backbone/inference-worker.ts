@@ -55,9 +55,7 @@ async function embed(msg: Extract<InferenceRequest, { type: 'embed' }>): Promise
     rgb: Buffer.from(f.rgb.buffer, f.rgb.byteOffset, f.rgb.byteLength),
     capturedAt: 0,
   }));
-  const t0 = performance.now();
   const embeddings = await backbone.embed(frames);
-  const ms = performance.now() - t0;
   const first = embeddings[0];
   if (!first) throw new Error('empty batch');
   const B = embeddings.length;
@@ -72,7 +70,7 @@ async function embed(msg: Extract<InferenceRequest, { type: 'embed' }>): Promise
     if (keys && e.keys) keys.set(e.keys, i * n * e.dim);
   });
   const { gridH, gridW, dim } = first;
-  send({ type: 'embedded', id: msg.id, gridH, gridW, dim, tokens, cls, ...(keys ? { keys } : {}), ms }, [
+  send({ type: 'embedded', id: msg.id, gridH, gridW, dim, tokens, cls, ...(keys ? { keys } : {}) }, [
     tokens.buffer,
     cls.buffer,
     ...(keys ? [keys.buffer] : []),
@@ -83,12 +81,10 @@ async function segment(msg: Extract<InferenceRequest, { type: 'segment' }>): Pro
   if (!segmenter) throw new Error('not the segmentation thread, or not initialised');
   const { embedded: e, width, height } = msg;
   const B = e.tokens.length / (e.gridH * e.gridW * e.dim);
-  const t0 = performance.now();
   const out = await segmenter.segmentTokens({ ...e, batch: B }, updateHead(msg.head), height, width, msg.pixels);
-  const ms = performance.now() - t0;
   // A copy of ONNX Runtime's output (its buffer is not ours to transfer), moved back.
   const labels = out.slice();
-  send({ type: 'labels', id: msg.id, labels, ms }, [labels.buffer]);
+  send({ type: 'labels', id: msg.id, labels }, [labels.buffer]);
 }
 
 port.on('message', (msg: InferenceRequest) => {

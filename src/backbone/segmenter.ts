@@ -56,18 +56,12 @@ export class Segmenter {
     const first = embeddings[0];
     if (!first) return [];
     const { gridH, gridW, dim } = first;
-    const n = gridH * gridW;
     const B = embeddings.length;
-    const tokens = new Float32Array(B * n * dim);
-    embeddings.forEach((e, i) => tokens.set(e.patchTokens, i * n * dim));
+    const tokens = packTokens(embeddings);
     let pixels: Uint8Array | undefined;
     if (this.refine) {
       if (!images || images.length !== B) throw new Error(`refinement needs the ${B} frames' pixels, got ${images?.length ?? 0}`);
-      pixels = new Uint8Array(B * outH * outW * 3);
-      images.forEach((im, i) => {
-        if (im.length !== outH * outW * 3) throw new Error(`frame ${i} has ${im.length} bytes, not ${outW}x${outH} RGB`);
-        (pixels as Uint8Array).set(im, i * outH * outW * 3);
-      });
+      pixels = packImages(images, outW, outH);
     }
     const labels = await this.segmentTokens({ tokens, batch: B, gridH, gridW, dim }, head, outH, outW, pixels);
     const px = outH * outW;
@@ -116,4 +110,25 @@ export class Segmenter {
   async close(): Promise<void> {
     await Promise.all([this.withHead.release(), this.raw.release()]);
   }
+}
+
+/** The patch tokens of a batch (one grid and dim) in one array [B×N×C], as the graph takes them. */
+export function packTokens(embeddings: readonly Embedding[]): Float32Array {
+  const first = embeddings[0];
+  if (!first) return new Float32Array(0);
+  const size = first.gridH * first.gridW * first.dim;
+  const tokens = new Float32Array(embeddings.length * size);
+  embeddings.forEach((e, i) => tokens.set(e.patchTokens, i * size));
+  return tokens;
+}
+
+/** A batch's RGB frames (width x height each) in one array [B×H×W×3], as the refinement takes them. */
+export function packImages(images: readonly Uint8Array[], width: number, height: number): Uint8Array {
+  const bytes = width * height * 3;
+  const out = new Uint8Array(images.length * bytes);
+  images.forEach((im, i) => {
+    if (im.length !== bytes) throw new Error(`frame ${i} has ${im.length} bytes, not ${width}x${height} RGB`);
+    out.set(im, i * bytes);
+  });
+  return out;
 }

@@ -100,7 +100,7 @@ export class SegmentationEngine {
 
   /** Embeds frames and feeds the learner without segmenting (a learning pass). */
   async learn(frames: readonly Frame[]): Promise<void> {
-    const { embeddings } = await this.options.inference.infer(frames);
+    const embeddings = await this.options.inference.embed(frames);
     this.learned?.put(embeddings);
     this.observe(embeddings);
     await this.maybeTrain();
@@ -114,7 +114,7 @@ export class SegmentationEngine {
    */
   async prefetch(frames: readonly Frame[]): Promise<boolean> {
     if (!this.learned || frames.length === 0) return false;
-    const { embeddings } = await this.options.inference.infer(frames);
+    const embeddings = await this.options.inference.embed(frames);
     return this.learned.put(embeddings);
   }
 
