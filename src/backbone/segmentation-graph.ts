@@ -1,4 +1,5 @@
 import { OnnxGraph, DT } from '../internal/onnx-graph.js';
+import { imageBlocks, type ImageBlocks } from './image-blocks.js';
 import { REFINE_CANDIDATES, REFINE_SCALE, type RefineOptions } from './refine-options.js';
 
 /**
@@ -67,16 +68,10 @@ function resize(g: OnnxGraph, x: string, sizes: string): string {
  * Input `image` uint8 [B,H,W,3] (the frames' own buffers, at the output size).
  */
 function refinedLabels(g: OnnxGraph, maps: string, grid: string, k: string, o: RefineOptions): string {
-  const image = g.input('image', DT.UINT8, ['batch', 'height', 'width', 3]);
-  // Planar bytes first: transposing 1-byte pixels costs a quarter of transposing floats.
-  const planar = g.op1('Transpose', [image], { perm: [0, 3, 1, 2] });
+  const image = imageBlocks(g, g.input('image', DT.UINT8, ['batch', 'height', 'width', 3]));
   const s = REFINE_SCALE;
-  const low = g.op1('Mul', [
-    g.op1('AveragePool', [g.op1('Cast', [planar], { to: DT.FLOAT })], { kernel_shape: [s, s], strides: [s, s], ceil_mode: 1 }),
-    g.constF([1 / 255], [1]),
-  ]);
   const batch = g.op1('Slice', [grid, g.constI64([0]), g.constI64([1])]);
-  const lowHW = g.op1('Slice', [g.op1('Shape', [low]), g.constI64([2]), g.constI64([4])]);
+  const lowHW = image.lowHW;
   // Fewer classes than the last stage's candidates (K = 1 or 2): padded with classes that score
   // -1e4 everywhere, so they are picked last and never win. On the patch grid, where it is cheap.
   // Raw similarities, not softmax probabilities: a softmax at temperature 0.03 before the filter
@@ -89,11 +84,10 @@ function refinedLabels(g: OnnxGraph, maps: string, grid: string, k: string, o: R
   const r = Math.max(1, Math.round(o.radius / s));
   const box = (x: string): string =>
     g.op1('AveragePool', [x], { kernel_shape: [2 * r + 1, 2 * r + 1], strides: [1, 1], pads: [r, r, r, r], count_include_pad: 0 });
-  const ch = (x: string, c: number): string => g.op1('Slice', [x, g.constI64([c]), g.constI64([c + 1]), g.constI64([1])]);
   const mul = (a: string, b: string): string => g.op1('Mul', [a, b]);
   const sub = (a: string, b: string): string => g.op1('Sub', [a, b]);
   const add = (...xs: string[]): string => xs.reduce((a, b) => g.op1('Add', [a, b]));
-  const I = [0, 1, 2].map((c) => ch(low, c));
+  const I = image.low;
   const mI = [0, 1, 2].map((c) => box(I[c] as string));
   const pairs: ReadonlyArray<readonly [number, number]> = [
     [0, 0],
@@ -126,7 +120,7 @@ function refinedLabels(g: OnnxGraph, maps: string, grid: string, k: string, o: R
   // The smoothed coefficients, all classes in one pass: [B,4,K,h,w] (R, G, B weights and offset).
   const coefShape = g.op1('Concat', [batch, g.constI64([4]), kC, lowHW], { axis: 0 });
   const smooth = g.op1('Reshape', [box(g.op1('Concat', [...coef, offset], { axis: 1 })), coefShape]);
-  return labelsFromCoefficients(g, smooth, low, planar);
+  return labelsFromCoefficients(g, smooth, image);
 }
 
 /**
@@ -145,25 +139,28 @@ function refinedLabels(g: OnnxGraph, maps: string, grid: string, k: string, o: R
  *   interpolates them. The output is padded by 2 px (edge) to whole blocks, which is the same
  *   clamping Resize's half_pixel mode does at the borders, and cropped after.
  *
- * Everything at full resolution stays planar, a block's pixels as 16 channels (SpaceToDepth,
- * DepthToSpace), and is split by colour channel and coefficient while still bytes or coarse: the
- * same steps with the block's pixels last measured slower than the naive filter, all in 6-d
- * Transposes and Splits. The graph alone (B = 4, 448x256, K = 6, 2 threads): 18.4 ms naive,
- * 10.8 ms this way, 3.6 ms without refinement.
- * Coefficients [B,4,K,h,w]; `low` the coarse image [B,3,h,w] in 0-1; `planar` the image uint8 [B,3,H,W].
+ * Everything at full resolution stays planar, a block's pixels as 16 channels (image-blocks.ts),
+ * and is split by colour channel, coefficient and candidate while still bytes or coarse: the same
+ * steps with the block's pixels last measured slower than the naive filter, all in 6-d Transposes
+ * and Splits, which ONNX Runtime runs slowly (a transpose is fast only when it moves one axis).
+ * The graph alone (B = 4, 448x256, K = 6, 2 threads): 18.4 ms naive, 10.8 ms this way at first,
+ * 3.6 ms without refinement; at 1 thread the blocks' reordering, the one gather per candidate with
+ * the borders clamped in its indices, and the two transposes in place of a DepthToSpace took this
+ * stage's graph from about 15 to 12.5 ms.
+ * Coefficients [B,4,K,h,w]; `image` the frame's blocks and coarse cells.
  */
-function labelsFromCoefficients(g: OnnxGraph, coef: string, low: string, planar: string): string {
+function labelsFromCoefficients(g: OnnxGraph, coef: string, image: ImageBlocks): string {
   const s = REFINE_SCALE;
   if (s !== 4) throw new Error('labelsFromCoefficients: the block weights assume REFINE_SCALE = 4');
   const C: number = REFINE_CANDIDATES;
   const i64 = (v: readonly number[]): string => g.constI64(v);
   const slice = (x: string, starts: readonly number[], ends: readonly number[], axes: readonly number[]): string =>
     g.op1('Slice', [x, i64(starts), i64(ends), i64(axes)]);
-  const END = 2 ** 62;
   const shape = (x: string, from: number, to: number): string => slice(g.op1('Shape', [x]), [from], [to], [0]);
   // Each coarse cell's refined scores at its own mean colour, as margins to its best class.
-  const ones = g.op1('Expand', [g.constF([1], [1, 1, 1, 1]), g.op1('Shape', [slice(low, [0], [1], [1])])]);
-  const lowAug = g.op1('Unsqueeze', [g.op1('Concat', [low, ones], { axis: 1 }), i64([2])]); // [B,4,1,h,w]
+  const low = image.low[0] as string;
+  const ones = g.op1('Expand', [g.constF([1], [1, 1, 1, 1]), g.op1('Shape', [low])]);
+  const lowAug = g.op1('Unsqueeze', [g.op1('Concat', [...image.low, ones], { axis: 1 }), i64([2])]); // [B,4,1,h,w]
   const qLow = g.op1('ReduceSum', [g.op1('Mul', [coef, lowAug]), i64([1])], { keepdims: 0 }); // [B,K,h,w]
   const margin = g.op1('Sub', [qLow, g.op1('ReduceMax', [qLow], { axes: [1], keepdims: 1 })]);
   const pads = (rank: number, before: readonly [number, number], after: readonly [number, number]): string => {
@@ -177,26 +174,7 @@ function labelsFromCoefficients(g: OnnxGraph, coef: string, low: string, planar:
     strides: [1, 1],
   });
   const [, top] = g.op('TopK', [near, i64([C])], { axis: 1, largest: 1, sorted: 1 }, 2) as [string, string]; // [B,C,h+1,w+1]
-  const padded = g.op1('Pad', [coef, pads(5, [1, 1], [1, 1])], { mode: 'edge' }); // [B,4,K,h+2,w+2]
-  // For each of the block's 4 cells: each other candidate's coefficients minus the first's. The
-  // candidates' indices are moved onto the cell (not the K-class coefficients onto the block).
-  const diffs = [
-    [0, 0],
-    [0, 1],
-    [1, 0],
-    [1, 1],
-  ].map(([dy, dx]) => {
-    const [y, x] = [dy as number, dx as number];
-    const at = g.op1('Pad', [top, pads(4, [y, x], [1 - y, 1 - x])]); // [B,C,h+2,w+2]
-    const which = g.op1('Expand', [g.op1('Unsqueeze', [at, i64([1])]), i64([1, 4, 1, 1, 1])]);
-    const picked = g.op1('GatherElements', [padded, which], { axis: 2 }); // [B,4,C,h+2,w+2]
-    const diff = g.op1('Sub', [slice(picked, [1], [END], [2]), slice(picked, [0], [1], [2])]);
-    return g.op1('Unsqueeze', [slice(diff, [y, x], [y === 0 ? -1 : END, x === 0 ? -1 : END], [3, 4]), i64([3])]);
-  });
-  const cellShape = g.op1('Concat', [shape(coef, 0, 1), i64([4]), i64([C - 1, 4, -1])], {
-    axis: 0,
-  });
-  const cells = g.op1('Reshape', [g.op1('Concat', diffs, { axis: 3 }), cellShape]); // [B,4,C-1,4 cells,M]
+  const cells = candidateCells(g, coef, top, image); // C-1 x [B,4,4 cells,M]
   const wt = [0.875, 0.625, 0.375, 0.125];
   const weights = new Float32Array(16 * 4);
   for (let py = 0; py < 4; py++)
@@ -207,23 +185,18 @@ function labelsFromCoefficients(g: OnnxGraph, coef: string, low: string, planar:
           const wx = cx === 0 ? (wt[px] as number) : 1 - (wt[px] as number);
           weights[(py * 4 + px) * 4 + cy * 2 + cx] = wy * wx;
         }
-  // Split while coarse; the colour weights take the 1/255 (pixels stay 0-255 floats).
+  // Split while coarse; the colour weights take the 1/255 (pixels stay 0-255 floats). Each other
+  // candidate's score minus the first's, per pixel: A·I + b, [B,1,16,M], one candidate at a time
+  // (splitting a stacked full-resolution tensor would copy it).
   const w16 = g.constF(weights, [16, 4]);
-  const perPixel = (g.op('Split', [cells], { axis: 1 }, 4) as string[]).map((c, i) =>
-    g.op1('Squeeze', [g.op1('MatMul', [w16, i < 3 ? g.op1('Mul', [c, g.constF([1 / 255], [1])]) : c]), i64([1])]),
-  ); // 4 x [B,C-1,16,M]
-  // The frame in the same blocks: pad 2 px (edge) plus up to a whole block, then each 4x4 block's
-  // pixels as 16 channels, one colour at a time: [B,1,16,M] each.
-  const hw = shape(planar, 2, 4);
-  const tail = g.op1('Sub', [g.op1('Add', [g.op1('Mul', [shape(low, 2, 4), i64([s, s])]), i64([2, 2])]), hw]);
-  const paddedImage = g.op1('Pad', [planar, g.op1('Concat', [i64([0, 0, 2, 2, 0, 0]), tail], { axis: 0 })], { mode: 'edge' });
-  const blockShape = g.op1('Concat', [shape(planar, 0, 1), i64([1, 16, -1])], { axis: 0 });
-  const pixels = (g.op('Split', [paddedImage], { axis: 1 }, 3) as string[]).map((c) =>
-    g.op1('Reshape', [g.op1('Cast', [g.op1('SpaceToDepth', [c], { blocksize: s })], { to: DT.FLOAT }), blockShape]),
-  );
-  // Each other candidate's score minus the first's, per pixel: A·I + b, [B,C-1,16,M].
+  const pixels = image.pixels; // the frame in the same blocks, [B,1,16,M] per colour
   const add = (...xs: string[]): string => xs.reduce((a, b) => g.op1('Add', [a, b]));
-  const lead = add(...[0, 1, 2].map((i) => g.op1('Mul', [perPixel[i] as string, pixels[i] as string])), perPixel[3] as string);
+  const leads = cells.map((cand) => {
+    const perPixel = (g.op('Split', [cand], { axis: 1 }, 4) as string[]).map((c, i) =>
+      g.op1('MatMul', [w16, i < 3 ? g.op1('Mul', [c, g.constF([1 / 255], [1])]) : c]),
+    ); // 4 x [B,1,16,M]
+    return add(...[0, 1, 2].map((i) => g.op1('Mul', [perPixel[i] as string, pixels[i] as string])), perPixel[3] as string);
+  });
   const classes = g.op1('Reshape', [
     g.op1('Cast', [top], { to: DT.UINT8 }),
     g.op1('Concat', [shape(top, 0, 2), i64([1, -1])], { axis: 0 }),
@@ -232,7 +205,6 @@ function labelsFromCoefficients(g: OnnxGraph, coef: string, low: string, planar:
   // cost more than all of them).
   const zero = g.constF([0], [1]);
   const pick = (i: number): string => slice(classes, [i], [i + 1], [1]);
-  const leads = C === 2 ? [lead] : (g.op('Split', [lead], { axis: 1 }, C - 1) as string[]);
   let picked = g.op1('Where', [g.op1('Greater', [leads[0] as string, zero]), pick(1), pick(0)]);
   let best = leads[0] as string;
   for (let i = 1; i < leads.length; i++) {
@@ -240,9 +212,50 @@ function labelsFromCoefficients(g: OnnxGraph, coef: string, low: string, planar:
     picked = g.op1('Where', [g.op1('Greater', [l, g.op1('Max', [best, zero])]), pick(i + 1), picked]);
     best = g.op1('Max', [best, l]);
   }
-  const bh = g.op1('Add', [shape(low, 2, 3), i64([1])]);
-  const bw = g.op1('Add', [shape(low, 3, 4), i64([1])]);
-  const asChannels = g.op1('Reshape', [picked, g.op1('Concat', [i64([0, 16]), bh, bw], { axis: 0 })]);
-  const out = g.op1('DepthToSpace', [asChannels], { blocksize: s, mode: 'DCR' }); // [B,1,4(h+1),4(w+1)]
-  return g.op1('Squeeze', [g.op1('Slice', [out, i64([2, 2]), g.op1('Add', [hw, i64([2, 2])]), i64([2, 3])]), i64([1])]);
+  // Back to rows of pixels in two single-axis moves (a DepthToSpace is a 6-d transpose, slower):
+  // [B, (py, px), bh, bw] -> [B, bh, (py, px), bw], then [B·bh·py, px, bw] -> [B·bh·py, bw, px].
+  const cat = (xs: string[]): string => g.op1('Concat', xs, { axis: 0 });
+  const bw = g.op1('Slice', [image.blocks, i64([1]), i64([2])]);
+  const byRow = g.op1('Transpose', [g.op1('Reshape', [picked, cat([i64([0, 16]), image.blocks])])], { perm: [0, 2, 1, 3] });
+  const rows = g.op1('Transpose', [g.op1('Reshape', [byRow, cat([i64([-1, 4]), bw])])], { perm: [0, 2, 1] });
+  const out = g.op1('Reshape', [rows, cat([i64([-1]), g.op1('Mul', [image.blocks, i64([s, s])])])]); // [B,4(h+1),4(w+1)]
+  return g.op1('Slice', [out, i64([2, 2]), g.op1('Add', [image.hw, i64([2, 2])]), i64([1, 2])]);
+}
+
+/**
+ * For each block, each of its 4 cells (top-left, top-right, bottom-left, bottom-right) and each
+ * candidate but the first: the candidate's 4 coefficients minus the first candidate's, [B,4,4,M] each.
+ * One GatherElements over the classes and cells flattened, with the cells' positions clamped at the
+ * borders in the indices (as the edge padding of the coefficients did, without copying them).
+ * Coefficients [B,4,K,h,w]; `top` the candidates per block, int64 [B,C,h+1,w+1].
+ */
+function candidateCells(g: OnnxGraph, coef: string, top: string, image: ImageBlocks): string[] {
+  const C: number = REFINE_CANDIDATES;
+  const i64 = (v: readonly number[]): string => g.constI64(v);
+  const at = (x: string, i: number): string => g.op1('Slice', [x, i64([i]), i64([i + 1])]);
+  const [h, w] = [at(image.lowHW, 0), at(image.lowHW, 1)];
+  const [bh, bw] = [at(image.blocks, 0), at(image.blocks, 1)];
+  const zero = i64([0]);
+  // Block b's cells are b-1 and b along each axis, clamped to the grid: [2, bh] rows, [2, bw] columns.
+  const clamped = (n: string, last: string): string =>
+    g.op1('Min', [
+      g.op1('Max', [g.op1('Add', [g.op1('Unsqueeze', [g.op1('Range', [zero, n, i64([1])]), zero]), g.constI64([-1, 0], [2, 1])]), zero]),
+      g.op1('Sub', [last, i64([1])]),
+    ]);
+  const rows = g.op1('Mul', [clamped(bh, h), w]); // [2,bh]
+  const cols = clamped(bw, w); // [2,bw]
+  // Flat position of each block's 4 cells in a class's h x w map: [4,bh,bw], cell dy*2+dx.
+  const cellAt = g.op1('Add', [g.op1('Reshape', [rows, i64([2, 1, -1, 1])]), g.op1('Reshape', [cols, i64([1, 2, 1, -1])])]);
+  const cellPos = g.op1('Reshape', [cellAt, g.op1('Concat', [i64([4]), bh, bw], { axis: 0 })]);
+  const data = g.op1('Reshape', [coef, i64([0, 4, -1])]); // [B,4,K·h·w]
+  const perClass = g.op1('Mul', [h, w]);
+  // One gather per candidate, so that each comes out on its own (no split of the stacked result).
+  const gather = (c: number): string => {
+    const classPos = g.op1('Mul', [g.op1('Slice', [top, i64([c]), i64([c + 1]), i64([1])]), perClass]); // [B,1,bh,bw]
+    const flat = g.op1('Reshape', [g.op1('Add', [classPos, cellPos]), i64([0, 1, -1])]); // [B,1,4·M]
+    const index = g.op1('Expand', [g.op1('Cast', [flat], { to: DT.INT32 }), i64([1, 4, 1])]);
+    return g.op1('GatherElements', [data, index], { axis: 2 }); // [B,4,4·M]
+  };
+  const first = gather(0);
+  return Array.from({ length: C - 1 }, (_, c) => g.op1('Reshape', [g.op1('Sub', [gather(c + 1), first]), i64([0, 4, 4, -1])]));
 }
