@@ -16,6 +16,8 @@ export type VersionedHead = SegmentationHead & { readonly version: number };
  */
 export class InferenceClient {
   private sentHeadVersion = -1;
+  /** Per batch embedded, by its first embedding: the packed pixels that came back from the backbone. */
+  private readonly packed = new WeakMap<Embedding, { readonly pixels: Uint8Array; readonly frames: readonly Frame[] }>();
 
   private constructor(
     private readonly backbone: InferenceThread,
@@ -42,15 +44,21 @@ export class InferenceClient {
 
   /** Runs a batch (frames of one size) through the backbone. */
   async embed(frames: readonly Frame[]): Promise<Embedding[]> {
-    if (frames.length === 0) return [];
-    const reply = await this.backbone.call<'embedded'>({
-      type: 'embed',
-      frames: frames.map((f) => ({ width: f.width, height: f.height, rgb: f.rgb })),
-    });
-    const { gridH, gridW, dim, tokens, cls, keys } = reply;
+    const frame = frames[0];
+    if (!frame) return [];
+    const { width, height } = frame;
+    // The one copy of the batch's pixels on this thread: moved to the backbone, moved back, and
+    // moved on to the segmentation with the same frames (see segment).
+    const packed = packImages(
+      frames.map((f) => f.rgb),
+      width,
+      height,
+    );
+    const reply = await this.backbone.call<'embedded'>({ type: 'embed', width, height, pixels: packed }, [packed.buffer as ArrayBuffer]);
+    const { gridH, gridW, dim, tokens, cls, keys, pixels } = reply;
     const n = gridH * gridW;
-    return frames.map((frame, b) => ({
-      frame,
+    const embeddings = frames.map((f, b) => ({
+      frame: f,
       gridH,
       gridW,
       dim,
@@ -58,6 +66,8 @@ export class InferenceClient {
       clsToken: cls.subarray(b * dim, (b + 1) * dim),
       ...(keys ? { keys: keys.subarray(b * n * dim, (b + 1) * n * dim) } : {}),
     }));
+    if (embeddings[0]) this.packed.set(embeddings[0], { pixels, frames });
+    return embeddings;
   }
 
   /**
@@ -71,15 +81,10 @@ export class InferenceClient {
     if (embeddings.length !== frames.length) throw new Error(`${frames.length} frames but ${embeddings.length} embeddings`);
     const { width, height } = frame;
     const { gridH, gridW, dim } = first;
-    // One contiguous copy of the tokens (and of the pixels, for refinement), moved to the worker.
+    // One contiguous copy of the tokens moved to the worker, and the pixels for refinement: those
+    // embed packed when these are its frames and they were not moved on yet, else a new copy.
     const tokens = packTokens(embeddings);
-    const pixels = this.segmentation.ready.refines
-      ? packImages(
-          frames.map((f) => f.rgb),
-          width,
-          height,
-        )
-      : undefined;
+    const pixels = this.segmentation.ready.refines ? this.takePacked(first, frames) : undefined;
     const wireHead: WireHead =
       head.version === this.sentHeadVersion
         ? { version: head.version, k: head.k }
@@ -97,6 +102,24 @@ export class InferenceClient {
       });
     const px = width * height;
     return frames.map((_, b) => reply.labels.subarray(b * px, (b + 1) * px));
+  }
+
+  /** The pixels embed packed for exactly these frames (once: moving them detaches them), else a new pack. */
+  private takePacked(first: Embedding, frames: readonly Frame[]): Uint8Array {
+    const packed = this.packed.get(first);
+    this.packed.delete(first);
+    const same =
+      packed !== undefined &&
+      packed.pixels.byteLength > 0 &&
+      packed.frames.length === frames.length &&
+      packed.frames.every((f, i) => f === frames[i]);
+    if (same) return packed.pixels;
+    const frame = frames[0] as Frame;
+    return packImages(
+      frames.map((f) => f.rgb),
+      frame.width,
+      frame.height,
+    );
   }
 
   /** Waits for the calls in flight, then stops both workers. Idempotent. */

@@ -20,12 +20,6 @@ export interface InferenceOptions extends BackboneOptions {
  */
 export type InferenceRole = 'backbone' | 'segmentation';
 
-export interface WireFrame {
-  readonly width: number;
-  readonly height: number;
-  readonly rgb: Uint8Array;
-}
-
 export interface WireHead {
   readonly version: number;
   /** Omitted when the worker already holds this version. */
@@ -52,7 +46,14 @@ export type InferenceRequest =
       readonly spec: string;
       readonly options: InferenceOptions;
     }
-  | { readonly type: 'embed'; readonly id: number; readonly frames: readonly WireFrame[] }
+  | {
+      readonly type: 'embed';
+      readonly id: number;
+      readonly width: number;
+      readonly height: number;
+      /** The batch's RGB [B×height×width×3] in one buffer, moved (not cloned) and moved back in the reply. */
+      readonly pixels: Uint8Array;
+    }
   | {
       readonly type: 'segment';
       readonly id: number;
@@ -77,6 +78,8 @@ export type InferenceReply =
   | (WireEmbedded & {
       readonly type: 'embedded';
       readonly id: number;
+      /** The request's pixels, returned so that the segmentation thread can take them without a copy. */
+      readonly pixels: Uint8Array;
     })
   | {
       readonly type: 'labels';

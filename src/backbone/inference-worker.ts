@@ -46,13 +46,16 @@ async function init(msg: Extract<InferenceRequest, { type: 'init' }>): Promise<v
 
 async function embed(msg: Extract<InferenceRequest, { type: 'embed' }>): Promise<void> {
   if (!backbone) throw new Error('not the backbone thread, or not initialised');
-  const frames: Frame[] = msg.frames.map((f, i) => ({
+  const { width, height, pixels } = msg;
+  const bytes = width * height * 3;
+  // Views of the one buffer: the frames are not copied again on this side either.
+  const frames: Frame[] = Array.from({ length: pixels.length / bytes }, (_, i) => ({
     streamId: '',
     seq: i,
     pts: 0,
-    width: f.width,
-    height: f.height,
-    rgb: Buffer.from(f.rgb.buffer, f.rgb.byteOffset, f.rgb.byteLength),
+    width,
+    height,
+    rgb: Buffer.from(pixels.buffer, pixels.byteOffset + i * bytes, bytes),
     capturedAt: 0,
   }));
   const embeddings = await backbone.embed(frames);
@@ -70,10 +73,11 @@ async function embed(msg: Extract<InferenceRequest, { type: 'embed' }>): Promise
     if (keys && e.keys) keys.set(e.keys, i * n * e.dim);
   });
   const { gridH, gridW, dim } = first;
-  send({ type: 'embedded', id: msg.id, gridH, gridW, dim, tokens, cls, ...(keys ? { keys } : {}) }, [
+  send({ type: 'embedded', id: msg.id, gridH, gridW, dim, tokens, cls, ...(keys ? { keys } : {}), pixels }, [
     tokens.buffer,
     cls.buffer,
     ...(keys ? [keys.buffer] : []),
+    pixels.buffer as ArrayBuffer,
   ]);
 }
 
