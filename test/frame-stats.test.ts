@@ -29,6 +29,25 @@ describe('frameStats', () => {
     expect([...countLabels(seg.labels, 3)]).toEqual([2, 3, 2]);
   });
 
+  it('counts the same at any offset and length (four bytes at a time where aligned, one by one elsewhere)', () => {
+    const bytes = Uint8Array.from({ length: 4099 }, (_, i) => (i * 7 + (i >> 5)) % 9);
+    const naive = (labels: Uint8Array, k: number): number[] => {
+      const out = new Array<number>(k).fill(0);
+      for (const id of labels) if (id < k) out[id] = (out[id] as number) + 1;
+      return out;
+    };
+    for (const [from, to] of [
+      [0, 4096],
+      [1, 4099],
+      [4, 4097],
+      [3, 6],
+    ] as const) {
+      const labels = bytes.subarray(from, to);
+      expect([...countLabels(labels, 6)], `bytes ${from}-${to}`).toEqual(naive(labels, 6));
+    }
+    expect([...countLabels(new Uint8Array(0), 0)]).toEqual([0]);
+  });
+
   it('builds the record of DESIGN.md: fractions of all pixels, time in ISO, the file name, objects', () => {
     const s = frameStats(seg);
     expect(s).toMatchObject({
