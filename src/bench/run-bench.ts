@@ -14,6 +14,7 @@ import { fileSource } from '../sources/file-source.js';
 import { probeVideo } from '../internal/probe-video.js';
 import { workingSize } from '../internal/working-size.js';
 import { Backbone } from '../backbone/backbone.js';
+import { BUILTIN_PATCH_SIZE } from '../backbone/builtin-backbone.js';
 import { runFfmpeg } from '../internal/ffmpeg-process.js';
 import { benchBatching } from './bench-batching.js';
 import { benchLive } from './bench-live.js';
@@ -121,6 +122,79 @@ async function loopVideo(src: string, dst: string, times: number): Promise<void>
   if (error) throw error;
 }
 
+/** Rounds of the throughput figures: each round measures every figure once, one after the other. */
+const THROUGHPUT_ROUNDS = 3;
+
+interface ThroughputRounds {
+  /** Medians over the rounds, fps. */
+  readonly median: { readonly decode: number; readonly bb: number; readonly statsOnly: number; readonly statsPlain: number };
+  /** Medians of each round's ratios (figures of one round were taken minutes, not seconds, apart). */
+  readonly ratios: { readonly limit: number; readonly refined: number };
+  readonly each: ReadonlyArray<Record<string, number>>;
+  /** Peak RSS of the refined process runs on 600 frames (the largest). */
+  readonly maxRssMiB600: number;
+}
+
+/**
+ * Decode only, backbone only, and `process` refined and plain on 600 frames, THROUGHPUT_ROUNDS
+ * times in turn. Measured once each, the ratio to the serial limit swung from 0.8 to 1.05 between
+ * runs on this VM: the machine's speed drifts over seconds, and the backbone alone runs for about
+ * a second. Taking each round's ratio (its figures measured back to back) and the median of the
+ * rounds cancels most of that.
+ */
+async function throughputRounds(o: {
+  video: string;
+  long: string;
+  dir: string;
+  size: { width: number; height: number };
+  common: readonly string[];
+}): Promise<ThroughputRounds> {
+  const { video, long, dir, size, common } = o;
+  const each: Array<Record<string, number>> = [];
+  let maxRssMiB600 = 0;
+  const backbone = await Backbone.load('builtin');
+  try {
+    for (let r = 1; r <= THROUGHPUT_ROUNDS; r++) {
+      // Decode on the input the process ratios use: on 150 frames ffmpeg's start-up weighs too much.
+      log(`round ${r}/${THROUGHPUT_ROUNDS}: decode only (600 frames), backbone only, process refined and plain (600 frames)`);
+      const decode = await decodeFps(long, size.width, size.height);
+      const bb = await backboneFps(backbone, video, size.width, size.height, BATCH, 100);
+      const refined = await runCli(['process', long, '--stats', join(dir, 's3.csv'), ...common]);
+      const plain = await runCli(['process', long, '--stats', join(dir, 's0.csv'), '--refine-radius', '0', ...common]);
+      maxRssMiB600 = Math.max(maxRssMiB600, refined.maxRssMiB);
+      const limit = 1 / (1 / decode + 1 / bb);
+      each.push({
+        decodeOnly: round(decode),
+        backboneOnly: round(bb),
+        processStatsOnly: round(refined.fps),
+        processStatsOnlyNoRefine: round(plain.fps),
+        'process / limit': round(refined.fps / limit, 3),
+        'refined / plain': round(refined.fps / plain.fps, 3),
+      });
+    }
+  } finally {
+    await backbone.close();
+  }
+  const med = (key: string): number => median(each.map((e) => e[key] as number));
+  return {
+    median: {
+      decode: med('decodeOnly'),
+      bb: med('backboneOnly'),
+      statsOnly: med('processStatsOnly'),
+      statsPlain: med('processStatsOnlyNoRefine'),
+    },
+    ratios: { limit: med('process / limit'), refined: med('refined / plain') },
+    each,
+    maxRssMiB600,
+  };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 async function benchProcess(): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), 'stegostream-bench-'));
   try {
@@ -133,16 +207,7 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     const longer = join(dir, 'dive-1080p-x8.mp4');
     await loopVideo(video, longer, 8);
     const info = await probeVideo(video);
-    const backbone = await Backbone.load('builtin');
-    const size = workingSize(info, backbone.info.patchSize);
-
-    // Decode on the input the process ratios use: on 150 frames ffmpeg's start-up weighs too much.
-    log('decode only (600 frames)');
-    const decode = await decodeFps(long, size.width, size.height);
-    log('backbone only');
-    const bb = await backboneFps(backbone, video, size.width, size.height, BATCH, 30);
-    await backbone.close();
-    const combined = 1 / (1 / decode + 1 / bb);
+    const size = workingSize(info, BUILTIN_PATCH_SIZE);
 
     // Throughput is measured on a head learned once here, frozen: a learning run's segmenting
     // pass reuses the learning pass's backbone outputs, and that pass runs the backbone ahead while
@@ -152,11 +217,11 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     const head = join(dir, 'throughput-head.ckpt');
     await runCli(['process', video, '--stats', join(dir, 'h.csv'), '--batch', String(BATCH), '--learn-frames', '32', '--checkpoint', head]);
     const common = ['--batch', String(BATCH), '--head', head, '--freeze'];
-    log('process, statistics only (150 and 600 frames)');
+    const rounds = await throughputRounds({ video, long, dir, size, common });
+    const { decode, bb, statsOnly, statsPlain } = rounds.median;
+    const combined = 1 / (1 / decode + 1 / bb);
+    log('process, statistics only (150 frames)');
     const short = await runCli(['process', video, '--stats', join(dir, 's.csv'), ...common]);
-    const statsOnly = await runCli(['process', long, '--stats', join(dir, 's3.csv'), ...common]);
-    log('process, statistics only, without the guided-filter refinement');
-    const statsPlain = await runCli(['process', long, '--stats', join(dir, 's0.csv'), '--refine-radius', '0', ...common]);
     log('process, statistics + overlay video');
     const withVideo = await runCli(['process', video, '--stats', join(dir, 's2.csv'), '--out', join(dir, 'seg.mp4'), ...common]);
     const overlay = await overlayFigures(video, dir, common);
@@ -195,8 +260,8 @@ async function benchProcess(): Promise<Record<string, unknown>> {
         decodeOnly: round(decode),
         backboneOnly: round(bb),
         decodePlusBackboneSerial: round(combined),
-        processStatsOnly: round(statsOnly.fps),
-        processStatsOnlyNoRefine: round(statsPlain.fps),
+        processStatsOnly: round(statsOnly),
+        processStatsOnlyNoRefine: round(statsPlain),
         processWithOverlayVideo: round(withVideo.fps),
         processLearningDefaults: round(learnDefault.fps),
         processLearningEvery60: round(learnOften.fps),
@@ -205,19 +270,20 @@ async function benchProcess(): Promise<Record<string, unknown>> {
         processLearningOffFirstLast: [round(learnOff.fps), round(learnOff2.fps)],
       },
       ratios: {
-        'process / (1/(1/decode + 1/backbone))': round(statsOnly.fps / combined, 3),
+        'process / (1/(1/decode + 1/backbone))': rounds.ratios.limit,
         'process with overlay / process stats only': round(withVideo.fps / short.fps, 3),
-        'process (refined, the default) / process --refine-radius 0': round(statsOnly.fps / statsPlain.fps, 3),
+        'process (refined, the default) / process --refine-radius 0': rounds.ratios.refined,
         'learning on (defaults) / learning off': round(learnDefault.fps / offFps, 3),
         'learning on (rounds every 60 frames) / learning off': round(learnOften.fps / offFps, 3),
         'learning on (every 60, --learn-cpu 1) / learning off': round(learnUnlimited.fps / offFps, 3),
       },
+      throughputRounds: rounds.each,
       overlay,
       ...(realClip ? { realClip } : {}),
       memory: {
         peakRssMiB150Frames: round(short.maxRssMiB),
-        peakRssMiB600Frames: round(statsOnly.maxRssMiB),
-        'peak RSS 600 / 150 frames': round(statsOnly.maxRssMiB / short.maxRssMiB, 3),
+        peakRssMiB600Frames: round(rounds.maxRssMiB600),
+        'peak RSS 600 / 150 frames': round(rounds.maxRssMiB600 / short.maxRssMiB, 3),
       },
       // Head versions reached: rounds that swapped a head in (a CPU limit trades rounds for fps).
       learning: {
