@@ -122,13 +122,19 @@ async function loopVideo(src: string, dst: string, times: number): Promise<void>
   if (error) throw error;
 }
 
-/** Rounds of the throughput figures: each round measures every figure once, one after the other. */
-const THROUGHPUT_ROUNDS = 3;
+/** Rounds of the throughput figures: in each, `process` refined and plain, then the serial limit. */
+const THROUGHPUT_ROUNDS = 4;
 
 interface ThroughputRounds {
   /** Medians over the rounds, fps. */
-  readonly median: { readonly decode: number; readonly bb: number; readonly statsOnly: number; readonly statsPlain: number };
-  /** Medians of each round's ratios (figures of one round were taken minutes, not seconds, apart). */
+  readonly median: {
+    readonly decode: number;
+    readonly bb: number;
+    readonly limit: number;
+    readonly statsOnly: number;
+    readonly statsPlain: number;
+  };
+  /** Medians of each round's ratios. */
   readonly ratios: { readonly limit: number; readonly refined: number };
   readonly each: ReadonlyArray<Record<string, number>>;
   /** Peak RSS of the refined process runs on 600 frames (the largest). */
@@ -136,11 +142,12 @@ interface ThroughputRounds {
 }
 
 /**
- * Decode only, backbone only, and `process` refined and plain on 600 frames, THROUGHPUT_ROUNDS
- * times in turn. Measured once each, the ratio to the serial limit swung from 0.8 to 1.05 between
- * runs on this VM: the machine's speed drifts over seconds, and the backbone alone runs for about
- * a second. Taking each round's ratio (its figures measured back to back) and the median of the
- * rounds cancels most of that.
+ * The serial limit (decode only on 600 frames, then the backbone only), then THROUGHPUT_ROUNDS
+ * rounds of `process` refined and plain on those 600 frames followed by the limit again. Each
+ * round's `process` is set against the mean of the limits measured just before and just after
+ * it, and the ratios reported are the medians of the rounds'. Measured once each, the ratio swung
+ * from 0.8 to 1.05 between runs on this VM, whose speed drifts by up to a fifth over tens of
+ * seconds (decode only measured 174 and 212 fps in two runs minutes apart).
  */
 async function throughputRounds(o: {
   video: string;
@@ -154,23 +161,31 @@ async function throughputRounds(o: {
   let maxRssMiB600 = 0;
   const backbone = await Backbone.load('builtin');
   try {
-    for (let r = 1; r <= THROUGHPUT_ROUNDS; r++) {
-      // Decode on the input the process ratios use: on 150 frames ffmpeg's start-up weighs too much.
-      log(`round ${r}/${THROUGHPUT_ROUNDS}: decode only (600 frames), backbone only, process refined and plain (600 frames)`);
+    // Decode on the input the process ratios use: on 150 frames ffmpeg's start-up weighs too much.
+    const serialLimit = async (): Promise<{ decode: number; bb: number; limit: number }> => {
       const decode = await decodeFps(long, size.width, size.height);
       const bb = await backboneFps(backbone, video, size.width, size.height, BATCH, 100);
+      return { decode, bb, limit: 1 / (1 / decode + 1 / bb) };
+    };
+    log('serial limit: decode only (600 frames), backbone only');
+    let before = await serialLimit();
+    for (let r = 1; r <= THROUGHPUT_ROUNDS; r++) {
+      log(`round ${r}/${THROUGHPUT_ROUNDS}: process refined and plain (600 frames), then the serial limit again`);
       const refined = await runCli(['process', long, '--stats', join(dir, 's3.csv'), ...common]);
       const plain = await runCli(['process', long, '--stats', join(dir, 's0.csv'), '--refine-radius', '0', ...common]);
+      const after = await serialLimit();
       maxRssMiB600 = Math.max(maxRssMiB600, refined.maxRssMiB);
-      const limit = 1 / (1 / decode + 1 / bb);
+      const limit = (before.limit + after.limit) / 2;
       each.push({
-        decodeOnly: round(decode),
-        backboneOnly: round(bb),
+        decodeOnly: round((before.decode + after.decode) / 2),
+        backboneOnly: round((before.bb + after.bb) / 2),
+        serialLimit: round(limit),
         processStatsOnly: round(refined.fps),
         processStatsOnlyNoRefine: round(plain.fps),
         'process / limit': round(refined.fps / limit, 3),
         'refined / plain': round(refined.fps / plain.fps, 3),
       });
+      before = after;
     }
   } finally {
     await backbone.close();
@@ -180,10 +195,11 @@ async function throughputRounds(o: {
     median: {
       decode: med('decodeOnly'),
       bb: med('backboneOnly'),
+      limit: med('serialLimit'),
       statsOnly: med('processStatsOnly'),
       statsPlain: med('processStatsOnlyNoRefine'),
     },
-    ratios: { limit: med('process / limit'), refined: med('refined / plain') },
+    ratios: { limit: round(med('process / limit'), 3), refined: round(med('refined / plain'), 3) },
     each,
     maxRssMiB600,
   };
@@ -218,8 +234,7 @@ async function benchProcess(): Promise<Record<string, unknown>> {
     await runCli(['process', video, '--stats', join(dir, 'h.csv'), '--batch', String(BATCH), '--learn-frames', '32', '--checkpoint', head]);
     const common = ['--batch', String(BATCH), '--head', head, '--freeze'];
     const rounds = await throughputRounds({ video, long, dir, size, common });
-    const { decode, bb, statsOnly, statsPlain } = rounds.median;
-    const combined = 1 / (1 / decode + 1 / bb);
+    const { decode, bb, limit: combined, statsOnly, statsPlain } = rounds.median;
     log('process, statistics only (150 frames)');
     const short = await runCli(['process', video, '--stats', join(dir, 's.csv'), ...common]);
     log('process, statistics + overlay video');
