@@ -144,9 +144,9 @@ function refinedLabels(g: OnnxGraph, maps: string, grid: string, k: string, o: R
  * steps with the block's pixels last measured slower than the naive filter, all in 6-d Transposes
  * and Splits, which ONNX Runtime runs slowly (a transpose is fast only when it moves one axis).
  * The graph alone (B = 4, 448x256, K = 6, 2 threads): 18.4 ms naive, 10.8 ms this way at first,
- * 3.6 ms without refinement; at 1 thread the blocks' reordering, the one gather per candidate with
- * the borders clamped in its indices, and the two transposes in place of a DepthToSpace took this
- * stage's graph from about 15 to 12.5 ms.
+ * 3.6 ms without refinement. At 1 thread (as in `process` on 2 cores), the blocks' reordering,
+ * one gather per candidate with the borders clamped in its indices, and two transposes in place
+ * of a DepthToSpace took the whole graph from 14.9-16.7 to 11.0-11.8 ms (back-to-back runs).
  * Coefficients [B,4,K,h,w]; `image` the frame's blocks and coarse cells.
  */
 function labelsFromCoefficients(g: OnnxGraph, coef: string, image: ImageBlocks): string {
