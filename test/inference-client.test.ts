@@ -70,6 +70,11 @@ describe('inference client', () => {
     expect(changed).toBeGreaterThan(0);
     const same = await inference.segment(frames, head, await inference.embed(frames));
     same.forEach((l, i) => expect(Buffer.compare(l, first[i] as Uint8Array), `frame ${i}`).toBe(0));
+    // A batch segmented after many others were embedded (its moved copy no longer kept).
+    const early = await inference.embed(frames);
+    for (let i = 0; i < 10; i++) await inference.embed(frames);
+    const late = await inference.segment(frames, head, early);
+    late.forEach((l, i) => expect(Buffer.compare(l, first[i] as Uint8Array), `frame ${i}`).toBe(0));
   }, 60_000);
 
   it('refuses a batch of frames of different sizes by naming the frame', async () => {

@@ -5,6 +5,9 @@ import { packImages, packTokens, type SegmentationHead } from './segmenter.js';
 import type { InferenceOptions, WireHead } from './inference-protocol.js';
 import { InferenceThread } from './inference-thread.js';
 
+/** Batches whose packed pixels are kept for their segmentation (see InferenceClient.packed). */
+const PACKED_KEPT = 8;
+
 /** A head as the segmentation thread takes it: its tensors and the version that names them. */
 export type VersionedHead = SegmentationHead & { readonly version: number };
 
@@ -16,8 +19,13 @@ export type VersionedHead = SegmentationHead & { readonly version: number };
  */
 export class InferenceClient {
   private sentHeadVersion = -1;
-  /** Per batch embedded, by its first embedding: the packed pixels that came back from the backbone. */
-  private readonly packed = new WeakMap<Embedding, { readonly pixels: Uint8Array; readonly frames: readonly Frame[] }>();
+  /**
+   * Per batch embedded, by its first embedding: the packed pixels that came back from the backbone.
+   * Only the last PACKED_KEPT batches: a batch is segmented soon after it is embedded or not at
+   * all (a learning pass's outputs are segmented with the frames decoded again), so older ones
+   * would only hold memory.
+   */
+  private readonly packed = new Map<Embedding, { readonly pixels: Uint8Array; readonly frames: readonly Frame[] }>();
 
   private constructor(
     private readonly backbone: InferenceThread,
@@ -66,7 +74,11 @@ export class InferenceClient {
       clsToken: cls.subarray(b * dim, (b + 1) * dim),
       ...(keys ? { keys: keys.subarray(b * n * dim, (b + 1) * n * dim) } : {}),
     }));
-    if (embeddings[0]) this.packed.set(embeddings[0], { pixels, frames });
+    if (embeddings[0]) {
+      this.packed.set(embeddings[0], { pixels, frames });
+      const oldest = this.packed.keys().next().value;
+      if (this.packed.size > PACKED_KEPT && oldest !== undefined) this.packed.delete(oldest);
+    }
     return embeddings;
   }
 
