@@ -57,11 +57,7 @@ export class InferenceClient {
     const { width, height } = frame;
     // The one copy of the batch's pixels on this thread: moved to the backbone, moved back, and
     // moved on to the segmentation with the same frames (see segment).
-    const packed = packImages(
-      frames.map((f) => f.rgb),
-      width,
-      height,
-    );
+    const packed = packFrames(frames);
     const reply = await this.backbone.call<'embedded'>({ type: 'embed', width, height, pixels: packed }, [packed.buffer as ArrayBuffer]);
     const { gridH, gridW, dim, tokens, cls, keys, pixels } = reply;
     const n = gridH * gridW;
@@ -125,17 +121,21 @@ export class InferenceClient {
       packed.pixels.byteLength > 0 &&
       packed.frames.length === frames.length &&
       packed.frames.every((f, i) => f === frames[i]);
-    if (same) return packed.pixels;
-    const frame = frames[0] as Frame;
-    return packImages(
-      frames.map((f) => f.rgb),
-      frame.width,
-      frame.height,
-    );
+    return same ? packed.pixels : packFrames(frames);
   }
 
   /** Waits for the calls in flight, then stops both workers. Idempotent. */
   async close(): Promise<void> {
     await Promise.all([this.backbone.close(), this.segmentation.close()]);
   }
+}
+
+/** A batch's pixels in one buffer (frames of the first frame's size), ready to move to a thread. */
+function packFrames(frames: readonly Frame[]): Uint8Array {
+  const { width, height } = frames[0] as Frame;
+  return packImages(
+    frames.map((f) => f.rgb),
+    width,
+    height,
+  );
 }
