@@ -26,6 +26,14 @@ export async function* readRawFrames(stream: Readable, frameBytes: number, onPar
   if (filled > 0) onPartial?.(filled);
 }
 
+/**
+ * The showinfo filter as the sources end their chains with it, for each frame's index and pts.
+ * Without its checksums: by default it also sums and checksums every plane of every frame, about
+ * 0.3 ms of ffmpeg's CPU per 448x256 RGB frame (5% of decoding and scaling 1080p H.264 here), for
+ * figures nobody reads.
+ */
+export const SHOWINFO_FILTER = 'showinfo=checksum=0';
+
 /** Parses `pts_time` from one ffmpeg showinfo line; undefined for other lines. */
 export function parseShowinfoPts(line: string): number | undefined {
   if (!line.includes('Parsed_showinfo') || !line.includes(' n:')) return undefined;

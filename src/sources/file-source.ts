@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import type { Frame } from '../types.js';
 import { BadOptionError, DamagedInputError, DecodeError, InputEmptyError, InputNotFoundError, InputNotVideoError } from '../errors.js';
 import { runFfmpeg } from '../internal/ffmpeg-process.js';
-import { parseShowinfo, readRawFrames } from '../internal/raw-frame-reader.js';
+import { parseShowinfo, readRawFrames, SHOWINFO_FILTER } from '../internal/raw-frame-reader.js';
 import type { FlowGate } from '../internal/flow-gate.js';
 
 /** ffmpeg stderr lines that mean the decoder met damaged data (it conceals and goes on). */
@@ -63,7 +63,7 @@ export function fileSource(options: FileSourceOptions): Observable<Frame> {
     let ptsWaiter: (() => void) | undefined;
     let seq = 0;
     const damage = { errors: 0, firstAt: -1, sample: '' };
-    const filter = [every > 1 ? `select=not(mod(n\\,${every}))` : '', `scale=${width}:${height}:flags=area`, 'showinfo']
+    const filter = [every > 1 ? `select=not(mod(n\\,${every}))` : '', `scale=${width}:${height}:flags=area`, SHOWINFO_FILTER]
       .filter(Boolean)
       .join(',');
     const run = runFfmpeg({

@@ -8,6 +8,7 @@ import { resolveBackoff, type BackoffOptions } from './live-backoff.js';
 import { resolveLiveInput, urlSecret, type HttpFormat } from './live-url.js';
 import { LiveSession, type LiveSettings, type SourceStateEvent } from './live-session.js';
 import { KeepEvery, keepFilter } from './keep-every.js';
+import { SHOWINFO_FILTER } from '../internal/raw-frame-reader.js';
 
 export { LISTEN_RESTART_MAX_MS, type SourceStateEvent } from './live-session.js';
 
@@ -121,7 +122,7 @@ function liveSettings(options: LiveSourceOptions): Omit<LiveSettings, 'log'> {
     '-map',
     '0:v:0',
     '-vf',
-    `${keepFilter(k)},scale=${width}:${height}:flags=area,showinfo`,
+    `${keepFilter(k)},scale=${width}:${height}:flags=area,${SHOWINFO_FILTER}`,
     '-fps_mode',
     'passthrough',
     '-pix_fmt',
