@@ -5,6 +5,7 @@ import { LearnerClient } from '../learning/learner-client.js';
 import { createScene } from '../scene/render-scene.js';
 import type { Embedding, Frame } from '../types.js';
 import { benchLog } from './bench-log.js';
+import { median } from './median.js';
 
 const W = 448;
 const H = 256;
@@ -51,8 +52,6 @@ async function roundMs(embeddings: readonly Embedding[], cpuShare: number, adapt
     await learner.close();
   }
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 /** Threads that keep every core busy until terminated (a pipeline saturating the machine). */
 function saturate(): Worker[] {

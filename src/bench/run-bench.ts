@@ -18,6 +18,7 @@ import { BUILTIN_PATCH_SIZE } from '../backbone/builtin-backbone.js';
 import { runFfmpeg } from '../internal/ffmpeg-process.js';
 import { benchBatching } from './bench-batching.js';
 import { benchLive } from './bench-live.js';
+import { median } from './median.js';
 import { benchCluster } from './bench-cluster.js';
 import { benchLearning } from './bench-learning.js';
 import { benchVitLearning } from './bench-vit-learning.js';
@@ -203,12 +204,6 @@ async function throughputRounds(o: {
     each,
     maxRssMiB600,
   };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 async function benchProcess(): Promise<Record<string, unknown>> {

@@ -7,6 +7,9 @@ export const LIVE_RATE_WINDOW_MS = 2000;
 /** Fewest frames a second a step may leave a feed: well inside any stall watch (1.5 s and up). */
 export const MIN_KEPT_FPS = 3;
 
+/** Factor on the step when the model took almost all of a stream's kept frames (nextKeepEvery). */
+const RECOVERY = 0.6;
+
 /** One stream's queue over a window: frames that reached it (kept by ffmpeg), and those it dropped. */
 export interface RateWindow {
   readonly kept: number;
@@ -40,12 +43,9 @@ export function nextKeepEvery(k: number, w: RateWindow): number {
     const most = Math.max(1, Math.floor(decoded / (w.seconds * MIN_KEPT_FPS)));
     return Math.max(k, Math.min(most, 2 * k, Math.floor(decoded / (1.25 * taken))));
   }
-  if (share < 0.1 && k > 1) return Math.max(1, Math.min(k - 1, Math.round(k * RECOVERY)));
+  if (share < 0.1 && k > 1) return Math.min(k - 1, Math.round(k * RECOVERY));
   return k;
 }
-
-/** Factor on the step when the model took almost all of a stream's kept frames (nextKeepEvery). */
-const RECOVERY = 0.6;
 
 /**
  * Sets each live stream's step (sources with `keepEvery`) every LIVE_RATE_WINDOW_MS from the
